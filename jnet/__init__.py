@@ -1,0 +1,10 @@
+"""jnet: a functional neural-network toolkit on JAX.
+
+Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state transitions
+(`jnet.optim`), and training is a jit-compiled pure step plus a small driver (`jnet.fit`).
+"""
+
+from jnet import layers
+
+__version__ = "0.1.0"
+__all__ = ["layers"]
