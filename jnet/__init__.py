@@ -4,7 +4,7 @@ Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state
 (`jnet.optim`), and training is a jit-compiled pure step plus a small driver (`jnet.fit`).
 """
 
-from jnet import layers
+from jnet import activations, initializers, layers, losses
 
 __version__ = "0.1.0"
-__all__ = ["layers"]
+__all__ = ["activations", "initializers", "layers", "losses"]
