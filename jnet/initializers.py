@@ -1,0 +1,274 @@
+"""Weight initializers: factories that return ``init(key, shape, dtype=jnp.float32) -> array``.
+
+One style throughout: **every public name is a factory**. Call it (with options, or none) to
+get an init function, the way `jax.nn.initializers.he_normal()` works:
+
+    w_init = jnet.initializers.he_normal()          # an init
+    w = w_init(jax.random.key(0), (3, 3, 16, 32))   # HWIO kernel
+    L.Dense(10, w_init="he_normal")                  # layers also take a name ...
+    L.Dense(10, w_init=jnet.initializers.constant(0.1))   # ... or any init callable
+
+`get(spec)` turns what a layer received (a name, a factory of this module, or an init) into an
+init. Everything is built from jax ops only, so inits are traceable and cost nothing under
+`jax.eval_shape`.
+
+Fans (as in `jax.nn.initializers` and Keras) for a weight of shape ``(..., in, out)``:
+
+    receptive = prod(shape[:-2])            # kh * kw for an HWIO kernel, 1 for a (in, out) matrix
+    fan_in    = shape[-2] * receptive
+    fan_out   = shape[-1] * receptive
+
+A 1-D shape ``(n,)`` has fan_in = fan_out = n; a scalar has 1 and 1.
+
+Variance scaling draws with variance ``scale / n`` where ``n`` is fan_in, fan_out or their mean:
+
+| name            | scale | n        | paper                              |
+|-----------------|-------|----------|------------------------------------|
+| glorot_* / xavier_* | 1 | (fan_in + fan_out) / 2 | Glorot & Bengio 2010     |
+| he_* / kaiming_*    | 2 | fan_in   | He et al. 2015 (ReLU)              |
+| lecun_*         | 1     | fan_in   | LeCun et al. 1998 (SELU)           |
+
+``*_uniform`` draws from U(-a, a) with a = sqrt(3 * scale / n). ``*_normal`` draws from a normal
+**truncated at two standard deviations** and rescaled (by 1 / 0.8796...) so the variance is
+still exactly ``scale / n``, as JAX, Keras and TensorFlow do. PyTorch's ``kaiming_normal_`` /
+``xavier_normal_`` are *not* truncated: pass ``truncated=False`` for those.
+
+Defaults differ between libraries: PyTorch initialises ``nn.Linear`` / ``nn.Conv2d`` with
+``kaiming_uniform_(a=sqrt(5))`` (= U(±1/sqrt(fan_in))) and its transposed ``(out, in)`` layout;
+Keras uses glorot_uniform for Dense and Conv2D, as jnet does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+
+Init = Callable[..., jax.Array]
+"""``init(key, shape, dtype=jnp.float32) -> array``."""
+
+# Std of a standard normal truncated to [-2, 2]; dividing by it restores unit variance.
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a weight shaped ``(*receptive_field, in, out)``."""
+    shape = tuple(shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def variance_scaling(
+    scale: float,
+    mode: Literal["fan_in", "fan_out", "fan_avg"],
+    distribution: Literal["uniform", "normal"],
+    truncated: bool = True,
+) -> Init:
+    """Draw with mean 0 and variance ``scale / n``, n from `mode` (see the module docstring).
+
+    Args:
+        scale: the variance numerator (2 for He, 1 for Glorot / LeCun).
+        mode: ``"fan_in"``, ``"fan_out"`` or ``"fan_avg"`` ((fan_in + fan_out) / 2).
+        distribution: ``"uniform"`` (U(±sqrt(3 scale / n))) or ``"normal"``.
+        truncated: for ``"normal"``, truncate at ±2 std and rescale to keep the variance
+            (JAX / Keras); False draws an untruncated normal (PyTorch).
+    """
+    if mode not in ("fan_in", "fan_out", "fan_avg"):
+        raise ValueError(
+            f"variance_scaling: mode must be fan_in, fan_out or fan_avg, got {mode!r}."
+        )
+    if distribution not in ("uniform", "normal"):
+        raise ValueError(
+            f"variance_scaling: distribution must be 'uniform' or 'normal', got {distribution!r}."
+        )
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        fan_in, fan_out = compute_fans(shape)
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+        std = math.sqrt(scale / max(n, 1))
+        if distribution == "uniform":
+            limit = math.sqrt(3.0) * std
+            return jax.random.uniform(key, shape, dtype, -limit, limit)
+        if truncated:
+            z = jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
+            return z * jnp.asarray(std / _TRUNCATED_STD, dtype)
+        return jax.random.normal(key, shape, dtype) * jnp.asarray(std, dtype)
+
+    return init
+
+
+def glorot_uniform() -> Init:
+    """U(±sqrt(6 / (fan_in + fan_out))) (Glorot & Bengio 2010). Keras's default for Dense/Conv."""
+    return variance_scaling(1.0, "fan_avg", "uniform")
+
+
+def glorot_normal(truncated: bool = True) -> Init:
+    """Normal with variance 2 / (fan_in + fan_out), truncated at ±2 std by default."""
+    return variance_scaling(1.0, "fan_avg", "normal", truncated)
+
+
+def he_uniform() -> Init:
+    """U(±sqrt(6 / fan_in)) (He et al. 2015), for ReLU networks."""
+    return variance_scaling(2.0, "fan_in", "uniform")
+
+
+def he_normal(truncated: bool = True) -> Init:
+    """Normal with variance 2 / fan_in (He et al. 2015), truncated at ±2 std by default."""
+    return variance_scaling(2.0, "fan_in", "normal", truncated)
+
+
+def lecun_uniform() -> Init:
+    """U(±sqrt(3 / fan_in)) (LeCun et al. 1998)."""
+    return variance_scaling(1.0, "fan_in", "uniform")
+
+
+def lecun_normal(truncated: bool = True) -> Init:
+    """Normal with variance 1 / fan_in (LeCun et al. 1998; the SELU init), truncated by default."""
+    return variance_scaling(1.0, "fan_in", "normal", truncated)
+
+
+xavier_uniform = glorot_uniform
+xavier_normal = glorot_normal
+kaiming_uniform = he_uniform
+kaiming_normal = he_normal
+
+
+def orthogonal(scale: float = 1.0) -> Init:
+    """A (scaled) random orthogonal matrix (Saxe et al. 2014), e.g. for recurrent kernels.
+
+    The weight is viewed as a matrix of shape ``(prod(shape[:-1]), shape[-1])``. A Gaussian
+    matrix is QR-factorised and Q's columns are sign-corrected by ``sign(diag(R))`` so the result
+    is uniformly (Haar) distributed. With rows >= columns the columns are orthonormal
+    (``Q.T @ Q = I``), otherwise the rows are (``Q @ Q.T = I``); then everything is multiplied
+    by `scale`. Same as `jax.nn.initializers.orthogonal`, PyTorch's ``orthogonal_`` and Keras.
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(
+                f"orthogonal: needs a shape with at least 2 dims, got {shape}. "
+                "Use it for matrices or kernels, not biases."
+            )
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        a = jax.random.normal(key, (max(rows, cols), min(rows, cols)), jnp.float32)
+        q, r = jnp.linalg.qr(a)
+        q = q * jnp.sign(jnp.diagonal(r))
+        if rows < cols:
+            q = q.T
+        return (scale * q).reshape(shape).astype(dtype)
+
+    return init
+
+
+def constant(value: float) -> Init:
+    """Every entry equal to `value` (e.g. a small positive bias before ReLU)."""
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        del key  # deterministic
+        return jnp.full(shape, value, dtype)
+
+    return init
+
+
+def zeros() -> Init:
+    """All zeros (the default bias init everywhere)."""
+    return constant(0.0)
+
+
+def ones() -> Init:
+    """All ones (BatchNorm's scale)."""
+    return constant(1.0)
+
+
+def uniform(minval: float = -0.05, maxval: float = 0.05) -> Init:
+    """U(minval, maxval) (Keras ``RandomUniform`` defaults). PyTorch's LSTM uses ±1/sqrt(hidden)."""
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, minval, maxval)
+
+    return init
+
+
+def normal(stddev: float = 0.05, mean: float = 0.0) -> Init:
+    """N(mean, stddev²), untruncated (Keras ``RandomNormal`` defaults)."""
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        return mean + stddev * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+_FACTORIES: dict[str, Callable[[], Init]] = {
+    "glorot_uniform": glorot_uniform,
+    "glorot_normal": glorot_normal,
+    "xavier_uniform": xavier_uniform,
+    "xavier_normal": xavier_normal,
+    "he_uniform": he_uniform,
+    "he_normal": he_normal,
+    "kaiming_uniform": kaiming_uniform,
+    "kaiming_normal": kaiming_normal,
+    "lecun_uniform": lecun_uniform,
+    "lecun_normal": lecun_normal,
+    "orthogonal": orthogonal,
+    "zeros": zeros,
+    "ones": ones,
+    "uniform": uniform,
+    "normal": normal,
+}
+
+
+def get(spec: str | Callable) -> Init:
+    """Resolve what a layer was given as an initializer into an ``init(key, shape, dtype)``.
+
+    Accepts a name (``"he_normal"``, ``"zeros"``, ...; the factory's defaults are used), one of
+    this module's factories, called or not (``he_normal`` and ``he_normal()`` both work), or any
+    other callable with the init signature, which is returned unchanged.
+    """
+    if isinstance(spec, str):
+        if spec not in _FACTORIES:
+            raise ValueError(
+                f"unknown initializer {spec!r}. Known names: {', '.join(sorted(_FACTORIES))}; "
+                "or pass a callable init(key, shape, dtype)."
+            )
+        return _FACTORIES[spec]()
+    if not callable(spec):
+        raise TypeError(
+            f"an initializer must be a name or a callable init(key, shape, dtype), got "
+            f"{type(spec).__name__}. For a fixed value use jnet.initializers.constant(value)."
+        )
+    # Forgetting the call (`w_init=he_normal`) is the common slip; the factory has defaults.
+    if any(spec is factory for factory in _FACTORIES.values()):
+        return spec()
+    return spec
+
+
+__all__ = [
+    "Init",
+    "compute_fans",
+    "constant",
+    "get",
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "normal",
+    "ones",
+    "orthogonal",
+    "uniform",
+    "variance_scaling",
+    "xavier_normal",
+    "xavier_uniform",
+    "zeros",
+]

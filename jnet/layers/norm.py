@@ -1,0 +1,112 @@
+"""Batch normalization (Ioffe & Szegedy 2015) with running statistics kept in `state`."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from jnet.layers.base import Layer, LayerError, check_float, check_last_dim
+
+
+def BatchNorm(
+    momentum: float = 0.9,
+    eps: float = 1e-5,
+    axis: int = -1,
+    scale: bool = True,
+    center: bool = True,
+    unbiased_running_var: bool = True,
+    name: str | None = None,
+) -> Layer:
+    """Normalise each channel with batch statistics in training, running statistics in eval.
+
+    Training, with μ_B, σ²_B the mean and *biased* variance over every axis but `axis`
+    (batch and spatial), and n the number of values per channel:
+
+        y = γ (x − μ_B) / sqrt(σ²_B + eps) + β
+        mean ← momentum · mean + (1 − momentum) · μ_B
+        var  ← momentum · var  + (1 − momentum) · σ²_B · n / (n − 1)
+
+    Evaluation: ``y = γ (x − mean) / sqrt(var + eps) + β``, state unchanged.
+
+    Params: ``{"scale": γ (C,), "bias": β (C,)}`` (ones / zeros; dropped when
+    ``scale=False`` / ``center=False``). State: ``{"mean": (C,), "var": (C,)}`` (zeros / ones).
+    Works on (N, C), (N, T, C) and (N, H, W, C). `apply` returns the new state in training; the
+    running statistics carry no gradient.
+
+    Conventions (see SEMANTICS.md):
+
+    - `momentum` is the Keras / Flax weight on the *old* value: jnet 0.9 = PyTorch
+      ``momentum=0.1`` = MATLAB ``MeanDecay=0.1``. Keras's default is 0.99.
+    - The running variance stores the *unbiased* batch variance (× n/(n−1)), as PyTorch does, so
+      PyTorch running stats port unchanged. ``unbiased_running_var=False`` stores the biased one
+      (Keras, Flax). Normalisation in training always uses the biased variance.
+    - `eps` 1e-5 as PyTorch (Keras 1e-3).
+
+    Args:
+        momentum: running-average decay, ``0 <= momentum < 1``.
+        eps: added to the variance inside the square root.
+        axis: the channel axis of the batch (default: last, NHWC). Must not be the batch axis.
+        scale, center: learn γ, β.
+        unbiased_running_var: store σ²_B · n/(n−1) (PyTorch) instead of σ²_B.
+    """
+    if not 0.0 <= momentum < 1.0:
+        raise LayerError("BatchNorm", f"momentum must satisfy 0 <= momentum < 1, got {momentum}.")
+    if eps <= 0:
+        raise LayerError("BatchNorm", f"eps must be positive, got {eps}.")
+
+    def channel_axis(rank: int) -> int:
+        ax = axis % rank if -rank <= axis < rank else None
+        if ax is None or ax == 0:
+            raise LayerError(
+                "BatchNorm",
+                f"axis={axis} must name a channel axis of the rank-{rank} batch other than the "
+                "batch axis 0 (default -1: channels last).",
+            )
+        return ax
+
+    def init_fn(key, in_shape):
+        c = in_shape[channel_axis(len(in_shape) + 1) - 1]
+        params = {}
+        if scale:
+            params["scale"] = jnp.ones((c,), jnp.float32)
+        if center:
+            params["bias"] = jnp.zeros((c,), jnp.float32)
+        state = {"mean": jnp.zeros((c,), jnp.float32), "var": jnp.ones((c,), jnp.float32)}
+        return in_shape, params, state
+
+    def apply_fn(params, state, x, *, key=None, train=False):
+        check_float("BatchNorm", x)
+        ax = channel_axis(jnp.ndim(x))
+        c = state["mean"].shape[0]
+        # The checks read the last axis; move the channel axis there once, compute, move back.
+        x = jnp.moveaxis(x, ax, -1)
+        check_last_dim("BatchNorm", x, c, "channels")
+        reduce = tuple(range(x.ndim - 1))
+        if train:
+            n = math.prod(x.shape[:-1])
+            if n < 2:
+                raise LayerError(
+                    "BatchNorm",
+                    f"training needs more than one value per channel to estimate a variance, got "
+                    f"a batch of shape {x.shape}. Use a batch size > 1 or train=False.",
+                )
+            mean = jnp.mean(x, axis=reduce)
+            var = jnp.mean(jnp.square(x - mean), axis=reduce)
+            stored_var = var * (n / (n - 1)) if unbiased_running_var else var
+            new_state = jax.lax.stop_gradient({
+                "mean": momentum * state["mean"] + (1 - momentum) * mean,
+                "var": momentum * state["var"] + (1 - momentum) * stored_var,
+            })
+        else:
+            mean, var, new_state = state["mean"], state["var"], state
+        y = (x - mean) * jax.lax.rsqrt(var + eps)
+        if scale:
+            y = y * params["scale"]
+        if center:
+            y = y + params["bias"]
+        return jnp.moveaxis(y.astype(x.dtype), -1, ax), new_state
+
+    config = {"momentum": momentum, "eps": eps, "axis": axis}
+    return Layer(init_fn, apply_fn, kind="BatchNorm", config=config, name=name)
