@@ -1,0 +1,76 @@
+"""Per-example metrics and the weighted means that make padded examples count for nothing.
+
+A metric is a pure function ``fn(outputs, targets) -> per-example values`` of shape ``(batch,)``,
+where `outputs` are the model's raw outputs (logits for a classification head). The training
+loop averages it over the real examples of each batch and then over the epoch, weighting by
+example count, so an epoch's value is the mean over its examples (Keras reports the same; it
+differs from averaging per-batch means when the last batch is short).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Metric = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def accuracy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """1.0 where the predicted class equals the target, else 0.0; shape ``(batch,)``.
+
+    Outputs ``(batch, classes)``: the prediction is the argmax. A single output column
+    ``(batch, 1)`` is a binary logit: the prediction is ``outputs > 0``. Targets are integer
+    labels ``(batch,)`` or one-hot / soft targets ``(batch, classes)`` (their argmax is the label).
+    """
+    if outputs.shape[-1] == 1:
+        predicted = (outputs[..., 0] > 0).astype(jnp.int32)
+    else:
+        predicted = jnp.argmax(outputs, axis=-1)
+    if targets.ndim == outputs.ndim and outputs.shape[-1] > 1:
+        targets = jnp.argmax(targets, axis=-1)
+    targets = jnp.reshape(targets, predicted.shape)
+    return (predicted == targets).astype(jnp.float32)
+
+
+BUILTIN: dict[str, Metric] = {"accuracy": accuracy, "acc": accuracy}
+
+
+def resolve_metrics(metrics: Sequence[Any] | None, task: str | None) -> dict[str, Metric]:
+    """Map the user's ``metrics=`` to ``{name: fn}``.
+
+    None -> accuracy for a classification head, nothing otherwise. Entries are names of
+    built-in metrics (``"accuracy"``) or functions (named after ``fn.__name__``).
+    """
+    if metrics is None:
+        return {"accuracy": accuracy} if task == "classification" else {}
+    if isinstance(metrics, (str,)) or callable(metrics):
+        metrics = [metrics]
+    resolved = {}
+    for m in metrics:
+        if isinstance(m, str):
+            if m not in BUILTIN:
+                raise ValueError(
+                    f"jnet.fit: unknown metric {m!r}; built-in metrics are {sorted(BUILTIN)}. "
+                    "Pass a function fn(outputs, targets) -> per-example values for others."
+                )
+            resolved["accuracy" if m == "acc" else m] = BUILTIN[m]
+        elif callable(m):
+            resolved[getattr(m, "__name__", f"metric_{len(resolved)}")] = m
+        else:
+            raise TypeError(
+                f"jnet.fit: a metric must be a name or a function fn(outputs, targets) -> "
+                f"per-example values, got {type(m).__name__}."
+            )
+    if "loss" in resolved:
+        raise ValueError("jnet.fit: 'loss' is always reported; do not pass it as a metric.")
+    return resolved
+
+
+def weighted_mean(values: jax.Array, weight: jax.Array) -> jax.Array:
+    """``sum(values * weight) / sum(weight)`` over the batch (0 for an all-zero weight)."""
+    values = jnp.reshape(values, (weight.shape[0], -1)).mean(axis=1)
+    total = jnp.sum(weight)
+    return jnp.sum(values * weight) / jnp.where(total > 0, total, 1.0)

@@ -1,0 +1,47 @@
+"""The progress bar of `jnet.fit`: tqdm (``tqdm.auto``, so Jupyter shows its widget).
+
+The bar counts optimizer steps over the whole run; tqdm's rate is the steps per second. When an
+epoch runs as one compiled `lax.scan`, the bar advances once per epoch (or once per chunk of
+``steps_per_call`` steps): reading progress inside the compiled loop would force a host sync at
+every step. The postfix shows the epoch, the loss and metrics (train and validation) and the
+learning rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+def _format(value: float) -> str:
+    tiny_or_huge = value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4)
+    return f"{value:.3e}" if tiny_or_huge else f"{value:.4f}"
+
+
+class Progress:
+    """A tqdm bar over `total` steps, silent when ``verbose=0``."""
+
+    def __init__(self, total: int, *, initial: int = 0, epochs: int, verbose: int = 1):
+        self.epochs = epochs
+        self.bar = None
+        if verbose:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                            desc="training")
+
+    def update(self, steps: int) -> None:
+        if self.bar is not None:
+            self.bar.update(steps)
+
+    def epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}")
+            self.bar.set_postfix({k: _format(v) for k, v in logs.items()}, refresh=True)
+
+    def write(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(message)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
