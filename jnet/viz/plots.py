@@ -213,7 +213,7 @@ def optimizer_paths(
     path_ax.set(xlim=(x_lo, x_hi), ylim=(y_lo, y_hi), xlabel="x", ylabel="y")
     path_ax.set_title(_surface_title(loss_fn_2d))
     path_ax.legend(fontsize="small", loc="best")
-    _log_scale(loss_ax, np.concatenate(list(losses.values())) - (value_at_minimum or 0.0))
+    _log_scale(loss_ax, np.concatenate(list(losses.values())), value_at_minimum is not None)
     loss_ax.set(xlabel="step", ylabel="f − f*" if value_at_minimum is not None else "loss")
     loss_ax.set_title("loss per step")
     loss_ax.grid(True, which="major", alpha=0.3)
@@ -276,7 +276,7 @@ def learning_rate_sweep(
         finals.append(kept[-1] if len(kept) else np.nan)
     finals = np.asarray(finals)
     converged = [i for i in range(len(rates)) if i not in diverged]
-    _log_scale(curve_ax, np.concatenate([_finite_prefix(c) - offset for c in curves]))
+    _log_scale(curve_ax, curves.ravel(), value_at_minimum is not None)
     curve_ax.set(xlabel="step", ylabel="f − f*" if value_at_minimum is not None else "loss",
                  title="loss per step")
     curve_ax.legend(fontsize="small")
@@ -287,7 +287,7 @@ def learning_rate_sweep(
         final_ax.plot(rates[diverged], finals[diverged], "x", color="red", markersize=9,
                       label="loss where it diverged")
     final_ax.set_xscale("log")
-    _log_scale(final_ax, finals[np.isfinite(finals)])
+    _log_scale(final_ax, finals, value_at_minimum is not None)
     final_ax.set(xlabel="learning rate", ylabel=f"after {steps} steps",
                  title="final loss against learning rate")
     final_ax.legend(fontsize="small")
@@ -334,11 +334,12 @@ def _surface_title(loss_fn: LossFn | Surface) -> str:
     return getattr(loss_fn, "__name__", "loss surface")
 
 
-def _log_scale(ax: Axes, values: np.ndarray) -> None:
-    """Log y axis when every value is positive; symlog when the loss can reach 0 or below."""
+def _log_scale(ax: Axes, values: np.ndarray, gap: bool) -> None:
+    """A log y axis for a gap f − f* ≥ 0 (a run that lands exactly on f* ends its curve there)
+    or for a positive loss; symlog when a loss of unknown minimum reaches 0 or below."""
     values = values[np.isfinite(values)]
-    if values.size and (values > 0).all():
-        ax.set_yscale("log")
+    if gap or (values > 0).all():
+        ax.set_yscale("log", nonpositive="mask")
     else:
         positive = np.abs(values[values != 0])
         ax.set_yscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
