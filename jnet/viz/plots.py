@@ -321,9 +321,9 @@ def _contours(ax: Axes, loss_fn: LossFn, bounds, resolution: int,
     floor = value_at_minimum if value_at_minimum is not None else values.min()
     gap = np.maximum(values - floor, 0.0)
     low = max(np.percentile(gap, 0.5), 1e-6 * max(gap.max(), 1e-12), 1e-12)
-    levels = np.geomspace(low, max(gap.max(), low * 10), 20)
+    levels = np.geomspace(low, max(gap.max(), low * 10), 16)
     ax.contourf(xs, ys, np.log10(np.maximum(gap, low)), levels=np.log10(levels), cmap="Blues_r",
-                alpha=0.55)
+                alpha=0.55, extend="min")
     ax.contour(xs, ys, np.log10(np.maximum(gap, low)), levels=np.log10(levels), colors="0.45",
                linewidths=0.5)
 

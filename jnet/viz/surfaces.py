@@ -115,8 +115,8 @@ rosenbrock = Surface(
     formula=r"$(1-x)^2 + 100\,(y-x^2)^2$",
     minimum=(1.0, 1.0),
     value_at_minimum=0.0,
-    bounds=((-2.0, 2.0), (-1.0, 3.0)),
-    start=(-1.5, 2.5),
+    bounds=((-1.5, 1.5), (-0.5, 1.5)),
+    start=(-1.2, 1.0),
 )
 
 beale = Surface(
