@@ -4,9 +4,10 @@ Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state
 (`jnet.optim`), and training is a jit-compiled pure step plus a small driver (`jnet.fit`).
 """
 
-from jnet import activations, checkpoint, initializers, layers, losses
+from jnet import activations, checkpoint, initializers, layers, losses, optim
 from jnet.summary import summary
 
 __version__ = "0.1.0"
 __all__ = ["activations", "initializers", "layers", "losses"]
 __all__ += ["checkpoint", "summary"]
+__all__ += ["optim"]
