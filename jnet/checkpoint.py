@@ -496,26 +496,52 @@ def _mismatch_error(path: PathLike, problems: list[tuple[str, str, str]]) -> Che
     )
 
 
+def _prefixes(paths) -> set[tuple]:
+    return {path[:i] for path in paths for i in range(len(path) + 1)}
+
+
+def _absent(paths: list[tuple], other: set[tuple]) -> dict[tuple, list[tuple]]:
+    """`paths` grouped by their shortest prefix that `other` lacks entirely, so a whole
+    subtree on one side only (say opt_state) is one line rather than one per array."""
+    groups: dict[tuple, list[tuple]] = {}
+    for path in paths:
+        i = next(i for i in range(1, len(path) + 1) if path[:i] not in other) if path else 0
+        groups.setdefault(path[:i], []).append(path)
+    return groups
+
+
+def _absent_problems(category, paths, other, describe) -> list[tuple[str, str, str]]:
+    problems = []
+    for prefix, members in _absent(paths, other).items():
+        if len(members) == 1:
+            problems.append((category, _path_str(members[0]), describe(members[0])))
+        else:
+            side = ("missing from the file" if category == "missing"
+                    else "in the file but not in like")
+            problems.append((category, _path_str(prefix) + "/*", f"{len(members)} entries "
+                             f"{side}: " + ", ".join(_path_str(m[len(prefix):]) for m in members)))
+    return problems
+
+
 def _restore_into(like: PyTree, description: dict, reader: _Reader, path: PathLike) -> PyTree:
     saved = _leaves_by_path(description["tree"])
     flat, treedef = jax.tree_util.tree_flatten_with_path(like, is_leaf=lambda x: x is None)
-    values, problems, seen = [], [], set()
-    for key_path, like_leaf in flat:
-        where = tuple(str(_key_entry(k)) for k in key_path)
-        seen.add(where)
-        leaf = saved.get(where)
-        if leaf is None:
-            problems.append(("missing", _path_str(where),
-                             f"missing from the file (like expects {_like_summary(like_leaf)})"))
-            values.append(None)
+    wanted = {tuple(str(_key_entry(k)) for k in key_path): leaf for key_path, leaf in flat}
+    values, problems = [], []
+    for where, like_leaf in wanted.items():
+        if where not in saved:
+            values.append(None)  # reported below, grouped by subtree
             continue
-        value, differs = _restore_leaf(like_leaf, leaf, reader)
+        value, differs = _restore_leaf(like_leaf, saved[where], reader)
         if differs:
             problems.append(("differs", _path_str(where), differs))
         values.append(value)
-    for where in sorted(set(saved) - seen):
-        problems.append(("unexpected", _path_str(where),
-                         f"in the file ({_leaf_summary(saved[where])}) but not in like"))
+    problems += _absent_problems(
+        "missing", [w for w in wanted if w not in saved], _prefixes(saved),
+        lambda w: f"missing from the file (like expects {_like_summary(wanted[w])})")
+    problems += _absent_problems(
+        "unexpected", sorted(set(saved) - set(wanted)), _prefixes(wanted),
+        lambda w: f"in the file ({_leaf_summary(saved[w])}) but not in like")
     if problems:
         raise _mismatch_error(path, problems)
     return jax.tree.unflatten(treedef, values)

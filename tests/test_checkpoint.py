@@ -173,6 +173,17 @@ def test_mismatch_reports_every_path(tmp_path):
     assert "How to fix" in msg
 
 
+def test_mismatch_groups_a_subtree_present_on_one_side_only(tmp_path):
+    w = jnp.zeros(2)
+    checkpoint.save(tmp_path / "c.safetensors",
+                    {"params": {"w": w}, "opt_state": {"mu": {"w": w}, "nu": {"w": w}}})
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.load(tmp_path / "c.safetensors", like={"params": {"w": w}})
+    msg = str(err.value)
+    assert "(1 problem)" in msg
+    assert "opt_state/*: 2 entries in the file but not in like: mu/w, nu/w" in msg
+
+
 def test_key_mismatch_is_reported(tmp_path):
     checkpoint.save(tmp_path / "c.safetensors", {"key": jax.random.key(0)})
     with pytest.raises(CheckpointError, match="key: file has PRNG key key<fry>"):
