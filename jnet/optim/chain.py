@@ -58,6 +58,11 @@ def _check_same_structure(where: str, grads: PyTree, params: PyTree) -> None:
                                  f"parameter of shape {np.shape(p)}.")
 
 
+def _apply(param, update):
+    dtype = jnp.result_type(param)
+    return (jnp.asarray(param, state_dtype(dtype)) + update).astype(dtype)
+
+
 def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
     """Compose transformations (and the stages of whole optimizers) into one `Optimizer`.
 
@@ -100,8 +105,7 @@ def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
         for transform, state in zip(transforms, opt_state.inner, strict=True):
             updates, state = transform.update(updates, state, wide_params, step)
             inner.append(state)
-        new_params = jax.tree.map(
-            lambda p, u: (p.astype(state_dtype(p.dtype)) + u).astype(p.dtype), params, updates)
+        new_params = jax.tree.map(_apply, params, updates)
         return new_params, OptState(step, learning_rate_at(logged, step), tuple(inner))
 
     return Optimizer(init, update, tuple(transforms))
