@@ -6,6 +6,19 @@
 One module per family; each layer's maths is in its constructor's docstring.
 """
 
+from jnet.layers.activations import (
+    ELU,
+    Activation,
+    BinaryStep,
+    LeakyReLU,
+    Linear,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Swish,
+    Tanh,
+)
 from jnet.layers.base import Head, Layer, LayerError
 from jnet.layers.combinators import (
     FanInConcat,
@@ -16,14 +29,51 @@ from jnet.layers.combinators import (
     residual,
     serial,
 )
+from jnet.layers.recurrent import GRU, LSTM, Bidirectional, GRUCell, LSTMCell
+from jnet.layers.conv import Conv2D
+from jnet.layers.dense import Dense
+from jnet.layers.dropout import Dropout
+from jnet.layers.heads import ClassificationOutput, RegressionOutput
+from jnet.layers.input import Input
+from jnet.layers.norm import BatchNorm
+from jnet.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from jnet.layers.reshape import Flatten, Reshape
 
 __all__ = [
+    "GRU",
+    "LSTM",
+    "Bidirectional",
+    "GRUCell",
+    "LSTMCell",
+    "ELU",
+    "Activation",
+    "AvgPool2D",
+    "BatchNorm",
+    "BinaryStep",
+    "ClassificationOutput",
+    "Conv2D",
+    "Dense",
+    "Dropout",
     "FanInConcat",
     "FanInSum",
     "FanOut",
+    "Flatten",
+    "GlobalAvgPool2D",
     "Head",
+    "Input",
     "Layer",
     "LayerError",
+    "LeakyReLU",
+    "Linear",
+    "MaxPool2D",
+    "PReLU",
+    "ReLU",
+    "RegressionOutput",
+    "Reshape",
+    "Sigmoid",
+    "Softmax",
+    "Swish",
+    "Tanh",
     "count_params",
     "parallel",
     "residual",
