@@ -15,6 +15,7 @@ from jnet.optim.base import (
     ScalarOrSchedule,
     bias_correction,
     check_hyperparameter,
+    float_step,
     zeros_like_state,
 )
 from jnet.optim.chain import chain, scale_by_learning_rate
@@ -99,7 +100,7 @@ def adamw(learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0
 class NadamState(NamedTuple):
     mu: PyTree
     nu: PyTree
-    mu_product: jax.Array  # Π_{i<=t} μ_i, float32 scalar
+    mu_product: jax.Array  # Π_{i<=t} μ_i, a scalar in JAX's default float dtype
 
 
 def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
@@ -109,15 +110,15 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
 
     def mu_at(t):
         if momentum_decay is None:
-            return jnp.asarray(b1, jnp.float32)
+            return jnp.asarray(b1)
         return b1 * (1.0 - 0.5 * jnp.power(0.96, t * momentum_decay))
 
     def init(params):
         return NadamState(zeros_like_state(params), zeros_like_state(params),
-                          jnp.ones((), jnp.float32))
+                          jnp.ones((), jnp.result_type(float)))
 
     def update(grads, state, params, step):
-        t = step.astype(jnp.float32)
+        t = float_step(step)
         mu_t, mu_next = mu_at(t), mu_at(t + 1)
         product = state.mu_product * mu_t
         m, v = _ema(b1, state.mu, grads), _ema(b2, state.nu, grads, 2)

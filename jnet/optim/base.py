@@ -113,11 +113,16 @@ def as_schedule(where: str, learning_rate: ScalarOrSchedule) -> Schedule:
 
 
 def learning_rate_at(schedule: Schedule, step: jax.Array) -> jax.Array:
-    """The learning rate of update number `step` (1-based): `schedule(step - 1)`, float32.
+    """The learning rate of update number `step` (1-based): `schedule(step - 1)`.
 
     Schedules see the number of updates already applied (0 for the first), like optax.
     """
-    return jnp.asarray(schedule(step - 1), jnp.float32)
+    return jnp.asarray(schedule(step - 1))
+
+
+def float_step(step: jax.Array) -> jax.Array:
+    """The int32 step as JAX's default float (float64 under x64), for powers like β^t."""
+    return step.astype(jnp.result_type(float))
 
 
 def state_dtype(dtype: Any) -> np.dtype:
@@ -139,4 +144,4 @@ def zeros_like_state(params: PyTree) -> PyTree:
 
 def bias_correction(decay: float | jax.Array, step: jax.Array) -> jax.Array:
     """1 - decay**t, the factor that unbiases a zero-initialised moving average after t steps."""
-    return 1.0 - jnp.power(jnp.asarray(decay, jnp.float32), step.astype(jnp.float32))
+    return 1.0 - jnp.power(decay, float_step(step))

@@ -58,6 +58,11 @@ def _check_same_structure(where: str, grads: PyTree, params: PyTree) -> None:
                                  f"parameter of shape {np.shape(p)}.")
 
 
+def _logged(schedule, step):
+    # float32 whatever the params' dtypes, so the state's structure never changes under jit.
+    return learning_rate_at(schedule, step).astype(jnp.float32)
+
+
 def _apply(param, update):
     dtype = jnp.result_type(param)
     return (jnp.asarray(param, state_dtype(dtype)) + update).astype(dtype)
@@ -94,7 +99,7 @@ def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
         _check_params("chain.init", params)
         params = to_state_dtype(params)
         return OptState(step=jnp.zeros((), jnp.int32),
-                        learning_rate=learning_rate_at(logged, jnp.ones((), jnp.int32)),
+                        learning_rate=_logged(logged, jnp.ones((), jnp.int32)),
                         inner=tuple(t.init(params) for t in transforms))
 
     def update(grads, opt_state, params):
@@ -106,6 +111,6 @@ def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
             updates, state = transform.update(updates, state, wide_params, step)
             inner.append(state)
         new_params = jax.tree.map(_apply, params, updates)
-        return new_params, OptState(step, learning_rate_at(logged, step), tuple(inner))
+        return new_params, OptState(step, _logged(logged, step), tuple(inner))
 
     return Optimizer(init, update, tuple(transforms))
