@@ -19,6 +19,7 @@ softplus) keeps them finite for logits of any size, where log(softmax(x)) would 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -187,6 +188,14 @@ def sigmoid_binary_cross_entropy(
     return _reduce(fn, softplus(logits) - logits * labels, reduction, where)
 
 
+def _residual_loss(fn: str, pred: ArrayLike, target: ArrayLike,
+                   of_residual: Callable[[jax.Array], jax.Array], reduction: str,
+                   where: ArrayLike | None) -> jax.Array:
+    """`of_residual(pred − target)` elementwise, then reduced: the shared body of mse/mae/huber."""
+    _check_same_shape(fn, "pred", pred, "target", target)
+    return _reduce(fn, of_residual(jnp.asarray(pred) - jnp.asarray(target)), reduction, where)
+
+
 def mse(
     pred: ArrayLike,
     target: ArrayLike,
@@ -199,9 +208,7 @@ def mse(
     ∂ℓ/∂pred = 2·(pred − target). The regression loss (`RegressionOutput`). PyTorch's
     `MSELoss` and Keras's `MeanSquaredError` give the same mean; optax's `l2_loss` is half of it.
     """
-    fn = "mse"
-    _check_same_shape(fn, "pred", pred, "target", target)
-    return _reduce(fn, jnp.square(jnp.asarray(pred) - jnp.asarray(target)), reduction, where)
+    return _residual_loss("mse", pred, target, jnp.square, reduction, where)
 
 
 def mae(
@@ -215,9 +222,7 @@ def mae(
 
     Less sensitive to outliers than `mse`; PyTorch's `L1Loss`.
     """
-    fn = "mae"
-    _check_same_shape(fn, "pred", pred, "target", target)
-    return _reduce(fn, jnp.abs(jnp.asarray(pred) - jnp.asarray(target)), reduction, where)
+    return _residual_loss("mae", pred, target, jnp.abs, reduction, where)
 
 
 def huber(
@@ -237,11 +242,11 @@ def huber(
     Same as PyTorch's `HuberLoss(delta)` and optax's `huber_loss`; PyTorch's `SmoothL1Loss`
     is this divided by δ.
     """
-    fn = "huber"
-    _check_same_shape(fn, "pred", pred, "target", target)
     if delta <= 0:
-        raise ValueError(f"{fn}: expected delta > 0, got {delta}.")
-    d = jnp.asarray(pred) - jnp.asarray(target)
-    abs_d = jnp.abs(d)
-    losses = jnp.where(abs_d <= delta, 0.5 * jnp.square(d), delta * (abs_d - 0.5 * delta))
-    return _reduce(fn, losses, reduction, where)
+        raise ValueError(f"huber: expected delta > 0, got {delta}.")
+
+    def of_residual(d):
+        abs_d = jnp.abs(d)
+        return jnp.where(abs_d <= delta, 0.5 * jnp.square(d), delta * (abs_d - 0.5 * delta))
+
+    return _residual_loss("huber", pred, target, of_residual, reduction, where)
