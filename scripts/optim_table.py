@@ -119,9 +119,9 @@ def readme_table(text: str) -> str:
 def main(argv: list[str]) -> None:
     generated = table()
     if "--write" in argv:
-        text = README.read_text()
-        old = readme_table(text)
-        README.write_text(text.replace(old, generated, 1))
+        head, rest = README.read_text().split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        README.write_text(f"{head}{BEGIN}\n{generated}\n{END}{tail}")
     print(generated)
 
 
