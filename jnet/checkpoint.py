@@ -102,6 +102,11 @@ def _children(node: Any) -> tuple[list[tuple[Any, Any]], str, str]:
     return items, kind, type(node).__qualname__
 
 
+def _scalar_type(x: bool | int | float) -> type:
+    """The plain Python type a scalar is stored as (an IntEnum is an int)."""
+    return bool if isinstance(x, bool) else int if isinstance(x, int) else float
+
+
 def _path_str(path: tuple) -> str:
     return "/".join(str(p) for p in path) or "<root>"
 
@@ -139,7 +144,8 @@ class _Writer:
         if node is None:
             return {"leaf": "none"}
         if isinstance(node, (bool, int, float)) and not isinstance(node, np.generic):
-            return {"leaf": "scalar", "type": type(node).__name__, "value": node}
+            py = _scalar_type(node)
+            return {"leaf": "scalar", "type": py.__name__, "value": py(node)}
         if isinstance(node, str):
             return {"leaf": "str", "value": node}
         if _is_key(node):
@@ -153,7 +159,8 @@ class _Writer:
             return self._array(path, node, origin="numpy")
         if isinstance(node, jax.Array):
             return self._array(path, np.asarray(node), origin="jax")
-        if jax.tree.structure(node).num_leaves == 1 and jax.tree.structure(node).num_nodes == 1:
+        treedef = jax.tree.structure(node)
+        if treedef.num_leaves == 1 and treedef.num_nodes == 1:
             raise CheckpointError(
                 f"jnet.checkpoint.save: cannot store the leaf at '{_path_str(path)}' of type "
                 f"{type(node).__name__}. Leaves must be arrays, Python int/float/bool/str, None "
@@ -438,7 +445,7 @@ def _restore_leaf(like: Any, leaf: dict, reader: _Reader) -> tuple[Any, str | No
     if like is None or (isinstance(like, (bool, int, float, str))
                         and not isinstance(like, np.generic)):
         expected = ("none" if like is None else "str" if isinstance(like, str) else "scalar")
-        if kind != expected or (kind == "scalar" and leaf["type"] != type(like).__name__):
+        if kind != expected or (kind == "scalar" and leaf["type"] != _scalar_type(like).__name__):
             return None, differs
         return reader.value(leaf), None
     if _is_key(like):
