@@ -120,7 +120,8 @@ def test_no_recompile_after_first_step():
     assert update._cache_size() == 1
 
 
-@pytest.mark.parametrize("rule", ["sgd", "momentum", "adam", "rmsprop", "lion"])
+@pytest.mark.parametrize("rule", ["sgd", "momentum", "adadelta", "rmsprop", "adam", "nadam",
+                                  "lion"])
 def test_vmap_over_learning_rates_equals_separate_runs(rule):
     lrs = jnp.array([0.01, 0.03, 0.1])
 
