@@ -6,8 +6,20 @@ Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state
 
 from jnet import activations, checkpoint, initializers, layers, losses, optim
 from jnet.summary import summary
+from jnet.training import (
+    EarlyStopping,
+    FitResult,
+    TrainingDiverged,
+    data,
+    evaluate,
+    fit,
+    make_train_step,
+    predict,
+)
 
 __version__ = "0.1.0"
 __all__ = ["activations", "initializers", "layers", "losses"]
 __all__ += ["checkpoint", "summary"]
 __all__ += ["optim"]
+__all__ += ["EarlyStopping", "FitResult", "TrainingDiverged", "data", "evaluate", "fit",
+            "make_train_step", "predict"]
