@@ -195,6 +195,7 @@ class _Evaluator:
 
     def __init__(self, model: Layer, loss_fn: LossFn, metric_fns: dict[str, Metric]):
         self.eval_step = make_eval_step(model, loss_fn, metric_fns)
+        self.metric_names = tuple(metric_fns)
         self._runs: dict[tuple[int, int | None], Callable] = {}
 
     def __call__(self, params, state, x, y, batch_size) -> dict[str, float]:
@@ -203,8 +204,8 @@ class _Evaluator:
         if run is None:
             run = self._runs[(n, batch_size)] = _batched(self.eval_step, n, batch_size)
         logs = run(params, state, jnp.asarray(x), jnp.asarray(y))
-        logs = dict(logs, ok=jnp.ones_like(logs["count"], bool))
-        return {k: float(v) for k, v in jax.device_get(_reduce_logs(logs)).items()}
+        logs = jax.device_get(_reduce_logs(dict(logs, ok=jnp.ones_like(logs["count"], bool))))
+        return {k: float(logs[k]) for k in ("loss", *self.metric_names)}
 
 
 def evaluate(
@@ -404,8 +405,15 @@ def fit(
             k_init, None if model.input_shape is not None else in_shape)
         state = init_state if state is None else state
     else:
-        out_shape = jax.eval_shape(lambda k: model.init(k, in_shape if model.input_shape is None
-                                                        else None), k_init)[0]
+        shapes = []  # eval_shape turns the ints of a shape into arrays; catch them as ints
+
+        def _init_params(k):
+            out, p, _ = model.init(k, None if model.input_shape is not None else in_shape)
+            shapes.append(out)
+            return p
+
+        jax.eval_shape(_init_params, k_init)
+        out_shape = shapes[0]
         state = {} if state is None else state
     if not iterable:
         _check_labels(model, out_shape, y)
@@ -530,7 +538,7 @@ def fit(
                     " Lower the learning rate, add gradient clipping, or check the loss inputs.",
                     result,
                 )
-            logs = {k: float(v) for k, v in epoch_logs.items()}
+            logs = {k: float(epoch_logs[k]) for k in ("loss", *metric_fns)}
             lr = learning_rate(carry[2])
             if lr is not None:
                 logs["lr"] = float(lr)
