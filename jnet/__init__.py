@@ -4,7 +4,7 @@ Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state
 (`jnet.optim`), and training is a jit-compiled pure step plus a small driver (`jnet.fit`).
 """
 
-from jnet import activations, checkpoint, initializers, layers, losses, optim
+from jnet import activations, checkpoint, initializers, layers, losses, optim, precision
 from jnet.summary import summary
 from jnet.training import (
     EarlyStopping,
@@ -18,8 +18,8 @@ from jnet.training import (
 )
 
 __version__ = "0.1.0"
-__all__ = ["activations", "initializers", "layers", "losses"]
-__all__ += ["checkpoint", "summary"]
-__all__ += ["optim"]
+__all__ = ["activations", "initializers", "layers", "losses", "precision"]
 __all__ += ["EarlyStopping", "FitResult", "TrainingDiverged", "data", "evaluate", "fit",
             "make_train_step", "predict"]
+__all__ += ["checkpoint", "summary"]
+__all__ += ["optim"]
