@@ -5,10 +5,11 @@ bottom / right). Strides default to the window (non-overlapping pooling, as ever
 
 Speed: the common case (window == strides, no padding, window dividing H and W) is computed as a
 reshape ``(N, H/ph, ph, W/pw, pw, C)`` plus a reduction over the two window axes, instead of
-`lax.reduce_window`. That was measured ~25% faster for a whole CNN training step on CPU, since
-XLA turns the reshape into a plain reduction and the backward pass into a broadcast. Both paths
-give identical values and identical gradients (tests/test_pooling.py checks it, ties included);
-the fast path is picked automatically, nothing to configure.
+`lax.reduce_window`: XLA turns the reshape into a plain reduction and the backward pass into an
+elementwise select instead of `select_and_scatter`. Measured on CPU, one SGD step of a 2-conv
+CNN (28x28x1, batch 128, two 2x2 max pools) took 140 ms instead of 217 ms. Both paths give
+identical values and identical gradients (tests/test_pooling.py checks it, ties included); the
+fast path is picked automatically, nothing to configure.
 """
 
 from __future__ import annotations
