@@ -9,7 +9,10 @@ learning rate.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
+
+from tqdm import TqdmWarning
 
 
 def _format(value: float) -> str:
@@ -24,7 +27,11 @@ class Progress:
         self.epochs = epochs
         self.bar = None
         if verbose:
-            from tqdm.auto import tqdm
+            with warnings.catch_warnings():
+                # without ipywidgets, tqdm.auto falls back to the text bar and warns; the text
+                # bar is the right thing then, so say nothing
+                warnings.simplefilter("ignore", TqdmWarning)
+                from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
                             desc="training")
