@@ -29,7 +29,6 @@ from jnet.layers.combinators import (
     residual,
     serial,
 )
-from jnet.layers.recurrent import GRU, LSTM, Bidirectional, GRUCell, LSTMCell
 from jnet.layers.conv import Conv2D
 from jnet.layers.dense import Dense
 from jnet.layers.dropout import Dropout
@@ -37,18 +36,17 @@ from jnet.layers.heads import ClassificationOutput, RegressionOutput
 from jnet.layers.input import Input
 from jnet.layers.norm import BatchNorm
 from jnet.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from jnet.layers.recurrent import GRU, LSTM, Bidirectional, GRUCell, LSTMCell
 from jnet.layers.reshape import Flatten, Reshape
 
 __all__ = [
+    "ELU",
     "GRU",
     "LSTM",
-    "Bidirectional",
-    "GRUCell",
-    "LSTMCell",
-    "ELU",
     "Activation",
     "AvgPool2D",
     "BatchNorm",
+    "Bidirectional",
     "BinaryStep",
     "ClassificationOutput",
     "Conv2D",
@@ -58,9 +56,11 @@ __all__ = [
     "FanInSum",
     "FanOut",
     "Flatten",
+    "GRUCell",
     "GlobalAvgPool2D",
     "Head",
     "Input",
+    "LSTMCell",
     "Layer",
     "LayerError",
     "LeakyReLU",

@@ -1,0 +1,572 @@
+"""Recurrent layers: `LSTM` and `GRU` over batched sequences (N, T, F), their one-step cells
+`LSTMCell` / `GRUCell`, the `Bidirectional` wrapper, and the functional scans underneath.
+
+Notation: x_t is one time step (N, F), h the hidden state (N, H), σ the logistic sigmoid,
+⊙ the elementwise product. Weights multiply from the right (``x @ w``), like `Dense`.
+
+**LSTM** (Hochreiter & Schmidhuber 1997, forget gate of Gers et al. 2000). Gates are packed in
+PyTorch's order (i, f, g, o) along the last axis of every weight, so PyTorch weights load by a
+transpose (`jnet.interop.lstm_from_torch`)::
+
+    [i, f, g, o] = x_t W_ih + h_{t-1} W_hh + b          W_ih (F, 4H), W_hh (H, 4H), b (4H,)
+    c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g)
+    h_t = σ(o) ⊙ tanh(c_t)
+
+**GRU** (Cho et al. 2014). Gates in PyTorch's order (r, z, n)::
+
+    [r_x, z_x, n_x] = x_t W_ih + b_ih                   W_ih (F, 3H), b_ih (3H,)
+    [r_h, z_h, n_h] = h_{t-1} W_hh + b_hh               W_hh (H, 3H), b_hh (3H,)
+    r = σ(r_x + r_h),  z = σ(z_x + z_h)
+    n = tanh(n_x + r ⊙ n_h)                             reset_after=True (default)
+    h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
+
+`reset_after=True` is the maths of PyTorch, cuDNN and Keras's default. `reset_after=False` is
+Cho et al. v3 (Keras ``reset_after=False``): the reset gate applies *before* the matmul,
+``n = tanh(n_x + (r ⊙ h_{t-1}) W_hn)``, and the one bias `b` (3H,) replaces `b_ih` / `b_hh`
+(a second bias would be redundant there). Haiku's GRU swaps the roles of z and 1 − z.
+
+**Speed.** The loop is one `jax.lax.scan`, so compile time does not grow with T; each step
+does one fused (N, H) @ (H, G·H) matmul for all gates (two for a reset-before GRU). The part
+that does not depend on h, ``x W_ih + b``, can be computed for all T steps in one big matmul
+before the loop (``hoist=True``, one (T, N, H) array per gate) or per step inside it
+(``hoist=False``). The default (``hoist=None``) hoists on GPU/TPU and not on CPU, where XLA
+measured slower with it. `unroll=k` unrolls k steps per loop iteration (less loop overhead
+for small H, longer compiles).
+
+**Inputs.** A recurrent layer takes any of
+
+- ``x`` (N, T, F);
+- ``(x, mask)`` with mask (N, T) boolean, True on real steps, or ``(x, lengths)`` with lengths
+  (N,) integers (steps ``t < lengths[n]`` are real). Padded steps change neither the state nor
+  the output: the state carries over unchanged and the output there is 0 (PyTorch's
+  ``pad_packed_sequence`` convention; Keras repeats the previous output instead). Padding may
+  be anywhere, not only at the end, so ``reverse=True`` works on right-padded batches;
+- a dict ``{"x": x, "mask": ... or "lengths": ..., "initial_state": carry}`` (every key but
+  ``"x"`` optional) to start from a given state, e.g. an encoder's final state.
+
+The carry (the state passed between steps) is ``(h, c)`` for the LSTM and ``h`` for the GRU,
+each (N, H); the default initial carry is zeros.
+
+**Outputs.** ``return_sequences=False`` (default) gives the last hidden state (N, H) (for a
+masked sequence, the state after its last real step; for ``reverse=True``, after step 0);
+``return_sequences=True`` gives every step's h, (N, T, H), aligned with the input steps also
+when ``reverse=True`` (Keras's ``go_backwards`` returns them reversed). ``return_state=True``
+outputs ``(y, final_carry)``.
+
+**Initialisation** (Keras's choices; PyTorch uses U(±1/√H) for everything): `W_ih` Glorot
+uniform (per gate, so with fans (F, H); Keras uses the whole (F, 4H)), `W_hh` orthogonal per
+gate block (each (H, H) block of W_hh is an orthogonal matrix,
+which keeps the recurrent Jacobian well conditioned at the start), biases zero, plus 1 on the
+LSTM's forget-gate bias (``unit_forget_bias=True``; Jozefowicz et al. 2015) so the cell
+remembers by default. Override with ``w_ih_init``, ``w_hh_init``, ``b_init`` (a
+`jnet.initializers` name or any ``init(key, shape, dtype)``); each is called once per gate on
+that gate's block, so every gate starts as if it were its own Dense layer.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jnet import initializers
+from jnet.layers.base import (
+    Layer,
+    LayerError,
+    PyTree,
+    check_float,
+    check_in_shape_rank,
+    check_last_dim,
+    check_rank,
+)
+
+Carry = Any  # (h, c) for the LSTM, h for the GRU
+
+
+# ----------------------------------------------------------------------------------------
+# The two cells as data: how to project inputs (hoisted out of the loop) and take one step.
+
+
+class _Cell(NamedTuple):
+    kind: str
+    gates: int
+    project: Callable[[PyTree, jax.Array], jax.Array]  # x (..., F) -> the h-free part (..., G·H)
+    step: Callable[[PyTree, Carry, tuple], Carry]  # (params, carry, G projected gates) -> carry
+    output: Callable[[Carry], jax.Array]  # carry -> h
+    carry_of: Callable[[Any], Carry]  # an h-shaped value -> the carry made of it
+
+
+def _gates(z: jax.Array, n: int) -> tuple[jax.Array, ...]:
+    """Split a packed (..., n·H) pre-activation into its n gates."""
+    return tuple(jnp.split(z, n, axis=-1))
+
+
+def _lstm_project(params: PyTree, x: jax.Array) -> jax.Array:
+    return x @ params["w_ih"] + params["b"]
+
+
+def _lstm_step(params: PyTree, carry: Carry, xp: tuple) -> Carry:
+    h, c = carry
+    i, f, g, o = (a + b for a, b in zip(xp, _gates(h @ params["w_hh"], 4), strict=True))
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+def _gru_project(params: PyTree, x: jax.Array) -> jax.Array:
+    return x @ params["w_ih"] + params["b_ih" if "b_ih" in params else "b"]
+
+
+def _gru_step(params: PyTree, h: jax.Array, xp: tuple) -> jax.Array:
+    r_x, z_x, n_x = xp
+    w_hh = params["w_hh"]
+    if "b_hh" in params:  # reset after the matmul: one fused (H, 3H) matmul per step
+        r_h, z_h, n_h = _gates(h @ w_hh + params["b_hh"], 3)
+        r, z = jax.nn.sigmoid(r_x + r_h), jax.nn.sigmoid(z_x + z_h)
+        n = jnp.tanh(n_x + r * n_h)
+    else:  # reset before: the n-gate matmul needs r first
+        hidden = h.shape[-1]
+        r_h, z_h = _gates(h @ w_hh[:, : 2 * hidden], 2)
+        r, z = jax.nn.sigmoid(r_x + r_h), jax.nn.sigmoid(z_x + z_h)
+        n = jnp.tanh(n_x + (r * h) @ w_hh[:, 2 * hidden :])
+    return (1.0 - z) * n + z * h
+
+
+_LSTM = _Cell("LSTM", 4, _lstm_project, _lstm_step, lambda carry: carry[0], lambda z: (z, z))
+_GRU = _Cell("GRU", 3, _gru_project, _gru_step, lambda h: h, lambda z: z)
+
+
+def _init_params(cell: _Cell, key: jax.Array, in_features: int, hidden: int, inits: dict,
+                 bias_names: tuple[str, ...], forget_bias: float) -> dict:
+    """Params with each init called once per gate on that gate's block, then concatenated."""
+    w_ih, w_hh, b = (initializers.get(inits[k]) for k in ("w_ih_init", "w_hh_init", "b_init"))
+    blocks = {"w_ih": (w_ih, (in_features, hidden)), "w_hh": (w_hh, (hidden, hidden))}
+    blocks.update({name: (b, (hidden,)) for name in bias_names})
+    keys = jax.random.split(key, (len(blocks), cell.gates))
+    params = {
+        name: jnp.concatenate([init(k, shape, jnp.float32) for k in gate_keys], axis=-1)
+        for (name, (init, shape)), gate_keys in zip(blocks.items(), keys, strict=True)
+    }
+    if forget_bias:  # LSTM only: the f block is the second of (i, f, g, o)
+        params["b"] = params["b"].at[hidden : 2 * hidden].add(forget_bias)
+    return params
+
+
+# ----------------------------------------------------------------------------------------
+# The scan.
+
+
+def _check_params(kind: str, params: PyTree, names: tuple[str, ...], gates: int) -> int:
+    """Raise unless `params` holds exactly `names` with consistent shapes; return H."""
+    if not isinstance(params, dict) or set(params) != set(names):
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise LayerError(
+            kind,
+            f"expected params with keys {sorted(names)}, got {got}. Pass the params this "
+            "layer's init made (a GRU's keys depend on reset_after).",
+        )
+    hidden = params["w_hh"].shape[0]
+    width = gates * hidden
+    if params["w_hh"].shape != (hidden, width) or params["w_ih"].shape[-1:] != (width,):
+        raise LayerError(
+            kind,
+            f"expected w_hh of shape (H, {gates}H) and w_ih of shape (F, {gates}H), got "
+            f"{params['w_hh'].shape} and {params['w_ih'].shape}.",
+        )
+    return hidden
+
+
+def _as_mask(kind: str, mask_or_lengths: Any, n: int, t: int) -> jax.Array | None:
+    """A (N, T) boolean mask from a mask or from per-sequence lengths (N,)."""
+    if mask_or_lengths is None:
+        return None
+    m = jnp.asarray(mask_or_lengths)
+    if m.shape == (n,) and jnp.issubdtype(m.dtype, jnp.integer):
+        return jnp.arange(t)[None, :] < m[:, None]
+    if m.shape != (n, t):
+        raise LayerError(
+            kind,
+            f"expected a mask of shape (N, T) = {(n, t)} (True on real steps) or lengths of "
+            f"shape (N,) = {(n,)} with integer dtype, got shape {m.shape} dtype {m.dtype}.",
+        )
+    return m.astype(bool)
+
+
+def _check_carry(kind: str, cell: _Cell, carry: Carry, n: int, hidden: int) -> Carry:
+    want = cell.carry_of(jax.ShapeDtypeStruct((n, hidden), jnp.float32))
+    if jax.tree.structure(carry) != jax.tree.structure(want) or any(
+        jnp.shape(c) != (n, hidden) for c in jax.tree.leaves(carry)
+    ):
+        what = "(h, c), each" if cell is _LSTM else "h of shape"
+        raise LayerError(
+            kind,
+            f"expected initial_state {what} (N, H) = {(n, hidden)}, got "
+            f"{jax.tree.map(jnp.shape, carry)}.",
+        )
+    return carry
+
+
+def _scan(cell: _Cell, kind: str, params: PyTree, x: jax.Array, initial_state: Carry | None,
+          mask: Any, reverse: bool, unroll: int | bool, hoist: bool | None,
+          return_sequences: bool) -> tuple[jax.Array | None, Carry]:
+    """Run `cell` over the time axis of `x` (N, T, F); returns (ys (N, T, H) or None, carry)."""
+    check_rank(kind, x, 3, "(N, T, F)", "Add the time axis, e.g. `x[:, None, :]` for T = 1.")
+    check_float(kind, x)
+    check_last_dim(kind, x, params["w_ih"].shape[0])
+    hidden = params["w_hh"].shape[0]
+    n, t, _ = x.shape
+    mask = _as_mask(kind, mask, n, t)
+    if initial_state is None:
+        initial_state = cell.carry_of(jnp.zeros((n, hidden), x.dtype))
+    carry = _check_carry(kind, cell, initial_state, n, hidden)
+
+    x = jnp.swapaxes(x, 0, 1)  # time-major for scan
+    if _should_hoist(hoist):  # all T input projections in one matmul, one array per gate
+        xs = _gates(cell.project(params, x), cell.gates)
+        step = functools.partial(cell.step, params)
+    else:
+        xs, step = x, functools.partial(_step_on_input, cell, params)
+    steps_mask = None if mask is None else jnp.swapaxes(mask, 0, 1)[..., None]
+
+    def body(carry, inputs):
+        x_t, m_t = inputs
+        new = step(carry, x_t)
+        if m_t is not None:  # padded step: keep the old state, output 0
+            new = jax.tree.map(lambda a, b: jnp.where(m_t, a, b), new, carry)
+        if not return_sequences:
+            return new, None
+        y = cell.output(new)
+        return new, y if m_t is None else jnp.where(m_t, y, 0.0)
+
+    carry, ys = jax.lax.scan(body, carry, (xs, steps_mask), reverse=reverse, unroll=unroll)
+    return (jnp.swapaxes(ys, 0, 1) if return_sequences else None), carry
+
+
+def _should_hoist(hoist: bool | None) -> bool:
+    """Hoist the input projection out of the loop? None: not on CPU, where XLA measured slower
+    with it (it reads each step's gates out of a (T, N, G·H) buffer; see README, Recurrent
+    layers), and yes on accelerators, where one big matmul beats T small ones (cuDNN's choice)."""
+    return jax.default_backend() != "cpu" if hoist is None else bool(hoist)
+
+
+def lstm_scan(params: PyTree, x: jax.Array, initial_state: Carry | None = None,
+              mask: Any = None, *, reverse: bool = False, unroll: int | bool = 1,
+              hoist: bool | None = None) -> tuple[jax.Array, Carry]:
+    """Run an LSTM over `x` (N, T, F); returns ``(ys (N, T, H), (h, c))``.
+
+    `params` as made by `LSTM(...).init`: ``{"w_ih": (F, 4H), "w_hh": (H, 4H), "b": (4H,)}``,
+    gates (i, f, g, o). `initial_state` is ``(h0, c0)``, each (N, H) (default zeros); `mask` is
+    (N, T) boolean or lengths (N,). See the module docstring for the equations.
+    """
+    _check_params("LSTM", params, ("w_ih", "w_hh", "b"), 4)
+    return _scan(_LSTM, "LSTM", params, x, initial_state, mask, reverse, unroll, hoist, True)
+
+
+def gru_scan(params: PyTree, x: jax.Array, initial_state: jax.Array | None = None,
+             mask: Any = None, *, reverse: bool = False, unroll: int | bool = 1,
+             hoist: bool | None = None) -> tuple[jax.Array, jax.Array]:
+    """Run a GRU over `x` (N, T, F); returns ``(ys (N, T, H), h)``.
+
+    `params` as made by `GRU(...).init`; the reset convention follows from their keys:
+    ``{"w_ih", "w_hh", "b_ih", "b_hh"}`` is reset-after (PyTorch), ``{"w_ih", "w_hh", "b"}``
+    reset-before (Cho et al. v3). Gates (r, z, n). `initial_state` is h0 (N, H).
+    """
+    _check_gru_params("GRU", params)
+    return _scan(_GRU, "GRU", params, x, initial_state, mask, reverse, unroll, hoist, True)
+
+
+def _check_gru_params(kind: str, params: PyTree) -> int:
+    names = ("w_ih", "w_hh", "b") if isinstance(params, dict) and "b" in params else (
+        "w_ih", "w_hh", "b_ih", "b_hh")
+    return _check_params(kind, params, names, 3)
+
+
+def _step_on_input(cell: _Cell, params: PyTree, carry: Carry, x: jax.Array) -> Carry:
+    return cell.step(params, carry, _gates(cell.project(params, x), cell.gates))
+
+
+def lstm_step(params: PyTree, carry: Carry, x: jax.Array) -> Carry:
+    """One LSTM step: ``(h, c), x_t (N, F) -> (h', c')``."""
+    return _step_on_input(_LSTM, params, carry, x)
+
+
+def gru_step(params: PyTree, h: jax.Array, x: jax.Array) -> jax.Array:
+    """One GRU step: ``h, x_t (N, F) -> h'`` (reset convention from the params' keys)."""
+    return _step_on_input(_GRU, params, h, x)
+
+
+# ----------------------------------------------------------------------------------------
+# Layers.
+
+
+def _unpack_inputs(kind: str, inputs: Any) -> tuple[jax.Array, Any, Carry | None]:
+    """``x`` | ``(x, mask_or_lengths)`` | ``{"x", "mask" | "lengths", "initial_state"}``."""
+    if isinstance(inputs, dict):
+        unknown = set(inputs) - {"x", "mask", "lengths", "initial_state"}
+        if "x" not in inputs or unknown or ("mask" in inputs and "lengths" in inputs):
+            raise LayerError(
+                kind,
+                f"expected a dict input with key 'x' and optionally one of 'mask' / 'lengths' "
+                f"and 'initial_state', got keys {sorted(inputs)}.",
+            )
+        mask = inputs.get("mask", inputs.get("lengths"))
+        return inputs["x"], mask, inputs.get("initial_state")
+    if isinstance(inputs, (tuple, list)):
+        if len(inputs) != 2:
+            raise LayerError(
+                kind,
+                f"expected x (N, T, F), a pair (x, mask) / (x, lengths) or a dict, got a "
+                f"{type(inputs).__name__} of {len(inputs)} items.",
+            )
+        return inputs[0], inputs[1], None
+    return inputs, None, None
+
+
+def _sequence_shape(kind: str, in_shape: tuple) -> tuple[int, int]:
+    """(T, F) from ``in_shape``, also when given as ``((T, F), mask_shape)``."""
+    if in_shape and isinstance(in_shape[0], tuple):
+        in_shape = in_shape[0]
+    check_in_shape_rank(kind, in_shape, 2, "(T, F)",
+                        "Recurrent layers take sequences; add a time axis.")
+    return in_shape
+
+
+def _config(constructor: Callable, args: dict) -> dict:
+    """The constructor's arguments that differ from their defaults (shown by `repr`; enough to
+    rebuild the layer, which `Bidirectional` does)."""
+    params = inspect.signature(constructor).parameters
+    return {k: v for k, v in args.items()
+            if k != "name" and (params[k].default is inspect.Parameter.empty
+                                or v is not params[k].default)}
+
+
+def _check_hidden(kind: str, hidden: Any) -> None:
+    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
+        raise LayerError(kind, f"expected hidden to be a positive int, got {hidden!r}.")
+
+
+def _recurrent(cell: _Cell, kind: str, hidden: int, bias_names: tuple[str, ...], inits: dict,
+               forget_bias: float, *, return_sequences: bool, return_state: bool, reverse: bool,
+               unroll: int | bool, hoist: bool | None, config: dict, name: str | None) -> Layer:
+    _check_hidden(kind, hidden)
+    names = ("w_ih", "w_hh", *bias_names)
+
+    def init_fn(key, in_shape):
+        steps, features = _sequence_shape(kind, in_shape)
+        params = _init_params(cell, key, features, hidden, inits, bias_names, forget_bias)
+        out_shape = (steps, hidden) if return_sequences else (hidden,)
+        if return_state:
+            out_shape = (out_shape, cell.carry_of((hidden,)))
+        return out_shape, params, {}
+
+    def apply_fn(params, state, inputs, *, key=None, train=False):
+        _check_params(kind, params, names, cell.gates)
+        x, mask, initial_state = _unpack_inputs(kind, inputs)
+        ys, carry = _scan(cell, kind, params, x, initial_state, mask, reverse, unroll, hoist,
+                          return_sequences)
+        y = ys if return_sequences else cell.output(carry)
+        return ((y, carry) if return_state else y), state
+
+    return Layer(init_fn, apply_fn, kind=kind, name=name, config=config)
+
+
+_INIT_DOC = """w_ih_init, w_hh_init, b_init: initializers (a `jnet.initializers` name or an
+            ``init(key, shape, dtype)``), each called once per gate on that gate's block,
+            (F, H), (H, H) and (H,). Defaults glorot_uniform, orthogonal, zeros."""
+
+
+def LSTM(hidden: int, return_sequences: bool = False, return_state: bool = False, *,
+         reverse: bool = False, unroll: int | bool = 1, hoist: bool | None = None,
+         w_ih_init: Any = "glorot_uniform", w_hh_init: Any = "orthogonal", b_init: Any = "zeros",
+         unit_forget_bias: bool = True, name: str | None = None) -> Layer:
+    """Long short-term memory over (N, T, F) sequences (Hochreiter & Schmidhuber 1997).
+
+    Params ``{"w_ih": (F, 4H), "w_hh": (H, 4H), "b": (4H,)}``, gates in PyTorch's order
+    (i, f, g, o); one bias (PyTorch's b_ih + b_hh). Equations, inputs (mask / lengths /
+    initial state), outputs and initialisation: see `jnet.layers.recurrent`.
+
+    Args:
+        hidden: H, the size of h and c.
+        return_sequences: output every step's h (N, T, H) instead of the last one (N, H).
+        return_state: output ``(y, (h, c))`` with the final carry.
+        reverse: run from the last step to the first (outputs stay aligned with the input).
+        unroll: steps per loop iteration of `jax.lax.scan`.
+        hoist: compute ``x W_ih + b`` for all steps before the loop (True) or inside it
+            (False); None: what measured faster on the current backend (not on CPU).
+        {inits}
+        unit_forget_bias: add 1 to the forget-gate bias after `b_init` (Keras default).
+    """
+    config = _config(LSTM, locals())
+    inits = dict(w_ih_init=w_ih_init, w_hh_init=w_hh_init, b_init=b_init)
+    return _recurrent(_LSTM, "LSTM", hidden, ("b",), inits, float(unit_forget_bias),
+                      return_sequences=return_sequences, return_state=return_state,
+                      reverse=reverse, unroll=unroll, hoist=hoist, config=config, name=name)
+
+
+def GRU(hidden: int, return_sequences: bool = False, return_state: bool = False, *,
+        reset_after: bool = True, reverse: bool = False, unroll: int | bool = 1,
+        hoist: bool | None = None, w_ih_init: Any = "glorot_uniform",
+        w_hh_init: Any = "orthogonal", b_init: Any = "zeros", name: str | None = None) -> Layer:
+    """Gated recurrent unit over (N, T, F) sequences (Cho et al. 2014).
+
+    Params ``{"w_ih": (F, 3H), "w_hh": (H, 3H), "b_ih": (3H,), "b_hh": (3H,)}`` with
+    ``reset_after=True`` (PyTorch's maths), ``{"w_ih", "w_hh", "b": (3H,)}`` with
+    ``reset_after=False`` (Cho et al. v3); gates (r, z, n). Equations, inputs (mask / lengths /
+    initial state), outputs and initialisation: see `jnet.layers.recurrent`.
+
+    Args:
+        hidden: H, the size of h.
+        return_sequences: output every step's h (N, T, H) instead of the last one (N, H).
+        return_state: output ``(y, h)`` with the final state.
+        reset_after: apply the reset gate after the recurrent matmul (PyTorch, Keras default).
+        reverse: run from the last step to the first (outputs stay aligned with the input).
+        unroll: steps per loop iteration of `jax.lax.scan`.
+        hoist: compute ``x W_ih + b`` for all steps before the loop (True) or inside it
+            (False); None: what measured faster on the current backend (not on CPU).
+        {inits}
+    """
+    config = _config(GRU, locals())
+    inits = dict(w_ih_init=w_ih_init, w_hh_init=w_hh_init, b_init=b_init)
+    return _recurrent(_GRU, "GRU", hidden, _gru_biases(reset_after), inits, 0.0,
+                      return_sequences=return_sequences, return_state=return_state,
+                      reverse=reverse, unroll=unroll, hoist=hoist, config=config, name=name)
+
+
+def _gru_biases(reset_after: bool) -> tuple[str, ...]:
+    return ("b_ih", "b_hh") if reset_after else ("b",)
+
+
+def _cell_layer(cell: _Cell, kind: str, hidden: int, bias_names: tuple[str, ...], inits: dict,
+                forget_bias: float, step: Callable[[PyTree, Carry, jax.Array], Carry],
+                config: dict, name: str | None) -> Layer:
+    _check_hidden(kind, hidden)
+    names = ("w_ih", "w_hh", *bias_names)
+
+    def init_fn(key, in_shape):
+        check_in_shape_rank(kind, in_shape, 1, "(F,)",
+                            "A cell takes one time step; use the sequence layer for (T, F).")
+        params = _init_params(cell, key, in_shape[0], hidden, inits, bias_names, forget_bias)
+        return (cell.carry_of((hidden,)), (hidden,)), params, {}
+
+    def apply_fn(params, state, inputs, *, key=None, train=False):
+        if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
+            raise LayerError(
+                kind,
+                f"expected a pair (carry, x_t) with x_t (N, F) and carry None (zeros) or the "
+                f"previous carry, got {type(inputs).__name__}. Use the sequence layer for "
+                "(N, T, F) inputs.",
+            )
+        hid = _check_params(kind, params, names, cell.gates)
+        carry, x = inputs
+        check_rank(kind, x, 2, "(N, F)", "A cell takes one time step.")
+        check_float(kind, x)
+        check_last_dim(kind, x, params["w_ih"].shape[0])
+        if carry is None:
+            carry = cell.carry_of(jnp.zeros((x.shape[0], hid), x.dtype))
+        carry = step(params, _check_carry(kind, cell, carry, x.shape[0], hid), x)
+        return (carry, cell.output(carry)), state
+
+    return Layer(init_fn, apply_fn, kind=kind, name=name, config=config)
+
+
+def LSTMCell(hidden: int, *, w_ih_init: Any = "glorot_uniform", w_hh_init: Any = "orthogonal",
+             b_init: Any = "zeros", unit_forget_bias: bool = True,
+             name: str | None = None) -> Layer:
+    """One LSTM step, for writing your own loop; same params, maths and inits as `LSTM`.
+
+    ``init(key, (F,))``; ``apply(params, state, (carry, x_t)) -> ((carry', h'), state)`` with
+    x_t (N, F) and carry ``(h, c)`` (each (N, H)) or None for zeros. It fits `jax.lax.scan`::
+
+        step = lambda carry, x_t: cell.apply(params, {}, (carry, x_t))[0]
+        carry, hs = jax.lax.scan(step, carry0, xs)       # xs time-major (T, N, F)
+    """
+    config = _config(LSTMCell, locals())
+    inits = dict(w_ih_init=w_ih_init, w_hh_init=w_hh_init, b_init=b_init)
+    return _cell_layer(_LSTM, "LSTMCell", hidden, ("b",), inits, float(unit_forget_bias),
+                       lstm_step, config, name)
+
+
+def GRUCell(hidden: int, *, reset_after: bool = True, w_ih_init: Any = "glorot_uniform",
+            w_hh_init: Any = "orthogonal", b_init: Any = "zeros",
+            name: str | None = None) -> Layer:
+    """One GRU step, for writing your own loop; same params, maths and inits as `GRU`.
+
+    ``init(key, (F,))``; ``apply(params, state, (h, x_t)) -> ((h', h'), state)`` with x_t
+    (N, F) and h (N, H) or None for zeros (the carry and the output are both h', so the
+    result fits `jax.lax.scan` like `LSTMCell`'s).
+    """
+    config = _config(GRUCell, locals())
+    inits = dict(w_ih_init=w_ih_init, w_hh_init=w_hh_init, b_init=b_init)
+    return _cell_layer(_GRU, "GRUCell", hidden, _gru_biases(reset_after), inits, 0.0, gru_step,
+                       config, name)
+
+
+LSTM.__doc__ = LSTM.__doc__.replace("{inits}", _INIT_DOC)
+GRU.__doc__ = GRU.__doc__.replace("{inits}", _INIT_DOC)
+
+
+_MERGES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+    "concat": lambda a, b: jnp.concatenate([a, b], axis=-1),
+    "sum": jnp.add,
+    "mean": lambda a, b: (a + b) / 2,
+    "mul": jnp.multiply,
+}
+_SEQUENCE_LAYERS = {"LSTM": LSTM, "GRU": GRU}
+
+
+def Bidirectional(layer: Layer, merge: str = "concat", name: str | None = None) -> Layer:
+    """Run a recurrent layer forwards and a copy of it backwards and merge the two outputs.
+
+    ``Bidirectional(LSTM(64, return_sequences=True))``. The backward copy has the same config
+    with `reverse` flipped and its own params: ``{"forward": ..., "backward": ...}`` (PyTorch's
+    ``*_reverse`` weights are the backward ones). Outputs are merged by `merge`: ``"concat"``
+    (default, PyTorch and Keras; last axis 2H), ``"sum"``, ``"mean"`` or ``"mul"``. Both
+    directions' per-step outputs are aligned with the input; with ``return_sequences=False``
+    the forward half is the state after the last step and the backward half the state after
+    step 0 (PyTorch's ``h_n``). Masks apply to both directions. With ``return_state=True`` the
+    output is ``(y, (forward_carry, backward_carry))``, and a dict input's ``initial_state``
+    must be such a pair.
+    """
+    if not isinstance(layer, Layer) or layer.kind not in _SEQUENCE_LAYERS:
+        got = layer.kind if isinstance(layer, Layer) else type(layer).__name__
+        raise LayerError("Bidirectional", f"expected an LSTM or GRU layer to wrap, got {got}.")
+    if merge not in _MERGES:
+        raise LayerError("Bidirectional", f"merge must be one of {sorted(_MERGES)}, got {merge!r}.")
+    forward = layer
+    flipped = {**layer.config, "reverse": not layer.config.get("reverse", False)}
+    backward = _SEQUENCE_LAYERS[layer.kind](**flipped)
+    return_state = layer.config.get("return_state", False)
+    merge_fn = _MERGES[merge]
+
+    def init_fn(key, in_shape):
+        k_f, k_b = jax.random.split(key)
+        shape, p_f, _ = forward.init(k_f, in_shape)
+        _, p_b, _ = backward.init(k_b, in_shape)
+        y_shape, carry_shape = shape if return_state else (shape, None)
+        y_shape = jax.eval_shape(merge_fn, *[jax.ShapeDtypeStruct(y_shape, jnp.float32)] * 2).shape
+        out_shape = (y_shape, (carry_shape, carry_shape)) if return_state else y_shape
+        return out_shape, {"forward": p_f, "backward": p_b}, {}
+
+    def apply_fn(params, state, inputs, *, key=None, train=False):
+        in_f = in_b = inputs
+        if isinstance(inputs, dict) and inputs.get("initial_state") is not None:
+            s = inputs["initial_state"]
+            if not isinstance(s, (tuple, list)) or len(s) != 2:
+                raise LayerError(
+                    "Bidirectional",
+                    "expected initial_state as a pair (forward_carry, backward_carry), got "
+                    f"{type(s).__name__}.",
+                )
+            in_f, in_b = {**inputs, "initial_state": s[0]}, {**inputs, "initial_state": s[1]}
+        out_f, _ = forward.apply(params["forward"], {}, in_f)
+        out_b, _ = backward.apply(params["backward"], {}, in_b)
+        if return_state:
+            return (merge_fn(out_f[0], out_b[0]), (out_f[1], out_b[1])), state
+        return merge_fn(out_f, out_b), state
+
+    return Layer(init_fn, apply_fn, kind="Bidirectional", name=name,
+                 children=(("forward", forward), ("backward", backward)),
+                 config={"layer": layer, "merge": merge})
