@@ -280,6 +280,13 @@ def _check_labels(model: Layer, out_shape: Any, y: Any) -> None:
         )
 
 
+def _key_bits(key: jax.Array) -> np.ndarray:
+    """The bits of a typed (``jax.random.key``) or raw (``PRNGKey``) key, for comparison."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.asarray(key)
+
+
 def _copy(tree: PyTree) -> PyTree:
     """Fresh buffers, so that donating the training carry cannot delete the user's arrays."""
     return jax.tree.map(lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a, tree)
@@ -450,8 +457,7 @@ def fit(
             best = restored.get("best")
             history = History({k: [float(v) for v in np.asarray(restored["history"][k])]
                                for k in names})
-            if not np.array_equal(jax.random.key_data(restored["key"]),
-                                  jax.random.key_data(key)):
+            if not np.array_equal(_key_bits(restored["key"]), _key_bits(key)):
                 warnings.warn("jnet.fit: resuming with a different key than the checkpoint's; "
                               "using the checkpoint's key for an exact continuation.", stacklevel=2)
                 key = restored["key"]
