@@ -316,6 +316,15 @@ def test_resume_is_bit_identical(tmp_path, scan):
     assert resumed.history.history == full.history.history
 
 
+def test_resume_accepts_a_raw_prng_key(tmp_path):
+    x, y = _data()
+    kw = dict(key=jax.random.PRNGKey(4), checkpoint_dir=tmp_path)
+    full = _fit(_classifier(), x, y, epochs=2, **{**kw, "checkpoint_dir": None})
+    _fit(_classifier(), x, y, epochs=1, **kw)
+    resumed = _fit(_classifier(), x, y, epochs=2, resume=True, **kw)
+    _assert_trees_equal(resumed.params, full.params)
+
+
 def test_checkpoints_are_written_every_k_epochs_and_rotated(tmp_path):
     x, y = _data()
     _fit(_classifier(), x, y, epochs=5, checkpoint_dir=tmp_path, checkpoint_every=2,
