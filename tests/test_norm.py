@@ -108,3 +108,16 @@ def test_batchnorm_errors():
         L.BatchNorm(axis=0).init(KEY, (4,))
     with pytest.raises(LayerError, match="momentum must satisfy"):
         L.BatchNorm(momentum=1.0)
+
+
+def test_low_precision_inputs_keep_float32_statistics():
+    x = (randn(5, (64, 3)) * 0.1 + 4.0).astype(jnp.bfloat16)  # offset: bf16 steps are 1/32 here
+    layer = L.BatchNorm(momentum=0.0, unbiased_running_var=False)
+    _, params, state = layer.init(KEY, (3,))
+    y, state = layer.apply(params, state, jnp.asarray(x), train=True)
+    x64 = np.asarray(x, np.float64)
+    assert y.dtype == jnp.bfloat16 and state["var"].dtype == jnp.float32
+    np.testing.assert_allclose(state["mean"], x64.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(state["var"], x64.var(0), rtol=1e-4)
+    ref = batchnorm_ref(x64, np.ones(3), np.zeros(3), x64.mean(0), x64.var(0), 1e-5)
+    np.testing.assert_allclose(np.asarray(y, np.float64), ref, atol=0.05)

@@ -33,7 +33,8 @@ def BatchNorm(
     Params: ``{"scale": γ (C,), "bias": β (C,)}`` (ones / zeros; dropped when
     ``scale=False`` / ``center=False``). State: ``{"mean": (C,), "var": (C,)}`` (zeros / ones).
     Works on (N, C), (N, T, C) and (N, H, W, C). `apply` returns the new state in training; the
-    running statistics carry no gradient.
+    running statistics carry no gradient. Statistics are computed in at least float32 (for
+    bfloat16 / float16 inputs too); the output keeps the input's dtype.
 
     Conventions (see SEMANTICS.md):
 
@@ -83,6 +84,9 @@ def BatchNorm(
         # The checks read the last axis; move the channel axis there once, compute, move back.
         x = jnp.moveaxis(x, ax, -1)
         check_last_dim("BatchNorm", x, c, "channels")
+        out_dtype = x.dtype
+        # Statistics of bfloat16 / float16 activations lose too much in their own precision.
+        x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
         reduce = tuple(range(x.ndim - 1))
         if train:
             n = math.prod(x.shape[:-1])
@@ -106,7 +110,7 @@ def BatchNorm(
             y = y * params["scale"]
         if center:
             y = y + params["bias"]
-        return jnp.moveaxis(y.astype(x.dtype), -1, ax), new_state
+        return jnp.moveaxis(y.astype(out_dtype), -1, ax), new_state
 
     config = {"momentum": momentum, "eps": eps, "axis": axis}
     return Layer(init_fn, apply_fn, kind="BatchNorm", config=config, name=name)
