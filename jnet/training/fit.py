@@ -333,6 +333,7 @@ def fit(
     check_finite: bool = True,
     live_plot: bool = False,
     verbose: int = 1,
+    mesh: Any = None,
 ) -> FitResult:
     """Train `model` with `optimizer` on `(x, y)`; returns a `FitResult`.
 
@@ -371,6 +372,9 @@ def fit(
         check_finite: check once, before training, that the data holds no NaN / inf.
         live_plot: redraw the history plot after each epoch (in a notebook).
         verbose: 1 shows a tqdm progress bar, 0 is silent.
+        mesh: train on several devices: a `jax.sharding.Mesh` or a `jnet.distributed` plan
+            (``data_parallel()``, ``fsdp()``) splits each batch over its devices; batch_size
+            must be a multiple of their count. Same results as one device, up to rounding.
 
     Raises:
         ValueError: mismatched lengths, labels out of range, NaN / inf in the data, no loss.
@@ -464,7 +468,13 @@ def fit(
                 k_init, k_train = jax.random.split(key)
 
     # ---- compiled functions
-    step = _guarded_step(make_train_step(model, optimizer, loss_fn, metric_fns))
+    train_step = make_train_step(model, optimizer, loss_fn, metric_fns)
+    if mesh is not None:  # split batches (and maybe params) over devices: jnet.distributed
+        from jnet.distributed import for_fit
+
+        train_step, (params, state, opt_state) = for_fit(
+            mesh, train_step, (params, state, opt_state), None if iterable else batch_size)
+    step = _guarded_step(train_step)
     evaluator = _Evaluator(model, loss_fn, metric_fns) if validation_data is not None else None
     if iterable:
         steps = len(x) if hasattr(x, "__len__") else None
