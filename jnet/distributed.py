@@ -144,7 +144,7 @@ def param_spec(shape: Sequence[int], n: int, axis: str = DATA) -> P:
     """The FSDP rule: split the largest dimension that `n` divides (the first of equal sizes)
     over `axis`; ``P()`` (replicated) when no dimension is divisible or ``n == 1``.
 
-    >>> param_spec((784, 512), 8)   # P(None, 'data'): 512 is the larger divisible dim
+    >>> param_spec((300, 512), 8)   # P(None, 'data'): 300 is not a multiple of 8
     """
     dims = [d for d in range(len(shape)) if n > 1 and shape[d] % n == 0]
     if not dims:
@@ -211,7 +211,8 @@ def shard_batch(batch: PyTree, plan: Mesh | Plan) -> PyTree:
     """This process's share of a batch -> global arrays split along axis 0 over the batch axis.
 
     Each leaf holds this process's rows (with one process: the whole batch); the global batch
-    is the processes' shares concatenated in process order (`jax.make_array_from_process_local_data`).
+    is the processes' shares concatenated in process order
+    (`jax.make_array_from_process_local_data`).
     Every process must call it with the same number of rows.
     """
     plan = as_plan(plan)
@@ -365,9 +366,8 @@ def restore(path: str | os.PathLike, like: PyTree, plan: Mesh | Plan | None = No
         if sharding is None or not isinstance(x, jax.Array):
             return x
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            data = np.asarray(jax.random.key_data(x))
-            return jax.random.wrap_key_data(
-                jax.device_put(data, NamedSharding(sharding.mesh, P())), impl=jax.random.key_impl(x))
+            data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
         data = np.asarray(x)
         return jax.make_array_from_callback(data.shape, sharding, lambda index: data[index])
 
