@@ -142,7 +142,7 @@ class Layer:
 
 
 def snake_case(kind: str) -> str:
-    """``"MaxPool2D"`` -> ``"max_pool2d"``; acronym runs stay together (``"ReLU"`` -> ``"relu"``)."""
+    """CamelCase kind -> snake_case slug, acronyms whole: MaxPool2D -> max_pool2d, ReLU -> relu."""
     return re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", "_", kind).lower()
 
 
