@@ -5,6 +5,7 @@ Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state
 """
 
 from jnet import activations, checkpoint, initializers, layers, losses, optim, precision
+from jnet import distributed
 from jnet.summary import summary
 from jnet.training import (
     EarlyStopping,
@@ -23,3 +24,4 @@ __all__ += ["EarlyStopping", "FitResult", "TrainingDiverged", "data", "evaluate"
             "make_train_step", "predict"]
 __all__ += ["checkpoint", "summary"]
 __all__ += ["optim"]
+__all__ += ["distributed"]
