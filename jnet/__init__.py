@@ -4,8 +4,17 @@ Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state
 (`jnet.optim`), and training is a jit-compiled pure step plus a small driver (`jnet.fit`).
 """
 
-from jnet import activations, checkpoint, initializers, layers, losses, optim, precision
-from jnet import distributed
+from jnet import (
+    activations,
+    checkpoint,
+    distributed,
+    initializers,
+    interop,
+    layers,
+    losses,
+    optim,
+    precision,
+)
 from jnet.summary import summary
 from jnet.training import (
     EarlyStopping,
@@ -24,4 +33,5 @@ __all__ += ["EarlyStopping", "FitResult", "TrainingDiverged", "data", "evaluate"
             "make_train_step", "predict"]
 __all__ += ["checkpoint", "summary"]
 __all__ += ["optim"]
+__all__ += ["interop"]
 __all__ += ["distributed"]

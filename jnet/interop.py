@@ -1,0 +1,179 @@
+"""PyTorch weights into jnet params: converters for `state_dict()` entries.
+
+torch is never imported: pass the state dict as NumPy arrays (or anything `np.asarray` takes),
+e.g. ``{k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}``. Every function
+takes an optional `prefix`, so one call picks a submodule out of a whole model's state dict
+(``prefix="encoder.lstm."``).
+
+=================  ======================================  ===================================
+PyTorch            jnet                                    conversion
+=================  ======================================  ===================================
+nn.Linear          Dense {"w": (in, out), "b"}             weight.T
+nn.Conv2d          Conv2D {"w": (kh, kw, I, O), "b"}       OIHW -> HWIO: transpose(2, 3, 1, 0)
+nn.BatchNorm2d     BatchNorm {"scale", "bias"},            weight, bias; running_mean,
+                   state {"mean", "var"}                   running_var copied as stored
+nn.LSTM            LSTM {"w_ih": (F, 4H), "w_hh": (H, 4H), weight_ih_l0.T, weight_hh_l0.T,
+                   "b": (4H,)}                             b = bias_ih_l0 + bias_hh_l0
+nn.GRU             GRU {"w_ih": (F, 3H), "w_hh": (H, 3H),  weight_ih_l0.T, weight_hh_l0.T,
+                   "b_ih", "b_hh"} (reset_after=True)      both biases kept
+=================  ======================================  ===================================
+
+Gate orders need no permutation: jnet packs LSTM gates as (i, f, g, o) and GRU gates as
+(r, z, n), PyTorch's orders. PyTorch's GRU is the reset-after GRU, so its weights load only into
+``GRU(reset_after=True)`` (both biases are kept: b_hn sits inside r ⊙ (·) and cannot be merged).
+For ``bidirectional=True`` modules, `direction="backward"` reads the ``*_reverse`` weights and
+`bidirectional_from_torch` builds the params of a jnet `Bidirectional` layer.
+
+BatchNorm's running variance: PyTorch stores the *unbiased* batch variance (× n/(n−1)) in
+``running_var`` and normalises with it as stored in eval mode. jnet's `BatchNorm` does the same
+(``unbiased_running_var=True``, its default), so the statistics copy unchanged and eval outputs
+match; continuing training in jnet also updates them the same way. Only with a jnet BatchNorm
+built with ``unbiased_running_var=False`` do the stored values mean something else: the running
+average then lags PyTorch's by the factor (n−1)/n per update, and eval outputs still match
+for the copied values. ``num_batches_tracked`` is not needed (jnet uses a fixed momentum).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "batchnorm_from_torch",
+    "bidirectional_from_torch",
+    "conv2d_from_torch",
+    "dense_from_torch",
+    "gru_from_torch",
+    "lstm_from_torch",
+]
+
+
+def _get(state_dict: Mapping[str, Any], key: str, what: str, optional: bool = False):
+    if key not in state_dict:
+        if optional:
+            return None
+        near = sorted(k for k in state_dict if k.split(".")[-1] == key.split(".")[-1])
+        hint = f" Keys with that name: {near[:5]}; pass the right prefix=." if near else ""
+        raise KeyError(
+            f"{what}: the state dict has no {key!r}.{hint} It has {len(state_dict)} keys, e.g. "
+            f"{sorted(state_dict)[:6]}."
+        )
+    return np.asarray(state_dict[key], dtype=np.float32)
+
+
+def _check_shape(what: str, name: str, array: np.ndarray, shape: tuple) -> None:
+    if array.shape != shape:
+        raise ValueError(f"{what}: expected {name} of shape {shape}, got {array.shape}.")
+
+
+def dense_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.Linear`` -> `Dense` params: ``{"w": weight.T, "b": bias}``.
+
+    A Linear built with ``bias=False`` gives ``{"w"}`` only: use ``Dense(..., use_bias=False)``.
+    """
+    w = _get(state_dict, prefix + "weight", "dense_from_torch")
+    if w.ndim != 2:
+        raise ValueError(f"dense_from_torch: expected a 2-D weight (out, in), got {w.shape}.")
+    params = {"w": w.T.copy()}
+    b = _get(state_dict, prefix + "bias", "dense_from_torch", optional=True)
+    if b is not None:
+        _check_shape("dense_from_torch", "bias", b, (w.shape[0],))
+        params["b"] = b
+    return params
+
+
+def conv2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.Conv2d`` -> `Conv2D` params: OIHW weight to HWIO, ``{"w": (kh, kw, I, O), "b"}``.
+
+    Both compute cross-correlation, so no kernel flip. Strides, padding and dilation are
+    constructor arguments on both sides (PyTorch's ``padding=p`` is jnet's ``padding=p``);
+    inputs go from NCHW to NHWC with ``x.transpose(0, 2, 3, 1)``. Grouped convolutions
+    (``groups > 1``) have no jnet counterpart.
+    """
+    w = _get(state_dict, prefix + "weight", "conv2d_from_torch")
+    if w.ndim != 4:
+        raise ValueError(f"conv2d_from_torch: expected a 4-D OIHW weight, got {w.shape}.")
+    params = {"w": np.ascontiguousarray(w.transpose(2, 3, 1, 0))}
+    b = _get(state_dict, prefix + "bias", "conv2d_from_torch", optional=True)
+    if b is not None:
+        _check_shape("conv2d_from_torch", "bias", b, (w.shape[0],))
+        params["b"] = b
+    return params
+
+
+def batchnorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> tuple[dict, dict]:
+    """``nn.BatchNorm2d`` (or 1d) -> `BatchNorm` ``(params, state)``.
+
+    params ``{"scale": weight, "bias": bias}`` (absent with ``affine=False``: build
+    ``BatchNorm(scale=False, center=False)``), state ``{"mean": running_mean, "var":
+    running_var}``, copied as stored (see the module docstring on the unbiased variance).
+    Momentum: PyTorch's ``momentum=0.1`` is jnet's ``BatchNorm(momentum=0.9)``; eps matches.
+    """
+    what = "batchnorm_from_torch"
+    mean = _get(state_dict, prefix + "running_mean", what)
+    var = _get(state_dict, prefix + "running_var", what)
+    _check_shape(what, "running_var", var, mean.shape)
+    params = {}
+    for torch_name, jnet_name in (("weight", "scale"), ("bias", "bias")):
+        value = _get(state_dict, prefix + torch_name, what, optional=True)
+        if value is not None:
+            _check_shape(what, torch_name, value, mean.shape)
+            params[jnet_name] = value
+    return params, {"mean": mean, "var": var}
+
+
+def _rnn_weights(state_dict, prefix, layer, direction, gates, what):
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"{what}: direction must be 'forward' or 'backward', got {direction!r}.")
+    suffix = f"_l{layer}" + ("_reverse" if direction == "backward" else "")
+    if prefix + "weight_hr" + suffix in state_dict:
+        raise ValueError(
+            f"{what}: the module has a projection (proj_size > 0, 'weight_hr{suffix}'), "
+            "which jnet's LSTM does not implement."
+        )
+    w_ih = _get(state_dict, f"{prefix}weight_ih{suffix}", what)
+    w_hh = _get(state_dict, f"{prefix}weight_hh{suffix}", what)
+    hidden = w_hh.shape[-1]
+    _check_shape(what, "weight_hh" + suffix, w_hh, (gates * hidden, hidden))
+    _check_shape(what, "weight_ih" + suffix, w_ih, (gates * hidden, w_ih.shape[-1]))
+    zeros = np.zeros(gates * hidden, np.float32)  # bias=False modules have no biases
+    b_ih = _get(state_dict, f"{prefix}bias_ih{suffix}", what, optional=True)
+    b_hh = _get(state_dict, f"{prefix}bias_hh{suffix}", what, optional=True)
+    return (w_ih.T.copy(), w_hh.T.copy(), zeros if b_ih is None else b_ih,
+            zeros if b_hh is None else b_hh)
+
+
+def lstm_from_torch(state_dict: Mapping[str, Any], prefix: str = "", layer: int = 0,
+                    direction: str = "forward") -> dict:
+    """``nn.LSTM`` layer `layer` -> `LSTM` params ``{"w_ih", "w_hh", "b"}``.
+
+    ``w_ih = weight_ih_l{layer}.T`` (F, 4H), ``w_hh = weight_hh_l{layer}.T`` (H, 4H),
+    ``b = bias_ih_l{layer} + bias_hh_l{layer}`` (the two biases only ever appear summed).
+    Gate order (i, f, g, o) on both sides. A stacked ``num_layers=k`` module is k jnet LSTMs
+    with ``return_sequences=True`` (all but the last), one call per layer. PyTorch's
+    ``batch_first=True`` matches jnet's (N, T, F).
+    """
+    w_ih, w_hh, b_ih, b_hh = _rnn_weights(state_dict, prefix, layer, direction, 4,
+                                          "lstm_from_torch")
+    return {"w_ih": w_ih, "w_hh": w_hh, "b": b_ih + b_hh}
+
+
+def gru_from_torch(state_dict: Mapping[str, Any], prefix: str = "", layer: int = 0,
+                   direction: str = "forward") -> dict:
+    """``nn.GRU`` layer `layer` -> `GRU(reset_after=True)` params
+    ``{"w_ih": (F, 3H), "w_hh": (H, 3H), "b_ih": (3H,), "b_hh": (3H,)}``, gates (r, z, n)."""
+    w_ih, w_hh, b_ih, b_hh = _rnn_weights(state_dict, prefix, layer, direction, 3,
+                                          "gru_from_torch")
+    return {"w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}
+
+
+def bidirectional_from_torch(state_dict: Mapping[str, Any], kind: str, prefix: str = "",
+                             layer: int = 0) -> dict:
+    """A ``bidirectional=True`` ``nn.LSTM`` / ``nn.GRU`` layer -> `Bidirectional` params
+    ``{"forward": ..., "backward": ...}``; `kind` is ``"LSTM"`` or ``"GRU"``."""
+    convert = {"LSTM": lstm_from_torch, "GRU": gru_from_torch}.get(kind)
+    if convert is None:
+        raise ValueError(f"bidirectional_from_torch: kind must be 'LSTM' or 'GRU', got {kind!r}.")
+    return {d: convert(state_dict, prefix, layer, d) for d in ("forward", "backward")}

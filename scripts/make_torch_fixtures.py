@@ -1,0 +1,67 @@
+"""Write the PyTorch parity fixtures in tests/fixtures/ (needs torch; the tests do not).
+
+Each ``torch_<module>.npz`` holds a random module's state dict (keys ``sd/<torch name>``), an
+input ``x`` and PyTorch's output(s) ``y...`` for it, all float32 and tiny, so
+`tests/test_interop.py` checks jnet against PyTorch's numbers without PyTorch installed.
+
+    python scripts/make_torch_fixtures.py        # rewrites tests/fixtures/torch_*.npz
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+
+
+def make_modules(seed: int = 0) -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
+    """The modules and inputs the fixtures (and the live torch tests) use. Inputs are in
+    PyTorch's layout: (N, T, F) with batch_first for RNNs, NCHW for images."""
+    torch.manual_seed(seed)
+    bn = torch.nn.BatchNorm2d(3)
+    with torch.no_grad():  # a few training batches so the running stats are not the defaults
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+        for _ in range(3):
+            bn(torch.randn(4, 3, 5, 5) * 2 + 1)
+    bn.eval()
+    return {
+        "lstm": (torch.nn.LSTM(3, 4, batch_first=True), torch.randn(2, 5, 3)),
+        "lstm_bi": (torch.nn.LSTM(3, 4, batch_first=True, bidirectional=True),
+                    torch.randn(2, 5, 3)),
+        "gru": (torch.nn.GRU(3, 4, batch_first=True), torch.randn(2, 5, 3)),
+        "linear": (torch.nn.Linear(5, 3), torch.randn(4, 5)),
+        "conv2d": (torch.nn.Conv2d(2, 3, (3, 2), stride=(1, 2), padding=1),
+                   torch.randn(2, 2, 6, 5)),
+        "batchnorm2d": (bn, torch.randn(2, 3, 4, 4)),
+    }
+
+
+def outputs(module: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        out = module(x)
+    if isinstance(module, torch.nn.LSTM):
+        y, (h, c) = out
+        return {"y": y.numpy(), "h": h.numpy(), "c": c.numpy()}
+    if isinstance(module, torch.nn.GRU):
+        y, h = out
+        return {"y": y.numpy(), "h": h.numpy()}
+    return {"y": out.numpy()}
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, (module, x) in make_modules().items():
+        arrays = {f"sd/{k}": v.detach().numpy() for k, v in module.state_dict().items()
+                  if v.dtype.is_floating_point}
+        arrays.update(x=x.numpy(), **outputs(module, x))
+        path = OUT / f"torch_{name}.npz"
+        np.savez_compressed(path, **arrays)
+        print(f"{path.relative_to(OUT.parent.parent)}: {path.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()
