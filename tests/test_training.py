@@ -121,6 +121,7 @@ def test_user_jitted_step_compiles_once_over_batches_with_a_padded_last_batch():
                                                jax.random.fold_in(key, s))
     assert step._cache_size() == 1
     assert int(opt_state.step) == 8  # 4 batches (the last padded) x 2 epochs
+    assert set(m) == {"loss", "accuracy", "count", "lr"}  # accuracy: classification head
     assert np.isfinite(float(m["loss"]))
 
 

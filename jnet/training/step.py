@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jnet.layers.base import Layer
-from jnet.training.metrics import Metric, weighted_mean
+from jnet.training.metrics import Metric, resolve_metrics, weighted_mean
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -120,11 +120,18 @@ def _find(tree: Any, name: str) -> Any:
     return None
 
 
+def _metric_fns(model: Layer, metrics: Any) -> dict[str, Metric]:
+    """``metrics=`` as `jnet.fit` takes it (None: accuracy for a classification head)."""
+    if isinstance(metrics, dict):
+        return dict(metrics)
+    return resolve_metrics(metrics, model.head.task if model.head is not None else None)
+
+
 def make_train_step(
     model: Layer,
     optimizer: Any,
     loss: LossFn | None = None,
-    metrics: dict[str, Metric] | None = None,
+    metrics: Any = None,
 ) -> Callable:
     """One pure training step ``(params, state, opt_state, batch, key) -> (params, state,
     opt_state, metrics)``, ready for `jax.jit` (donate the first three arguments).
@@ -133,15 +140,16 @@ def make_train_step(
         model: a `Layer`; if it ends in an output layer its head gives the loss.
         optimizer: anything with ``update(grads, opt_state, params) -> (params, opt_state)``.
         loss: ``fn(outputs, targets) -> per-example losses``; overrides the head's loss.
-        metrics: ``{name: fn(outputs, targets) -> per-example values}`` computed on the
-            training batch's outputs (no extra forward pass).
+        metrics: names (``"accuracy"``), functions ``fn(outputs, targets) -> per-example
+            values`` or a ``{name: fn}`` dict, computed on the training batch's outputs (no
+            extra forward pass). Default: accuracy for a classification head.
 
     The batch is ``(x, y)`` or ``(x, y, weight)``; the loss is the weighted mean above. `key`
     feeds dropout (the model runs with ``train=True``). Returned metrics are device arrays:
     ``loss``, the metrics, ``count`` and, when the optimizer state records it, ``lr``.
     """
     loss_fn = resolve_loss(model, loss)
-    metrics = dict(metrics or {})
+    metrics = _metric_fns(model, metrics)
 
     def objective(params, state, x, y, weight, key):
         outputs, new_state = model.apply(params, state, x, key=key, train=True)
@@ -163,11 +171,11 @@ def make_train_step(
     return train_step
 
 
-def make_eval_step(model: Layer, loss: LossFn | None = None,
-                   metrics: dict[str, Metric] | None = None) -> Callable:
-    """Pure evaluation step ``(params, state, batch) -> metrics`` (``train=False``, no key)."""
+def make_eval_step(model: Layer, loss: LossFn | None = None, metrics: Any = None) -> Callable:
+    """Pure evaluation step ``(params, state, batch) -> metrics`` (``train=False``, no key);
+    `loss` and `metrics` as in `make_train_step`."""
     loss_fn = resolve_loss(model, loss, where="jnet.evaluate")
-    metrics = dict(metrics or {})
+    metrics = _metric_fns(model, metrics)
 
     def eval_step(params, state, batch):
         x, y, weight = unpack_batch(batch)
