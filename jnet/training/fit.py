@@ -524,17 +524,16 @@ def fit(
                             jax.block_until_ready(carry[3])  # keep the bar honest per chunk
                         progress.update(min(chunk, steps - c * chunk))
                     stacked = jax.tree.map(lambda *v: jnp.concatenate(v), *step_logs)
-                else:
-                    host = isinstance(x, np.ndarray)
-                    idx_h = np.asarray(idx).reshape(-1, batch_size)[:steps]
+                else:  # one jitted step per batch; NumPy data is gathered on the host
                     flat = lambda a: a.reshape(-1, *a.shape[2:])  # noqa: E731
-                    weight, keys = flat(weight), flat(keys)
+                    idx, weight, keys = flat(idx), flat(weight), flat(keys)
+                    if isinstance(x, np.ndarray):
+                        idx = np.asarray(idx)
                     for s in range(steps):
-                        i = idx_h[s] if host else idx.reshape(-1, batch_size)[s]
-                        carry, logs = run(carry, (x[i], y[i], weight[s]), keys[s],
+                        carry, logs = run(carry, (x[idx[s]], y[idx[s]], weight[s]), keys[s],
                                           jnp.asarray(True))
                         step_logs.append(logs)
-                    progress.update(steps)
+                        progress.update(1)
                     stacked = jax.tree.map(lambda *v: jnp.stack(v), *step_logs)
 
             epoch_logs, diverged, ran = jax.device_get(
