@@ -207,6 +207,9 @@ def test_iterable_of_batches_trains_and_pads_its_short_last_batch():
     # a function epoch -> iterable works too, and gives the same result
     r2 = _fit(_classifier(), lambda epoch: iter(batches), None, epochs=3)
     _assert_trees_equal(r.params, r2.params)
+    # a generator is consumed once: one epoch works (the first batch is not lost) ...
+    assert _fit(_classifier(), iter(batches), None, epochs=1).step == 4
+    # ... and a second epoch is a clear error
     with pytest.raises(ValueError, match="yielded no batch in epoch 2"):
         _fit(_classifier(), iter(batches), None, epochs=2)
 

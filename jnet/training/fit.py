@@ -20,6 +20,7 @@ nothing and ends with bit-identical parameters.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import warnings
@@ -396,8 +397,12 @@ def fit(
     if iterable:
         if scan:
             raise ValueError("jnet.fit: scan=True needs in-memory arrays x, y, not an iterable.")
-        first = D.as_batch(next(iter(x(0) if callable(x) else x)))
-        in_shape, n = tuple(jnp.shape(first[0])[1:]), None
+        source = x(0) if callable(x) else x
+        it = iter(source)
+        first = next(it)
+        if it is x:  # a one-shot iterator (a generator): put the peeked batch back
+            x = itertools.chain([first], it)
+        in_shape, n = tuple(jnp.shape(D.as_batch(first)[0])[1:]), None
     else:
         n = D.check_arrays(x, y, check_finite=check_finite)
         batch_size = D.resolve_batch_size(batch_size, n)
