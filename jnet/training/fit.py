@@ -162,6 +162,73 @@ def _reduce_logs(logs: dict[str, jax.Array]) -> dict[str, jax.Array]:
     return out
 
 
+def _epoch_of_scans(run, carry, x, y, plan, steps, progress):
+    """One epoch as `lax.scan` calls over chunks of steps; returns the carry and stacked logs."""
+    idx, weight, keys, active = plan
+    chunks, chunk = idx.shape[:2]
+    step_logs = []
+    for c in range(chunks):
+        carry, logs = run(carry, x, y, idx[c], weight[c], keys[c], active[c])
+        step_logs.append(logs)
+        if chunks > 1:
+            jax.block_until_ready(carry[3])  # keep the bar honest per chunk
+        progress.update(min(chunk, steps - c * chunk))
+    return carry, jax.tree.map(lambda *v: jnp.concatenate(v), *step_logs)
+
+
+def _epoch_of_steps(run, carry, x, y, plan, steps, progress):
+    """One epoch, one jitted step per batch; NumPy data is gathered on the host."""
+    idx, weight, keys = (a.reshape(-1, *a.shape[2:]) for a in plan[:3])
+    if isinstance(x, np.ndarray):
+        idx = np.asarray(idx)
+    step_logs = []
+    for s in range(steps):
+        carry, logs = run(carry, (x[idx[s]], y[idx[s]], weight[s]), keys[s], jnp.asarray(True))
+        step_logs.append(logs)
+        progress.update(1)
+    return carry, jax.tree.map(lambda *v: jnp.stack(v), *step_logs)
+
+
+def _epoch_of_iterable(run, carry, source, k_drop, epoch, progress):
+    """One epoch over a user's iterable of batches, short batches padded to the first's size."""
+    step_logs, size = [], None
+    for s, item in enumerate(source):
+        batch = D.as_batch(item)
+        size = size or int(jnp.shape(batch[0])[0])
+        carry, logs = run(carry, D.pad_batch(batch, size), jax.random.fold_in(k_drop, s),
+                          jnp.asarray(True))
+        step_logs.append(logs)
+        progress.update(1)
+    if not step_logs:
+        raise ValueError(
+            f"jnet.fit: the dataset yielded no batch in epoch {epoch + 1}. A one-shot iterator "
+            "(a generator) is exhausted after the first epoch; pass a list, a re-iterable "
+            "object, or a function epoch -> iterable."
+        )
+    return carry, jax.tree.map(lambda *v: jnp.stack(v), *step_logs)
+
+
+def _log_names(metric_fns, opt_state, has_validation: bool) -> list[str]:
+    """The names `fit` logs each epoch, in order."""
+    names = ["loss", *metric_fns]
+    if learning_rate(opt_state) is not None:
+        names.append("lr")
+    if has_validation:
+        names += [f"val_{k}" for k in ("loss", *metric_fns)]
+    return names
+
+
+def _restore(manager, epoch: int, like_parts: dict, names: list[str], with_best: bool):
+    """Read checkpoint `epoch` into the structure of `like_parts` (params, state, ...)."""
+    like = _checkpoint_tree(**like_parts, epoch=0, step=0, history={}, stopped=False,
+                            best=({"params": like_parts["params"], "state": like_parts["state"],
+                                   "epoch": 0} if with_best else None))
+    like["history"] = {k: jax.ShapeDtypeStruct((epoch,), jnp.float32) for k in names}
+    restored = manager.restore(epoch, like=like)
+    history = History({k: [float(v) for v in np.asarray(restored["history"][k])] for k in names})
+    return restored, history
+
+
 # --------------------------------------------------------------------------------------------
 # evaluate / predict
 
@@ -449,28 +516,20 @@ def fit(
             raise ValueError("jnet.fit: resume=True needs checkpoint_dir= (where to resume from).")
         latest = manager.latest_step()
         if latest is not None:
-            names = ["loss", *metric_fns]
-            if learning_rate(opt_state) is not None:
-                names.append("lr")
-            if validation_data is not None:
-                names += [f"val_{k}" for k in ("loss", *metric_fns)]
-            like_history = {k: jax.ShapeDtypeStruct((latest,), jnp.float32) for k in names}
-            like_best = ({"params": params, "state": state, "epoch": 0}
-                         if stopper is not None and stopper.restore_best_weights else None)
-            like = _checkpoint_tree(params, state, opt_state, key, 0, 0, {}, False, like_best)
-            like["history"] = like_history
-            restored = manager.restore(latest, like=like)
+            restored, history = _restore(
+                manager, latest,
+                dict(params=params, state=state, opt_state=opt_state, key=key),
+                _log_names(metric_fns, opt_state, validation_data is not None),
+                with_best=stopper is not None and stopper.restore_best_weights)
             params, state, opt_state = restored["params"], restored["state"], restored["opt_state"]
             epoch, step_count = int(restored["epoch"]), int(restored["step"])
             stopped = bool(int(restored["stopped"]))
             best = restored.get("best")
-            history = History({k: [float(v) for v in np.asarray(restored["history"][k])]
-                               for k in names})
             if not np.array_equal(_key_bits(restored["key"]), _key_bits(key)):
                 warnings.warn("jnet.fit: resuming with a different key than the checkpoint's; "
                               "using the checkpoint's key for an exact continuation.", stacklevel=2)
                 key = restored["key"]
-                k_init, k_train = jax.random.split(key)
+                k_train = jax.random.split(key)[1]
 
     # ---- compiled functions
     train_step = make_train_step(model, optimizer, loss_fn, metric_fns)
@@ -500,46 +559,15 @@ def fit(
     try:
         while epoch < epochs and not stopped:
             # -- one epoch; logs stay on the device until the end of it
-            step_logs = []
             if iterable:
-                source_iter = x(epoch) if callable(x) else x
-                k_drop = _epoch_keys(k_train, epoch)
-                size = None
-                for s, item in enumerate(source_iter):
-                    batch = D.as_batch(item)
-                    size = size or int(jnp.shape(batch[0])[0])
-                    carry, logs = run(carry, D.pad_batch(batch, size),
-                                      jax.random.fold_in(k_drop, s), jnp.asarray(True))
-                    step_logs.append(logs)
-                    progress.update(1)
-                if not step_logs:
-                    raise ValueError(
-                        f"jnet.fit: the dataset yielded no batch in epoch {epoch + 1}. A one-shot "
-                        "iterator (a generator) is exhausted after the first epoch; pass a list, "
-                        "a re-iterable object, or a function epoch -> iterable."
-                    )
-                stacked = jax.tree.map(lambda *v: jnp.stack(v), *step_logs)
+                carry, stacked = _epoch_of_iterable(run, carry, x(epoch) if callable(x) else x,
+                                                    _epoch_keys(k_train, epoch), epoch, progress)
+            elif scan:
+                carry, stacked = _epoch_of_scans(run, carry, xd, yd, plan(k_train, epoch),
+                                                 steps, progress)
             else:
-                idx, weight, keys, active = plan(k_train, epoch)
-                if scan:
-                    for c in range(idx.shape[0]):
-                        carry, logs = run(carry, xd, yd, idx[c], weight[c], keys[c], active[c])
-                        step_logs.append(logs)
-                        if idx.shape[0] > 1:
-                            jax.block_until_ready(carry[3])  # keep the bar honest per chunk
-                        progress.update(min(chunk, steps - c * chunk))
-                    stacked = jax.tree.map(lambda *v: jnp.concatenate(v), *step_logs)
-                else:  # one jitted step per batch; NumPy data is gathered on the host
-                    flat = lambda a: a.reshape(-1, *a.shape[2:])  # noqa: E731
-                    idx, weight, keys = flat(idx), flat(weight), flat(keys)
-                    if isinstance(x, np.ndarray):
-                        idx = np.asarray(idx)
-                    for s in range(steps):
-                        carry, logs = run(carry, (x[idx[s]], y[idx[s]], weight[s]), keys[s],
-                                          jnp.asarray(True))
-                        step_logs.append(logs)
-                        progress.update(1)
-                    stacked = jax.tree.map(lambda *v: jnp.stack(v), *step_logs)
+                carry, stacked = _epoch_of_steps(run, carry, x, y, plan(k_train, epoch), steps,
+                                                 progress)
 
             epoch_logs, diverged, ran = jax.device_get(
                 (_reduce_logs(stacked), stacked["diverged"], jnp.sum(stacked["ok"])))
