@@ -499,18 +499,23 @@ COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
 
 
 class CompileMeter:
-    """Sums JAX's trace / lower / XLA-compile durations while active."""
+    """Sums JAX's trace / lower / XLA-compile durations while active (`parts`: each phase)."""
 
     def __init__(self):
-        self.total, self.active = 0.0, False
+        self.parts, self.active = {}, False
         jax.monitoring.register_event_duration_secs_listener(self._listen)
 
     def _listen(self, event, duration, **kwargs):
         if self.active and event in COMPILE_EVENTS:
-            self.total += duration
+            phase = event.rsplit("/", 1)[1].removesuffix("_duration")
+            self.parts[phase] = self.parts.get(phase, 0.0) + duration
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
 
     def __enter__(self):
-        self.total, self.active = 0.0, True
+        self.parts, self.active = {}, True
         return self
 
     def __exit__(self, *exc):
@@ -522,6 +527,7 @@ class Config:
     rounds: int
     steps: int  # timed steps per round (synced loop and back-to-back loop each)
     scan_steps: int
+    scan_rounds: int = 1  # rounds that also time the scan (CPU convs are slow inside loops)
     check_steps: int = 3
 
 
@@ -537,8 +543,9 @@ def _scan_fn(step: Step, shared_batch: bool):
 
 
 def measure_round(w: Workload, impl: Impl, cfg: Config, meter: CompileMeter,
-                  scan: tuple) -> dict:
-    """One round of one implementation: compile, synced steps, back-to-back loop, scan."""
+                  scan: tuple | None) -> dict:
+    """One round of one implementation: compile, synced steps, back-to-back loop, and the
+    compiled scan when `scan` is given."""
     nb = len(w.batches)
     fn = jax.jit(impl.make_step(), donate_argnums=0)
     carry = impl.init_carry()
@@ -548,6 +555,7 @@ def measure_round(w: Workload, impl: Impl, cfg: Config, meter: CompileMeter,
         carry, aux = fn(carry, w.batches[0], w.keys[0])
         jax.block_until_ready((carry, aux))
         first_call = time.perf_counter() - t0
+    compile_s, compile_parts = meter.total, dict(meter.parts)
     checks, times = [np.asarray(aux).tolist()], []
     for i in range(1, cfg.steps + 1):
         t0 = time.perf_counter()
@@ -563,16 +571,18 @@ def measure_round(w: Workload, impl: Impl, cfg: Config, meter: CompileMeter,
     loop = (time.perf_counter() - t0) / cfg.steps
     compiles = fn._cache_size()
     del carry
-    scan_fn, scan_batches, scan_keys = scan
-    carry = impl.init_carry()
-    jax.block_until_ready(carry)
-    t0 = time.perf_counter()
-    jax.block_until_ready(scan_fn(carry, scan_batches, scan_keys))
-    scan_step = (time.perf_counter() - t0) / cfg.scan_steps
-    return {"compile_s": meter.total, "first_call_s": first_call,
+    result = {"compile_s": compile_s, "compile_parts_s": compile_parts, "first_call_s": first_call,
             "step_median_s": statistics.median(times), "step_min_s": min(times),
-            "loop_steps_per_s": 1.0 / loop, "scan_step_s": scan_step, "compiles": compiles,
+            "loop_steps_per_s": 1.0 / loop, "compiles": compiles,
             "checks": checks}
+    if scan is not None:
+        scan_fn, scan_batches, scan_keys = scan
+        carry = impl.init_carry()
+        jax.block_until_ready(carry)
+        t0 = time.perf_counter()
+        jax.block_until_ready(scan_fn(carry, scan_batches, scan_keys))
+        result["scan_step_s"] = (time.perf_counter() - t0) / cfg.scan_steps
+    return result
 
 
 def copy_bandwidth(w: Workload, cfg: Config) -> float:
@@ -606,14 +616,15 @@ def run_workload(w: Workload, cfg: Config, meter: CompileMeter, log) -> dict:
     copy_bw = []
     for r in range(cfg.rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            rounds[name].append(measure_round(w, w.impls[name], cfg, meter, scans[name][:3]))
+            scan = scans[name][:3] if r < cfg.scan_rounds else None
+            rounds[name].append(measure_round(w, w.impls[name], cfg, meter, scan))
         if w.kind == "optim":
             copy_bw.append(copy_bandwidth(w, cfg))
         log(f"  {w.name}: round {r + 1}/{cfg.rounds} done")
     result = {"name": w.name, "kind": w.kind, "info": w.info, "impls": {}}
     for name in names:
         rs = rounds[name]
-        agg = {key: statistics.median(x[key] for x in rs)
+        agg = {key: statistics.median(x[key] for x in rs if key in x)
                for key in ("compile_s", "first_call_s", "step_median_s", "loop_steps_per_s",
                            "scan_step_s")}
         agg["step_min_s"] = min(x["step_min_s"] for x in rs)
@@ -715,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--json", default="bench_results.json", help="output file")
     args = parser.parse_args(argv)
-    cfg = Config(rounds=1, steps=2, scan_steps=2) if args.quick else Config(3, 15, 10)
+    cfg = Config(rounds=1, steps=2, scan_steps=2) if args.quick else Config(3, 10, 3)
     cfg.rounds = args.rounds or cfg.rounds
     cfg.steps = args.steps or cfg.steps
 
