@@ -28,7 +28,7 @@ Cho et al. v3 (Keras ``reset_after=False``): the reset gate applies *before* the
 **Speed.** The loop is one `jax.lax.scan`, so compile time does not grow with T; each step
 does one fused (N, H) @ (H, G·H) matmul for all gates (two for a reset-before GRU). The part
 that does not depend on h, ``x W_ih + b``, can be computed for all T steps in one big matmul
-before the loop (``hoist=True``, one (T, N, H) array per gate) or per step inside it
+before the loop (``hoist=True``, a (T, N, G·H) array) or per step inside it
 (``hoist=False``). The default (``hoist=None``) hoists on GPU/TPU and not on CPU, where XLA
 measured slower with it. `unroll=k` unrolls k steps per loop iteration (less loop overhead
 for small H, longer compiles).
@@ -95,7 +95,7 @@ class _Cell(NamedTuple):
     kind: str
     gates: int
     project: Callable[[PyTree, jax.Array], jax.Array]  # x (..., F) -> the h-free part (..., G·H)
-    step: Callable[[PyTree, Carry, tuple], Carry]  # (params, carry, G projected gates) -> carry
+    step: Callable[[PyTree, Carry, jax.Array], Carry]  # (params, carry, projected x_t) -> carry
     output: Callable[[Carry], jax.Array]  # carry -> h
     carry_of: Callable[[Any], Carry]  # an h-shaped value -> the carry made of it
 
@@ -109,9 +109,9 @@ def _lstm_project(params: PyTree, x: jax.Array) -> jax.Array:
     return x @ params["w_ih"] + params["b"]
 
 
-def _lstm_step(params: PyTree, carry: Carry, xp: tuple) -> Carry:
+def _lstm_step(params: PyTree, carry: Carry, xp: jax.Array) -> Carry:
     h, c = carry
-    i, f, g, o = (a + b for a, b in zip(xp, _gates(h @ params["w_hh"], 4), strict=True))
+    i, f, g, o = _gates(xp + h @ params["w_hh"], 4)
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
     return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
@@ -120,8 +120,8 @@ def _gru_project(params: PyTree, x: jax.Array) -> jax.Array:
     return x @ params["w_ih"] + params["b_ih" if "b_ih" in params else "b"]
 
 
-def _gru_step(params: PyTree, h: jax.Array, xp: tuple) -> jax.Array:
-    r_x, z_x, n_x = xp
+def _gru_step(params: PyTree, h: jax.Array, xp: jax.Array) -> jax.Array:
+    r_x, z_x, n_x = _gates(xp, 3)
     w_hh = params["w_hh"]
     if "b_hh" in params:  # reset after the matmul: one fused (H, 3H) matmul per step
         r_h, z_h, n_h = _gates(h @ w_hh + params["b_hh"], 3)
@@ -224,9 +224,8 @@ def _scan(cell: _Cell, kind: str, params: PyTree, x: jax.Array, initial_state: C
     carry = _check_carry(kind, cell, initial_state, n, hidden)
 
     x = jnp.swapaxes(x, 0, 1)  # time-major for scan
-    if _should_hoist(hoist):  # all T input projections in one matmul, one array per gate
-        xs = _gates(cell.project(params, x), cell.gates)
-        step = functools.partial(cell.step, params)
+    if _should_hoist(hoist):  # all T input projections in one matmul
+        xs, step = cell.project(params, x), functools.partial(cell.step, params)
     else:
         xs, step = x, functools.partial(_step_on_input, cell, params)
     steps_mask = None if mask is None else jnp.swapaxes(mask, 0, 1)[..., None]
@@ -285,7 +284,7 @@ def _check_gru_params(kind: str, params: PyTree) -> int:
 
 
 def _step_on_input(cell: _Cell, params: PyTree, carry: Carry, x: jax.Array) -> Carry:
-    return cell.step(params, carry, _gates(cell.project(params, x), cell.gates))
+    return cell.step(params, carry, cell.project(params, x))
 
 
 def lstm_step(params: PyTree, carry: Carry, x: jax.Array) -> Carry:
