@@ -237,7 +237,7 @@ def _fits_on_device(*arrays: Any) -> bool:
     """Whether the data may be copied whole to the device (a quarter of its memory, or 1 GiB)."""
     size = sum(int(np.prod(np.shape(a))) * np.dtype(jnp.result_type(a)).itemsize
                for a in arrays if a is not None)
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     limit = stats.get("bytes_limit", 4 << 30) // 4
     return size <= limit
 
