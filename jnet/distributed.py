@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -286,7 +287,8 @@ def for_fit(mesh: Mesh | Plan, train_step: Callable, carry: PyTree,
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, *, local_device_count: int | None = None) -> None:
+               process_id: int | None = None, *, local_device_count: int | None = None,
+               fail_fast: bool = True) -> None:
     """Join a multi-process job: `jax.distributed.initialize`, with CPU collectives (gloo).
 
     Arguments default to the environment `scripts/launch.py` sets: ``JNET_COORDINATOR``
@@ -294,6 +296,10 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     ``JNET_LOCAL_DEVICES`` (virtual CPU devices per process). Call it before any other jax
     call. On GPU clusters managed by SLURM / Open MPI, ``jax.distributed.initialize()`` with no
     arguments finds these itself.
+
+    ``fail_fast``: an uncaught exception prints its traceback and ends the process at once
+    (exit code 1). Otherwise jax's exit handler waits in a shutdown barrier for peers that are
+    themselves blocked in a collective waiting for this process, and the job hangs.
     """
     env = os.environ
     coordinator_address = coordinator_address or env.get("JNET_COORDINATOR")
@@ -312,6 +318,15 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     # CPU devices of different processes talk through gloo; GPUs/TPUs ignore this setting.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address, int(num_processes), int(process_id))
+    if fail_fast:
+        sys.excepthook = _exit_on_exception
+
+
+def _exit_on_exception(kind, value, traceback) -> None:
+    sys.__excepthook__(kind, value, traceback)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from jnet import distributed as dist  # noqa: E402
 from jnet import layers as L  # noqa: E402
 
 STEPS, BATCH = 4, 16
+FIT = dict(epochs=2, batch_size=BATCH, key=jax.random.key(0), verbose=0)
 
 
 def problem():
@@ -103,12 +104,11 @@ def run_devices() -> dict:
         "bytes_dp": dist.bytes_per_device(dp), "bytes_fsdp": dist.bytes_per_device(fs),
     }
     # jnet.fit with one argument, against plain jnet.fit (scan and per-step paths)
-    kw = dict(epochs=2, batch_size=BATCH, key=jax.random.key(0), verbose=0)
-    fit_ref = jnet.fit(model, jnet.optim.adam(1e-2), x, y, **kw)
+    fit_ref = jnet.fit(model, jnet.optim.adam(1e-2), x, y, **FIT)
     out["fit_ref"] = tolist(fit_ref.params)
     out["fit_dp"] = tolist(jnet.fit(model, jnet.optim.adam(1e-2), x, y,
-                                    mesh=dist.make_mesh(), **kw).params)
-    fit_fsdp = jnet.fit(model, jnet.optim.adam(1e-2), x, y, mesh=dist.fsdp(), scan=False, **kw)
+                                    mesh=dist.make_mesh(), **FIT).params)
+    fit_fsdp = jnet.fit(model, jnet.optim.adam(1e-2), x, y, mesh=dist.fsdp(), scan=False, **FIT)
     out["fit_fsdp"] = tolist(fit_fsdp.params)
     out["fit_fsdp_specs"] = dist.describe(fit_fsdp.params)
     out["fit_loss"] = [fit_ref.history["loss"], fit_fsdp.history["loss"]]
@@ -152,7 +152,10 @@ def run_processes() -> dict:
     path = os.path.join(OUT, "ckpt.safetensors")
     dist.save(path, {"params": fs[0]})
     back = dist.restore(path, like={"params": fs[0]})
+    model, x, y, *_ = problem()  # fit: every process passes the whole data set
+    fitted = jnet.fit(model, jnet.optim.adam(1e-2), x, y, mesh=dist.fsdp(), **FIT)
     return {
+        "fit": tolist(fitted.params),
         "process": pid, "processes": count, "devices": len(jax.devices()),
         "local_devices": len(jax.local_devices()),
         "batch_addressable_rows": sum(s.data.shape[0] for s in batch[0].addressable_shards),

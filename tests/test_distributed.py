@@ -160,6 +160,12 @@ def test_two_processes_train_in_step(processes, devices):
     assert a["fsdp_specs"]["['dense_1']['w']"] == "(6, 32) P(None, 'data')"
 
 
+def test_two_processes_fit_with_mesh_equals_fit(processes, devices):
+    a, b = processes
+    assert a["fit"] == b["fit"]
+    _close(a["fit"], devices["fit_ref"])
+
+
 def test_two_processes_checkpoint_round_trip(processes):
     for p in processes:
         _close(p["restored"], p["fsdp"][0], rtol=0, atol=0)
@@ -190,4 +196,22 @@ def test_launcher_stops_all_processes_when_one_fails(tmp_path):
     proc = subprocess.run([sys.executable, LAUNCH, "-n", "2", "--", sys.executable, "-c", code],
                           env=_env(), capture_output=True, text=True, timeout=30)
     assert proc.returncode == 3
+    assert "stopping the others" in proc.stderr
+
+
+def test_a_failing_process_ends_the_job_instead_of_hanging(tmp_path):
+    # process 1 dies before the collective that process 0 waits in; initialize(fail_fast=True)
+    # makes it exit at once, and the launcher then stops process 0
+    code = ("from jnet import distributed as dist\n"
+            "dist.initialize()\n"
+            "import jax, numpy as np\n"
+            "plan = dist.data_parallel()\n"
+            "if jax.process_index() == 1: raise RuntimeError('boom')\n"
+            "x = dist.shard_batch(np.ones((1, 3), np.float32), plan)\n"
+            "print(float(jax.jit(lambda a: a.sum())(x)))\n")
+    proc = subprocess.run([sys.executable, LAUNCH, "-n", "2", "--devices-per-process", "1",
+                           "--timeout", "100", "--", sys.executable, "-c", code],
+                          env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "RuntimeError: boom" in proc.stdout
     assert "stopping the others" in proc.stderr
