@@ -258,7 +258,8 @@ def test_masked_batch_equals_unpadded_runs(kind, reverse):
     by_mask, _ = seq_layer.apply(params, {}, (x, mask))
     by_lengths, _ = seq_layer.apply(params, {}, (x, jnp.array(lengths)))
     chex.assert_trees_all_close(by_mask, by_lengths)
-    ys, carry = by_mask
+    (ys, passed_mask), carry = by_mask
+    np.testing.assert_array_equal(passed_mask, mask)
     for i, s in enumerate(seqs):
         (want_ys, want_carry), _ = seq_layer.apply(params, {}, s[None])
         np.testing.assert_allclose(ys[i, : len(s)], want_ys[0], atol=1e-5)
@@ -288,7 +289,7 @@ def test_bidirectional_concat_and_masks():
     assert out_shape == (T, 2 * H) and state == {}
     assert set(params) == {"forward", "backward"}
     assert not np.allclose(params["forward"]["w_ih"], params["backward"]["w_ih"])
-    ys, _ = bi.apply(params, {}, (x, jnp.array(lengths)))
+    (ys, _), _ = bi.apply(params, {}, (x, jnp.array(lengths)))
     for i, s in enumerate(seqs):
         fw, _ = L.GRU(H, return_sequences=True).apply(params["forward"], {}, s[None])
         bw, _ = L.GRU(H, return_sequences=True).apply(params["backward"], {}, s[None, ::-1])
@@ -457,3 +458,23 @@ def test_learns_a_task_that_needs_memory(rnn):
     logits, _ = model.apply(params, state, x)
     accuracy = float(jnp.mean(jnp.argmax(logits, -1) == y))
     assert accuracy > 0.95, accuracy
+
+
+def test_stacked_layers_pass_the_mask_on():
+    lengths = [T, 3, 1]
+    seqs, x = padded_batch(lengths)
+    model = L.serial(L.LSTM(H, return_sequences=True), L.GRU(4))
+    out_shape, params, state = model.init(jax.random.key(3), ((T, F), (T,)))
+    assert out_shape == (4,)
+    assert L.LSTM(H, return_sequences=True).init(jax.random.key(0), ((T, F), (T,)))[0] == (
+        (T, H), (T,))
+    y, _ = model.apply(params, state, (x, jnp.array(lengths)))
+    for i, s in enumerate(seqs):
+        want, _ = model.apply(params, state, s[None])
+        np.testing.assert_allclose(y[i], want[0], atol=1e-5)
+    (_, mask), _ = model.children[0][1].apply(params["lstm_0"], {}, (x, jnp.array(lengths)))
+    np.testing.assert_array_equal(mask, np.arange(T)[None] < np.array(lengths)[:, None])
+    bi = L.Bidirectional(L.GRU(2, return_sequences=True))
+    (ys_bi, mask_bi), _ = bi.apply(bi.init(jax.random.key(0), (T, F))[1], {}, (x, mask))
+    assert ys_bi.shape == (3, T, 4)
+    np.testing.assert_array_equal(mask_bi, mask)

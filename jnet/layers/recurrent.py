@@ -50,8 +50,11 @@ each (N, H); the default initial carry is zeros.
 **Outputs.** ``return_sequences=False`` (default) gives the last hidden state (N, H) (for a
 masked sequence, the state after its last real step; for ``reverse=True``, after step 0);
 ``return_sequences=True`` gives every step's h, (N, T, H), aligned with the input steps also
-when ``reverse=True`` (Keras's ``go_backwards`` returns them reversed). ``return_state=True``
-outputs ``(y, final_carry)``.
+when ``reverse=True`` (Keras's ``go_backwards`` returns them reversed). When the input carried
+a mask or lengths, ``return_sequences=True`` outputs ``(ys, mask)`` with the (N, T) boolean
+mask, so a recurrent layer stacked after it in `serial` skips the same padded steps (for a
+per-step Dense head, take ``ys`` out of the pair). ``return_state=True`` outputs
+``(y, final_carry)``.
 
 **Initialisation** (Keras's choices; PyTorch uses U(±1/√H) for everything): `W_ih` Glorot
 uniform (per gate, so with fans (F, H); Keras uses the whole (F, 4H)), `W_hh` orthogonal per
@@ -357,6 +360,8 @@ def _recurrent(cell: _Cell, kind: str, hidden: int, bias_names: tuple[str, ...],
         steps, features = _sequence_shape(kind, in_shape)
         params = _init_params(cell, key, features, hidden, inits, bias_names, forget_bias)
         out_shape = (steps, hidden) if return_sequences else (hidden,)
+        if return_sequences and isinstance(in_shape[0], tuple):  # the mask travels on
+            out_shape = (out_shape, (steps,))
         if return_state:
             out_shape = (out_shape, cell.carry_of((hidden,)))
         return out_shape, params, {}
@@ -367,6 +372,8 @@ def _recurrent(cell: _Cell, kind: str, hidden: int, bias_names: tuple[str, ...],
         ys, carry = _scan(cell, kind, params, x, initial_state, mask, reverse, unroll, hoist,
                           return_sequences)
         y = ys if return_sequences else cell.output(carry)
+        if return_sequences and mask is not None:  # so a stacked recurrent layer gets it too
+            y = (ys, _as_mask(kind, mask, *x.shape[:2]))
         return ((y, carry) if return_state else y), state
 
     return Layer(init_fn, apply_fn, kind=kind, name=name, config=config)
@@ -516,6 +523,11 @@ _MERGES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
 _SEQUENCE_LAYERS = {"LSTM": LSTM, "GRU": GRU}
 
 
+def _merge(merge_fn: Callable, a: Any, b: Any, carries_mask: bool) -> Any:
+    """Merge the two directions' outputs; a ``(ys, mask)`` pair keeps its (shared) mask."""
+    return (merge_fn(a[0], b[0]), a[1]) if carries_mask else merge_fn(a, b)
+
+
 def Bidirectional(layer: Layer, merge: str = "concat", name: str | None = None) -> Layer:
     """Run a recurrent layer forwards and a copy of it backwards and merge the two outputs.
 
@@ -545,7 +557,10 @@ def Bidirectional(layer: Layer, merge: str = "concat", name: str | None = None) 
         shape, p_f, _ = forward.init(k_f, in_shape)
         _, p_b, _ = backward.init(k_b, in_shape)
         y_shape, carry_shape = shape if return_state else (shape, None)
-        y_shape = jax.eval_shape(merge_fn, *[jax.ShapeDtypeStruct(y_shape, jnp.float32)] * 2).shape
+        merge_shapes = lambda a, b: jax.eval_shape(  # noqa: E731
+            merge_fn, jax.ShapeDtypeStruct(a, jnp.float32), jax.ShapeDtypeStruct(b, jnp.float32)
+        ).shape
+        y_shape = _merge(merge_shapes, y_shape, y_shape, isinstance(y_shape[0], tuple))
         out_shape = (y_shape, (carry_shape, carry_shape)) if return_state else y_shape
         return out_shape, {"forward": p_f, "backward": p_b}, {}
 
@@ -562,9 +577,10 @@ def Bidirectional(layer: Layer, merge: str = "concat", name: str | None = None) 
             in_f, in_b = {**inputs, "initial_state": s[0]}, {**inputs, "initial_state": s[1]}
         out_f, _ = forward.apply(params["forward"], {}, in_f)
         out_b, _ = backward.apply(params["backward"], {}, in_b)
-        if return_state:
-            return (merge_fn(out_f[0], out_b[0]), (out_f[1], out_b[1])), state
-        return merge_fn(out_f, out_b), state
+        (y_f, carry_f), (y_b, carry_b) = (out_f, out_b) if return_state else ((out_f, None),
+                                                                              (out_b, None))
+        y = _merge(merge_fn, y_f, y_b, isinstance(y_f, tuple))
+        return ((y, (carry_f, carry_b)) if return_state else y), state
 
     return Layer(init_fn, apply_fn, kind="Bidirectional", name=name,
                  children=(("forward", forward), ("backward", backward)),
