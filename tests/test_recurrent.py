@@ -3,6 +3,7 @@ differences, masking against unpadded runs, compile time against T, and a memory
 
 from __future__ import annotations
 
+import re
 import time
 
 import chex
@@ -390,10 +391,13 @@ def test_errors_are_clear():
         (lambda: L.Bidirectional(L.LSTM(3), merge="max"), "merge must be"),
         (lambda: L.LSTMCell(H).apply(params, {}, data()[:, 0]), "pair (carry, x_t)"),
         (lambda: L.LSTM(H).init(jax.random.key(0), (F,)), "rank 2 (T, F)"),
+        (lambda: L.Bidirectional(layer).apply({"forward": params, "backward": params}, {},
+                                              data(f=F + 1)), "LSTM layer 'forward'"),
+        (lambda: L.Bidirectional(layer).apply({"forward": params}, {}, data()),
+         "missing ['backward']"),
     ]
     for fn, message in cases:
-        with pytest.raises(jnet.layers.LayerError, match=message.replace("(", r"\(")
-                           .replace(")", r"\)")):
+        with pytest.raises(jnet.layers.LayerError, match=re.escape(message)):
             fn()
 
 

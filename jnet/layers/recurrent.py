@@ -86,6 +86,7 @@ from jnet.layers.base import (
     check_last_dim,
     check_rank,
 )
+from jnet.layers.combinators import _apply_child, _check_keys
 
 Carry = Any  # (h, c) for the LSTM, h for the GRU
 
@@ -521,6 +522,7 @@ _MERGES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
     "mul": jnp.multiply,
 }
 _SEQUENCE_LAYERS = {"LSTM": LSTM, "GRU": GRU}
+_NO_STATE = {"forward": {}, "backward": {}}
 
 
 def _merge(merge_fn: Callable, a: Any, b: Any, carries_mask: bool) -> Any:
@@ -575,8 +577,9 @@ def Bidirectional(layer: Layer, merge: str = "concat", name: str | None = None) 
                     f"{type(s).__name__}.",
                 )
             in_f, in_b = {**inputs, "initial_state": s[0]}, {**inputs, "initial_state": s[1]}
-        out_f, _ = forward.apply(params["forward"], {}, in_f)
-        out_b, _ = backward.apply(params["backward"], {}, in_b)
+        _check_keys("Bidirectional", "params", params, ("forward", "backward"))
+        out_f, _ = _apply_child("forward", forward, params, _NO_STATE, in_f, None, train)
+        out_b, _ = _apply_child("backward", backward, params, _NO_STATE, in_b, None, train)
         (y_f, carry_f), (y_b, carry_b) = (out_f, out_b) if return_state else ((out_f, None),
                                                                               (out_b, None))
         y = _merge(merge_fn, y_f, y_b, isinstance(y_f, tuple))
