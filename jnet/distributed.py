@@ -217,16 +217,16 @@ def shard_batch(batch: PyTree, plan: Mesh | Plan) -> PyTree:
     Every process must call it with the same number of rows.
     """
     plan = as_plan(plan)
-    local = plan.size // max(1, len({d.process_index for d in plan.mesh.devices.flat}))
+    processes = len({d.process_index for d in plan.mesh.devices.flat})
 
     def one(x):
         x = np.asarray(x) if not isinstance(x, jax.Array) else x
         if x.ndim == 0:
             raise ValueError("jnet.distributed.shard_batch: every leaf of a batch needs a leading "
                              f"batch axis, got a scalar {x!r}.")
-        if x.shape[0] % local:
-            _check_batch_size(x.shape[0] * (plan.size // local), plan,
-                              "jnet.distributed.shard_batch", "the global batch")
+        # the global batch when every process of the mesh feeds its own rows (a 1-D mesh)
+        _check_batch_size(x.shape[0] * processes, plan, "jnet.distributed.shard_batch",
+                          "the global batch")
         return jax.make_array_from_process_local_data(batch_sharding(plan, x.ndim), x)
 
     return jax.tree.map(one, batch)
