@@ -215,3 +215,15 @@ def test_a_failing_process_ends_the_job_instead_of_hanging(tmp_path):
     assert proc.returncode == 1
     assert "RuntimeError: boom" in proc.stdout
     assert "stopping the others" in proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_scale_runs(tmp_path):
+    out = tmp_path / "scale.json"
+    _run([sys.executable, os.path.join(ROOT, "scripts", "bench_scale.py"), "--devices", "1", "2",
+          "--batch", "8", "--width", "8", "--steps", "2", "--repeats", "1", "--json", str(out)],
+         timeout=300)
+    rows = json.loads(out.read_text())
+    assert [r["devices"] for r in rows] == [1, 2]
+    assert [r["per_device"] for r in rows] == [8, 4]
+    assert all(r["examples_per_s"] > 0 for r in rows)
