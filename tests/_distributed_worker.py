@@ -111,6 +111,11 @@ def run_devices() -> dict:
     fit_fsdp = jnet.fit(model, jnet.optim.adam(1e-2), x, y, mesh=dist.fsdp(), scan=False, **FIT)
     out["fit_fsdp"] = tolist(fit_fsdp.params)
     out["fit_fsdp_specs"] = dist.describe(fit_fsdp.params)
+    ckpt_dir = os.path.join(os.path.dirname(OUT), "fit_ckpt")
+    resume_kw = dict(FIT, mesh=dist.fsdp(), scan=False, checkpoint_dir=ckpt_dir)
+    jnet.fit(model, jnet.optim.adam(1e-2), x, y, **dict(resume_kw, epochs=1))
+    out["fit_resumed"] = tolist(jnet.fit(model, jnet.optim.adam(1e-2), x, y, resume=True,
+                                         **resume_kw).params)
     out["fit_loss"] = [fit_ref.history["loss"], fit_fsdp.history["loss"]]
     # checkpoint of sharded arrays: restore into the FSDP layout and into a replicated one
     path = os.path.join(os.path.dirname(OUT), "sharded.safetensors")

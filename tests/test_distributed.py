@@ -117,6 +117,11 @@ def test_fit_with_mesh_equals_fit(devices):
     assert devices["fit_fsdp_specs"]["['dense_1']['w']"] == "(6, 32) P(None, 'data')"
 
 
+def test_fit_with_mesh_resumes_exactly(devices):
+    # 1 epoch, checkpoint, resume to 2 epochs == 2 epochs straight, bit for bit
+    _close(devices["fit_resumed"], devices["fit_fsdp"], rtol=0, atol=0)
+
+
 def test_sharded_checkpoint_round_trip(devices):
     _close(devices["restored"], devices["fsdp"][0], rtol=0, atol=0)
     assert devices["restored_specs"] == devices["fsdp_specs"]
