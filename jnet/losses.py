@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jnet.activations import log_softmax, softplus
 
@@ -77,16 +78,20 @@ def _reduce(fn: str, losses: jax.Array, reduction: str, where: ArrayLike | None)
 
 
 def _check_labels_in_range(labels: ArrayLike, num_classes: int) -> None:
-    """Raise on integer labels outside [0, C) when they are concrete (not traced by jit)."""
+    """Raise on integer labels outside [0, C) when they are concrete (not traced by jit).
+
+    The check runs in NumPy: concrete labels closed over by a jitted function would otherwise
+    become tracers inside `jnp` ops, and `bool()` of a tracer fails.
+    """
     if isinstance(labels, jax.core.Tracer):
         return
+    labels = np.asarray(labels)
     bad = (labels < 0) | (labels >= num_classes)
-    if bool(jnp.any(bad)):
-        first = jnp.asarray(labels)[bad][0]
+    if bad.any():
         raise ValueError(
             f"softmax_cross_entropy: integer labels must lie in [0, {num_classes}) for logits "
-            f"with {num_classes} classes on the last axis, got label {int(first)} "
-            f"({int(jnp.sum(bad))} out of range). Check the label encoding or the number of "
+            f"with {num_classes} classes on the last axis, got label {int(labels[bad][0])} "
+            f"({int(bad.sum())} out of range). Check the label encoding or the number of "
             "output units."
         )
 

@@ -280,3 +280,12 @@ def test_regression_shape_errors():
         losses.mse(jnp.zeros((4, 1)), jnp.zeros(4))
     with pytest.raises(ValueError, match=r"huber: expected delta > 0, got 0"):
         losses.huber(jnp.zeros(2), jnp.zeros(2), delta=0)
+
+
+def test_concrete_labels_closed_over_by_jit():
+    """Labels closed over by a jitted function are concrete: the check must not bool() a tracer."""
+    logits = jnp.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    labels = jnp.array([0, 2])
+    loss = jax.jit(lambda z: losses.softmax_cross_entropy(z, labels))(logits)
+    logp = logits - np.log(np.exp(np.asarray(logits)).sum(-1, keepdims=True))
+    np.testing.assert_allclose(loss, -(logp[0, 0] + logp[1, 2]) / 2, rtol=1e-6)
