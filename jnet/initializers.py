@@ -47,6 +47,8 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
+from jnet._rng import draw
+
 Init = Callable[..., jax.Array]
 """``init(key, shape, dtype=jnp.float32) -> array``."""
 
@@ -95,11 +97,11 @@ def variance_scaling(
         std = math.sqrt(scale / max(n, 1))
         if distribution == "uniform":
             limit = math.sqrt(3.0) * std
-            return jax.random.uniform(key, shape, dtype, -limit, limit)
+            return draw(jax.random.uniform, key, shape, dtype=dtype, minval=-limit, maxval=limit)
         if truncated:
-            z = jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
+            z = draw(jax.random.truncated_normal, key, shape, lower=-2.0, upper=2.0, dtype=dtype)
             return z * jnp.asarray(std / _TRUNCATED_STD, dtype)
-        return jax.random.normal(key, shape, dtype) * jnp.asarray(std, dtype)
+        return draw(jax.random.normal, key, shape, dtype=dtype) * jnp.asarray(std, dtype)
 
     return init
 
@@ -192,7 +194,7 @@ def uniform(minval: float = -0.05, maxval: float = 0.05) -> Init:
     """U(minval, maxval) (Keras ``RandomUniform`` defaults). PyTorch's LSTM uses ±1/sqrt(hidden)."""
 
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-        return jax.random.uniform(key, shape, dtype, minval, maxval)
+        return draw(jax.random.uniform, key, shape, dtype=dtype, minval=minval, maxval=maxval)
 
     return init
 
@@ -201,7 +203,7 @@ def normal(stddev: float = 0.05, mean: float = 0.0) -> Init:
     """N(mean, stddev²), untruncated (Keras ``RandomNormal`` defaults)."""
 
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-        return mean + stddev * jax.random.normal(key, shape, dtype)
+        return mean + stddev * draw(jax.random.normal, key, shape, dtype=dtype)
 
     return init
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jnet._rng import draw
 from jnet.layers.base import Layer, LayerError, check_float, require_key
 
 
@@ -36,7 +37,7 @@ def Dropout(rate: float, name: str | None = None) -> Layer:
         if not train or rate == 0.0:
             return x, state
         check_float("Dropout", x)
-        keep = jax.random.bernoulli(require_key("Dropout", key), 1.0 - rate, jnp.shape(x))
+        keep = draw(jax.random.bernoulli, require_key("Dropout", key), jnp.shape(x), p=1.0 - rate)
         return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)), state
 
     return Layer(init_fn, apply_fn, kind="Dropout", config={"rate": rate}, name=name)
