@@ -56,7 +56,7 @@ def launch(command: list[str], num_processes: int, *, local: int | None = None,
         raise SystemExit(f"launch.py: --local {local} with --first-id {first_id} does not fit a "
                          f"job of {num_processes} processes.")
     coordinator = coordinator or f"127.0.0.1:{free_port()}"
-    procs = []
+    procs, relays = [], []
     for i in range(first_id, first_id + local):
         env = dict(os.environ, JNET_COORDINATOR=coordinator, JNET_NUM_PROCESSES=str(num_processes),
                    JNET_PROCESS_ID=str(i), PYTHONUNBUFFERED="1",
@@ -66,8 +66,10 @@ def launch(command: list[str], num_processes: int, *, local: int | None = None,
         # start_new_session: a failure kills each child's whole process group, nothing else
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        threading.Thread(target=_relay, args=(i, proc.stdout, sys.stdout), daemon=True).start()
+        relay = threading.Thread(target=_relay, args=(i, proc.stdout, sys.stdout), daemon=True)
+        relay.start()
         procs.append(proc)
+        relays.append(relay)
     deadline = None if timeout is None else time.monotonic() + timeout
     code = 0
     try:
@@ -87,6 +89,8 @@ def launch(command: list[str], num_processes: int, *, local: int | None = None,
             if p.poll() is None:
                 os.killpg(p.pid, 9)
             p.wait()
+        for relay in relays:  # pass on what the processes printed last (their tracebacks)
+            relay.join(timeout=5)
     return code or next((p.returncode for p in procs if p.returncode), 0)
 
 
