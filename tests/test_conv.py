@@ -93,3 +93,26 @@ def test_conv_errors():
         L.Conv2D(4, 3, padding=((1, 2, 3), (0, 0)))
     with pytest.raises(LayerError, match="kernel_size must be a positive int"):
         L.Conv2D(4, (3, 0))
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID", ((1, 2), (0, 1))])
+def test_conv_fast_grad_matches_finite_differences(padding):
+    """The stride-1 path with a hand-written backward pass (default on CPU): reverse mode to
+    second order against finite differences, and the path really is taken."""
+    layer = L.Conv2D(3, (3, 2), padding=padding, fast_grad=True)
+    with jax.enable_x64(True):
+        _, params, _ = layer.init(KEY, (5, 6, 2))
+        params = to_f64(params)
+        x = jnp.asarray(randn(5, (2, 5, 6, 2), np.float64))
+        f = lambda p, x: layer.apply(p, {}, x)[0]  # noqa: E731
+        check_grads(f, (params, x), order=2, modes=("rev",))
+        assert "custom_vjp" in str(jax.make_jaxpr(f)(params, x))
+
+
+def test_conv_fast_grad_off_keeps_forward_mode():
+    layer = L.Conv2D(3, 3, padding="SAME", fast_grad=False)
+    with jax.enable_x64(True):
+        _, params, _ = layer.init(KEY, (5, 5, 2))
+        params = to_f64(params)
+        x = jnp.asarray(randn(6, (2, 5, 5, 2), np.float64))
+        check_grads(lambda p, x: layer.apply(p, {}, x)[0], (params, x), order=1, modes=("fwd",))

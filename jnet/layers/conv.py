@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import jax
@@ -123,6 +124,7 @@ def Conv2D(
     w_init: Any = "glorot_uniform",
     b_init: Any = "zeros",
     use_bias: bool = True,
+    fast_grad: bool | None = None,
     name: str | None = None,
 ) -> Layer:
     """2-D convolution (cross-correlation, as in every DL library): (N, H, W, C) -> (N, H', W', F).
@@ -144,6 +146,11 @@ def Conv2D(
             U(±1/sqrt(fan_in))). Prefer ``"he_normal"`` for deep ReLU stacks.
         b_init: bias init, default zeros.
         use_bias: add a bias per filter (turn off before BatchNorm, which has its own).
+        fast_grad: for stride 1 and no dilation, compute the backward pass with explicitly laid
+            out convolutions (`_conv_s1`). Default (None): on when the default backend is the
+            CPU, where XLA otherwise runs the weight gradient inside a `lax.scan` / loop body
+            (as `jnet.fit` runs epochs) with a naive kernel, ~10x slower. Same values; its cost:
+            no forward-mode autodiff (`jax.jvp`) through this layer, so pass False for that.
 
     PyTorch stores kernels OIHW and images NCHW: ``w_jnet = w_torch.transpose(2, 3, 1, 0)``.
     """
@@ -153,6 +160,8 @@ def Conv2D(
     pad_spec = normalize_padding("Conv2D", padding)
     w_fn, b_fn = initializers.get(w_init), initializers.get(b_init)
     effective = tuple((k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True))
+    if fast_grad is None:
+        fast_grad = jax.default_backend() == "cpu"
 
     def init_fn(key, in_shape):
         check_in_shape_rank("Conv2D", in_shape, 3, "(H, W, C)", RANK3_FIX)
@@ -170,9 +179,12 @@ def Conv2D(
         check_float("Conv2D", x)
         check_last_dim("Conv2D", x, params["w"].shape[2], "channels")
         pads = resolve_padding(pad_spec, x.shape[1:3], effective, stride)
-        y = lax.conv_general_dilated(
-            x, params["w"].astype(x.dtype), stride, pads, rhs_dilation=dil, dimension_numbers=_NHWC
-        )
+        w = params["w"].astype(x.dtype)
+        if fast_grad and stride == (1, 1) and dil == (1, 1) and _fits_full_conv(pads, kernel):
+            y = _conv_s1(x, w, pads)
+        else:
+            y = lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dil,
+                                         dimension_numbers=_NHWC)
         if use_bias:
             y = y + params["b"].astype(x.dtype)
         return y, state
@@ -180,3 +192,43 @@ def Conv2D(
     config = {"filters": filters, "kernel_size": kernel, "strides": stride,
               "padding": pad_spec, "dilation": dil, "use_bias": use_bias}
     return Layer(init_fn, apply_fn, kind="Conv2D", config=config, name=name)
+
+
+def _fits_full_conv(pads: Pads, kernel: tuple[int, int]) -> bool:
+    """The input gradient is a full convolution with pads k-1-p, which must not be negative."""
+    return all(0 <= p <= k - 1 for (lo, hi), k in zip(pads, kernel, strict=True) for p in (lo, hi))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_s1(x: jax.Array, w: jax.Array, pads: Pads) -> jax.Array:
+    """Stride-1 NHWC x HWIO convolution whose backward pass lays its convolutions out itself.
+
+    For y = x ⋆ w with pads (lo, hi) per axis and upstream gradient g = dL/dy:
+
+        dL/dx = g ⋆ flip(w)ᵀ   with pads (k-1-lo, k-1-hi): a full convolution, (kh, kw, F, C)
+        dL/dw[u, v, c, f] = Σ_{n,i,j} x_pad[n, i+u, j+v, c] g[n, i, j, f]
+              = a convolution of x viewed as (C, H, W, N) with g viewed as (Ho, Wo, N, F)
+
+    Both are plain NHWC x HWIO convolutions, which XLA:CPU runs with its fast kernel inside
+    loop bodies too (autodiff's own weight gradient is not, there).
+    """
+    return lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=_NHWC)
+
+
+def _conv_s1_fwd(x, w, pads):
+    return _conv_s1(x, w, pads), (x, w)
+
+
+def _conv_s1_bwd(pads, residuals, g):
+    x, w = residuals
+    (kh, kw), ((top, bottom), (left, right)) = w.shape[:2], pads
+    full = ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))
+    w_t = jnp.flip(w, (0, 1)).swapaxes(2, 3)
+    dx = lax.conv_general_dilated(g, w_t, (1, 1), full, dimension_numbers=_NHWC)
+    dw = lax.conv_general_dilated(
+        x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1), pads, dimension_numbers=_NHWC
+    )
+    return dx, dw.transpose(1, 2, 0, 3)
+
+
+_conv_s1.defvjp(_conv_s1_fwd, _conv_s1_bwd)
