@@ -28,10 +28,23 @@ from jnet.training import (
 )
 
 __version__ = "0.1.0"
-__all__ = ["activations", "initializers", "layers", "losses", "precision"]
-__all__ += ["EarlyStopping", "FitResult", "TrainingDiverged", "data", "evaluate", "fit",
-            "make_train_step", "predict"]
-__all__ += ["checkpoint", "summary"]
-__all__ += ["optim"]
-__all__ += ["interop"]
-__all__ += ["distributed"]
+__all__ = [
+    "EarlyStopping",
+    "FitResult",
+    "TrainingDiverged",
+    "activations",
+    "checkpoint",
+    "data",
+    "distributed",
+    "evaluate",
+    "fit",
+    "initializers",
+    "interop",
+    "layers",
+    "losses",
+    "make_train_step",
+    "optim",
+    "precision",
+    "predict",
+    "summary",
+]
