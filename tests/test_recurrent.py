@@ -482,3 +482,29 @@ def test_stacked_layers_pass_the_mask_on():
     (ys_bi, mask_bi), _ = bi.apply(bi.init(jax.random.key(0), (T, F))[1], {}, (x, mask))
     assert ys_bi.shape == (3, T, 4)
     np.testing.assert_array_equal(mask_bi, mask)
+
+
+def test_input_layer_passes_masked_inputs_through():
+    """`serial(Input((T, F)), LSTM, ...)` takes (x, lengths), (x, mask) and dict inputs: Input
+    checks the data part only, and each sequence gives what it gives alone, unpadded."""
+    lengths = [T, 2, 4]
+    seqs, x = padded_batch(lengths)
+    mask = np.arange(T)[None, :] < np.array(lengths)[:, None]
+    model = L.serial(L.Input((T, F)), L.LSTM(H), L.Dense(2))
+    out_shape, params, state = model.init(jax.random.key(4))
+    assert out_shape == (2,)
+    by_lengths, _ = jax.jit(model.apply)(params, state, (x, jnp.array(lengths)))
+    by_mask, _ = model.apply(params, state, (x, mask))
+    by_dict, _ = model.apply(params, state, {"x": x, "mask": mask})
+    for i, s in enumerate(seqs):
+        alone, _ = L.serial(L.LSTM(H), L.Dense(2)).apply(
+            {"lstm_0": params["lstm_1"], "dense_1": params["dense_2"]},
+            {"lstm_0": {}, "dense_1": {}}, s[None])
+        for y in (by_lengths, by_mask, by_dict):
+            np.testing.assert_allclose(y[i], alone[0], atol=1e-5)
+    with pytest.raises(jnet.layers.LayerError,
+                       match=re.escape(f"(N, {T}, {F}) as the first element of the tuple")):
+        model.apply(params, state, (x[:, :, :-1], jnp.array(lengths)))
+    with pytest.raises(jnet.layers.LayerError, match="data under 'x'"):
+        model.apply(params, state, {"inputs": x, "mask": mask})
+
