@@ -61,7 +61,7 @@ KERAS = {
     "rmsprop": "`RMSprop(...)` = `rmsprop(1e-3, 0.9, 1e-7, eps_in_sqrt=True)`",
     "adam": "`Adam(learning_rate, beta_1, beta_2, epsilon, amsgrad)` (ε differs)",
     "adamw": "`AdamW(learning_rate, weight_decay, ...)`",
-    "nadam": "`Nadam(learning_rate, beta_1, beta_2, epsilon)`",
+    "nadam": "`Nadam(...)` = `nadam(1e-3, eps=1e-7, momentum_decay=1.0)`",
     "adamax": "`Adamax(learning_rate, beta_1, beta_2, epsilon)`",
     "lion": "`Lion(learning_rate, beta_1, beta_2)`",
 }
@@ -70,8 +70,7 @@ KERAS = {
 def defaults(rule: str) -> str:
     """The rule's numeric defaults, from its signature (flags and masks left out)."""
     params = inspect.signature(getattr(optim, rule)).parameters.values()
-    return ", ".join(f"{p.name}={p.default:g}" for p in params
-                     if isinstance(p.default, float) and not isinstance(p.default, bool))
+    return ", ".join(f"{p.name}={p.default:g}" for p in params if isinstance(p.default, float))
 
 
 def losses(rule: str, problem: str, steps: int = MAX_STEPS) -> np.ndarray:

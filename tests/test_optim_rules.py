@@ -169,6 +169,9 @@ CASES: dict[str, tuple[Callable, Callable]] = {
                      ref_adam(wd=0.1)),
     "nadam": (lambda lr: optim.nadam(lr), ref_nadam()),
     "nadam_constant_mu": (lambda lr: optim.nadam(lr, momentum_decay=None), ref_nadam(psi=None)),
+    # The documented Keras 3 mapping: μ_t = β1 (1 - ½·0.96^t), ε = 1e-7.
+    "nadam_keras": (lambda lr: optim.nadam(lr, eps=1e-7, momentum_decay=1.0),
+                    ref_nadam(eps=1e-7, psi=1.0)),
     "adamax": (lambda lr: optim.adamax(lr), ref_adamax()),
     "lion": (lambda lr: optim.lion(lr, weight_decay=0.1), ref_lion(wd=0.1)),
 }

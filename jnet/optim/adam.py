@@ -73,7 +73,7 @@ def adam(learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.
     Defaults: α = 1e-3, β1 = 0.9, β2 = 0.999, ε = 1e-8, ε_root = 0 (the paper, PyTorch `Adam`,
     optax). `eps_root` > 0 keeps the derivative of √ finite at 0 (meta-learning through the
     update). Keras `Adam` uses ε̂ = 1e-7 added to √v_t with the bias correction folded into α:
-    its effective ε is ε̂·√(1-β2^t) (about 30 times larger at t = 1 than here); PyTorch's
+    its effective ε is ε̂/√(1-β2^t) (about 30 times ε̂ at t = 1); PyTorch's
     `weight_decay=` (L2, added to g) is `chain(add_decayed_weights(wd), adam(lr))`.
     """
     return chain(scale_by_adam(b1, b2, eps, eps_root, amsgrad=amsgrad),
@@ -142,7 +142,8 @@ def nadam(learning_rate: ScalarOrSchedule = 2e-3, b1: float = 0.9, b2: float = 0
         θ_t = θ_{t-1} - α_t m̂_t / (√(v_t / (1-β2^t)) + ε)
 
     Defaults: α = 2e-3, β1 = 0.9, β2 = 0.999, ε = 1e-8, ψ = 4e-3 (PyTorch `NAdam`, same
-    arguments; Keras `Nadam` uses the same schedule with learning_rate = 1e-3, ε = 1e-7).
+    arguments). Keras 3 `Nadam` uses μ_t = β1 (1 - ½·0.96^t), i.e. ψ = 1, with
+    learning_rate = 1e-3, ε = 1e-7: `nadam(1e-3, eps=1e-7, momentum_decay=1.0)`.
     `momentum_decay=None` gives optax's `nadam` (constant μ = β1).
     """
     return chain(scale_by_nadam(b1, b2, eps, momentum_decay), scale_by_learning_rate(learning_rate))
@@ -178,7 +179,7 @@ def adamax(learning_rate: ScalarOrSchedule = 2e-3, b1: float = 0.9, b2: float = 
         θ_t = θ_{t-1} - α_t m_t / ((1-β1^t)(u_t + ε))
 
     Defaults: α = 2e-3, β1 = 0.9, β2 = 0.999 (the paper), ε = 1e-8 guards u = 0 (the paper has
-    none; Keras and optax add it to u as here). PyTorch `Adamax` (lr = 2e-3) puts ε inside the
+    none; Keras adds it to u as here). PyTorch `Adamax` (lr = 2e-3) and optax put ε inside the
     max: u_t = max(β2 u_{t-1}, |g_t| + ε). Keras `Adamax`: learning_rate = 1e-3, ε = 1e-7.
     """
     return chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))
