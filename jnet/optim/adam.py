@@ -15,6 +15,7 @@ from jnet.optim.base import (
     ScalarOrSchedule,
     bias_correction,
     check_hyperparameter,
+    ema,
     float_step,
     zeros_like_state,
 )
@@ -26,11 +27,6 @@ def _check_betas(where: str, b1: float, b2: float, eps: float) -> None:
     check_hyperparameter(where, "b1", b1, 0.0, 1.0, high_open=True)
     check_hyperparameter(where, "b2", b2, 0.0, 1.0, high_open=True)
     check_hyperparameter(where, "eps", eps, 0.0, float("inf"))
-
-
-def _ema(decay, avg: PyTree, x: PyTree, power: int = 1) -> PyTree:
-    """avg ← decay·avg + (1 - decay)·x**power, leafwise."""
-    return jax.tree.map(lambda a, g: decay * a + (1 - decay) * g**power, avg, x)
 
 
 class AdamState(NamedTuple):
@@ -50,7 +46,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
                          zeros_like_state(params) if amsgrad else EmptyState())
 
     def update(grads, state, params, step):
-        m, v = _ema(b1, state.mu, grads), _ema(b2, state.nu, grads, 2)
+        m, v = ema(b1, state.mu, grads), ema(b2, state.nu, grads, 2)
         v_max = jax.tree.map(jnp.maximum, state.nu_max, v) if amsgrad else state.nu_max
         c1, c2 = bias_correction(b1, step), bias_correction(b2, step)
         u = jax.tree.map(lambda m, v: (m / c1) / (jnp.sqrt(v / c2 + eps_root) + eps),
@@ -121,7 +117,7 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
         t = float_step(step)
         mu_t, mu_next = mu_at(t), mu_at(t + 1)
         product = state.mu_product * mu_t
-        m, v = _ema(b1, state.mu, grads), _ema(b2, state.nu, grads, 2)
+        m, v = ema(b1, state.mu, grads), ema(b2, state.nu, grads, 2)
         c2 = bias_correction(b2, step)
         u = jax.tree.map(
             lambda g, m, v: ((1 - mu_t) / (1 - product) * g
@@ -163,7 +159,7 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999,
         return AdamaxState(zeros_like_state(params), zeros_like_state(params))
 
     def update(grads, state, params, step):
-        m = _ema(b1, state.mu, grads)
+        m = ema(b1, state.mu, grads)
         u = jax.tree.map(lambda u, g: jnp.maximum(b2 * u, jnp.abs(g)), state.inf_norm, grads)
         c1 = bias_correction(b1, step)
         return jax.tree.map(lambda m, u: m / (c1 * (u + eps)), m, u), AdamaxState(m, u)

@@ -15,6 +15,7 @@ from jnet.optim.base import (
     PyTree,
     ScalarOrSchedule,
     check_hyperparameter,
+    ema,
     zeros_like_state,
 )
 from jnet.optim.chain import chain, scale_by_learning_rate
@@ -77,10 +78,10 @@ def scale_by_adadelta(rho: float = 0.95, eps: float = 1e-6) -> GradientTransform
         return AdadeltaState(zeros_like_state(params), zeros_like_state(params))
 
     def update(grads, state, params, step):
-        eg = jax.tree.map(lambda a, g: rho * a + (1 - rho) * g * g, state.grad_sq_avg, grads)
+        eg = ema(rho, state.grad_sq_avg, grads, 2)
         d = jax.tree.map(lambda g, a, b: jnp.sqrt(b + eps) / jnp.sqrt(a + eps) * g,
                          grads, eg, state.delta_sq_avg)
-        ed = jax.tree.map(lambda b, x: rho * b + (1 - rho) * x * x, state.delta_sq_avg, d)
+        ed = ema(rho, state.delta_sq_avg, d, 2)
         return d, AdadeltaState(eg, ed)
 
     return GradientTransformation(init, update)
@@ -120,9 +121,9 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8, *, eps_in_sqrt: bool = F
                         zeros_like_state(params) if centered else EmptyState())
 
     def update(grads, state, params, step):
-        v = jax.tree.map(lambda v, g: decay * v + (1 - decay) * g * g, state.sq_avg, grads)
+        v = ema(decay, state.sq_avg, grads, 2)
         if centered:
-            m = jax.tree.map(lambda m, g: decay * m + (1 - decay) * g, state.grad_avg, grads)
+            m = ema(decay, state.grad_avg, grads)
             var = jax.tree.map(lambda v, m: v - m * m, v, m)
         else:
             m, var = state.grad_avg, v

@@ -142,6 +142,11 @@ def zeros_like_state(params: PyTree) -> PyTree:
                         params)
 
 
+def ema(decay: float | jax.Array, avg: PyTree, x: PyTree, power: int = 1) -> PyTree:
+    """avg ← decay·avg + (1 - decay)·x**power, leafwise: the moving average every rule keeps."""
+    return jax.tree.map(lambda a, g: decay * a + (1 - decay) * g**power, avg, x)
+
+
 def bias_correction(decay: float | jax.Array, step: jax.Array) -> jax.Array:
     """1 - decay**t, the factor that unbiases a zero-initialised moving average after t steps."""
     return 1.0 - jnp.power(decay, float_step(step))

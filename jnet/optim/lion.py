@@ -13,6 +13,7 @@ from jnet.optim.base import (
     PyTree,
     ScalarOrSchedule,
     check_hyperparameter,
+    ema,
     zeros_like_state,
 )
 from jnet.optim.chain import chain, scale_by_learning_rate
@@ -30,7 +31,7 @@ def scale_by_lion(b1: float = 0.9, b2: float = 0.99) -> GradientTransformation:
 
     def update(grads, state, params, step):
         u = jax.tree.map(lambda m, g: jnp.sign(b1 * m + (1 - b1) * g), state.mu, grads)
-        m = jax.tree.map(lambda m, g: b2 * m + (1 - b2) * g, state.mu, grads)
+        m = ema(b2, state.mu, grads)
         return u, LionState(m)
 
     return GradientTransformation(lambda p: LionState(zeros_like_state(p)), update)
