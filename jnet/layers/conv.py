@@ -226,9 +226,10 @@ def _conv_s1_bwd(pads, residuals, g):
     w_t = jnp.flip(w, (0, 1)).swapaxes(2, 3)
     dx = lax.conv_general_dilated(g, w_t, (1, 1), full, dimension_numbers=_NHWC)
     dw = lax.conv_general_dilated(
-        x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1), pads, dimension_numbers=_NHWC
+        jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)), (1, 1), pads,
+        dimension_numbers=_NHWC,
     )
-    return dx, dw.transpose(1, 2, 0, 3)
+    return dx, jnp.transpose(dw, (1, 2, 0, 3))
 
 
 _conv_s1.defvjp(_conv_s1_fwd, _conv_s1_bwd)
