@@ -9,7 +9,7 @@ differs from averaging per-batch means when the last batch is short).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -38,32 +38,37 @@ def accuracy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
 BUILTIN: dict[str, Metric] = {"accuracy": accuracy, "acc": accuracy}
 
 
-def resolve_metrics(metrics: Sequence[Any] | None, task: str | None) -> dict[str, Metric]:
+def resolve_metrics(
+    metrics: Sequence[Any] | Mapping[str, Metric] | None, task: str | None
+) -> dict[str, Metric]:
     """Map the user's ``metrics=`` to ``{name: fn}``.
 
     None -> accuracy for a classification head, nothing otherwise. Entries are names of
-    built-in metrics (``"accuracy"``) or functions (named after ``fn.__name__``).
+    built-in metrics (``"accuracy"``) or functions (named after ``fn.__name__``); a
+    ``{name: fn}`` mapping names its functions itself.
     """
     if metrics is None:
         return {"accuracy": accuracy} if task == "classification" else {}
     if isinstance(metrics, (str,)) or callable(metrics):
         metrics = [metrics]
+    named = metrics.items() if isinstance(metrics, Mapping) else [(None, m) for m in metrics]
     resolved = {}
-    for m in metrics:
+    for name, m in named:
         if isinstance(m, str):
             if m not in BUILTIN:
                 raise ValueError(
                     f"jnet.fit: unknown metric {m!r}; built-in metrics are {sorted(BUILTIN)}. "
                     "Pass a function fn(outputs, targets) -> per-example values for others."
                 )
-            resolved["accuracy" if m == "acc" else m] = BUILTIN[m]
+            fn, default = BUILTIN[m], "accuracy" if m == "acc" else m
         elif callable(m):
-            resolved[getattr(m, "__name__", f"metric_{len(resolved)}")] = m
+            fn, default = m, getattr(m, "__name__", f"metric_{len(resolved)}")
         else:
             raise TypeError(
                 f"jnet.fit: a metric must be a name or a function fn(outputs, targets) -> "
                 f"per-example values, got {type(m).__name__}."
             )
+        resolved[default if name is None else name] = fn
     if "loss" in resolved:
         raise ValueError("jnet.fit: 'loss' is always reported; do not pass it as a metric.")
     return resolved

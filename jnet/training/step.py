@@ -120,10 +120,9 @@ def _find(tree: Any, name: str) -> Any:
     return None
 
 
-def _metric_fns(model: Layer, metrics: Any) -> dict[str, Metric]:
-    """``metrics=`` as `jnet.fit` takes it (None: accuracy for a classification head)."""
-    if isinstance(metrics, dict):
-        return dict(metrics)
+def model_metrics(model: Layer, metrics: Any) -> dict[str, Metric]:
+    """``metrics=`` as `jnet.fit` takes it, as ``{name: fn}`` (None: accuracy for a
+    classification head, see `resolve_metrics`)."""
     return resolve_metrics(metrics, model.head.task if model.head is not None else None)
 
 
@@ -149,7 +148,7 @@ def make_train_step(
     ``loss``, the metrics, ``count`` and, when the optimizer state records it, ``lr``.
     """
     loss_fn = resolve_loss(model, loss)
-    metrics = _metric_fns(model, metrics)
+    metrics = model_metrics(model, metrics)
 
     def objective(params, state, x, y, weight, key):
         outputs, new_state = model.apply(params, state, x, key=key, train=True)
@@ -175,7 +174,7 @@ def make_eval_step(model: Layer, loss: LossFn | None = None, metrics: Any = None
     """Pure evaluation step ``(params, state, batch) -> metrics`` (``train=False``, no key);
     `loss` and `metrics` as in `make_train_step`."""
     loss_fn = resolve_loss(model, loss, where="jnet.evaluate")
-    metrics = _metric_fns(model, metrics)
+    metrics = model_metrics(model, metrics)
 
     def eval_step(params, state, batch):
         x, y, weight = unpack_batch(batch)
