@@ -75,8 +75,9 @@ def _size(tree: PyTree) -> tuple[int, int]:
     return count, nbytes
 
 
-def _abstract_init(layer: Layer, key: Any, in_shape: Any) -> tuple[Any, PyTree, PyTree]:
-    """`layer.init` under `jax.eval_shape`: the output shape plus params / state as shapes."""
+def abstract_init(layer: Layer, key: Any, in_shape: Any) -> tuple[Any, PyTree, PyTree]:
+    """`layer.init` under `jax.eval_shape`: the output shape (Python ints) plus params / state
+    as `jax.ShapeDtypeStruct` trees; allocates nothing."""
     out = {}
 
     def init(k):
@@ -109,7 +110,7 @@ class _Walker:
 
     def layer(self, layer: Layer, path: str, depth: int, in_shape: Any) -> Any:
         """Add `layer` (and its children) at `path`; returns its output shape."""
-        out_shape, params, state = _abstract_init(layer, self.key, in_shape)
+        out_shape, params, state = abstract_init(layer, self.key, in_shape)
         self.row(path, depth, layer, out_shape, params, state)
         self.children(layer, path, depth + 1, in_shape, params, state)
         return out_shape
@@ -208,7 +209,7 @@ def summary(model: Layer, input_shape: Any = None) -> Summary:
     in_shape = _as_shape(model.input_shape if input_shape is None else input_shape)
     walker = _Walker()
     # The whole model first: its own checks run, and the totals come from its real params.
-    out_shape, params, state = _abstract_init(model, walker.key, in_shape)
+    out_shape, params, state = abstract_init(model, walker.key, in_shape)
     if model.children:
         walker.children(model, "", 0, in_shape, params, state)
     else:

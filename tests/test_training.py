@@ -224,6 +224,17 @@ def test_user_params_are_copied_not_donated():
     assert not np.array_equal(r.params["dense_1"]["w"], before["dense_1"]["w"])
 
 
+def test_user_params_without_state_start_from_the_models_initial_state():
+    x, y = _data()
+    model = L.serial(L.Input((F,)), L.Dense(8), L.BatchNorm(), L.Dense(C),
+                     L.ClassificationOutput())
+    _, params, state = model.init(jax.random.key(3))
+    with_state = _fit(model, x, y, params=params, state=state)
+    without_state = _fit(model, x, y, params=params)  # the docstring: instead of model.init
+    _assert_trees_equal(without_state.params, with_state.params)
+    _assert_trees_equal(without_state.state, with_state.state)
+
+
 # ---------------------------------------------------------------------------------------------
 # evaluate / predict / history
 
@@ -257,6 +268,16 @@ def test_custom_metric_and_validation_logs():
                                       strict=True))
     ev = jnet.evaluate(_classifier(), r.params, r.state, x, y, metrics=["accuracy", top2])
     np.testing.assert_allclose(ev["top2"], r.history["val_top2"][-1], rtol=1e-6)
+
+
+def test_metrics_as_a_dict_name_their_logs_in_fit_and_evaluate():
+    x, y = _data()
+    r = _fit(_classifier(), x, y, metrics={"hit": jnet.training.accuracy}, epochs=1,
+             validation_data=(x, y))
+    assert {"hit", "val_hit"} <= set(r.history)
+    ev = jnet.evaluate(_classifier(), r.params, r.state, x, y,
+                       metrics={"hit": jnet.training.accuracy})
+    np.testing.assert_allclose(ev["hit"], r.history["val_hit"][-1], rtol=1e-6)
 
 
 def test_history_records_the_scheduled_learning_rate():

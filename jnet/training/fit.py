@@ -32,16 +32,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet.layers.base import Layer
+from jnet.summary import abstract_init
 from jnet.training import data as D
 from jnet.training.callbacks import EarlyStopping, as_early_stopping
 from jnet.training.history import History, LivePlot
-from jnet.training.metrics import Metric, resolve_metrics
+from jnet.training.metrics import Metric
 from jnet.training.progress import Progress
 from jnet.training.step import (
     LossFn,
     learning_rate,
     make_eval_step,
     make_train_step,
+    model_metrics,
     resolve_loss,
 )
 
@@ -293,9 +295,8 @@ def evaluate(
     fixed-size batches, the last one padded and masked). Metrics default as in `fit`.
     """
     loss_fn = resolve_loss(model, loss, where="jnet.evaluate")
-    task = model.head.task if model.head is not None else None
-    return _Evaluator(model, loss_fn, resolve_metrics(metrics, task))(params, state, x, y,
-                                                                      batch_size)
+    return _Evaluator(model, loss_fn, model_metrics(model, metrics))(params, state, x, y,
+                                                                     batch_size)
 
 
 def predict(
@@ -346,6 +347,18 @@ def _check_labels(model: Layer, out_shape: Any, y: Any) -> None:
             f"jnet.fit: one-hot / soft targets must have {classes} columns (the model's outputs), "
             f"got y.shape={tuple(jnp.shape(y))}."
         )
+
+
+def _initial_trees(model: Layer, key: jax.Array, in_shape: tuple, params: PyTree,
+                   state: PyTree) -> tuple[Any, PyTree, PyTree]:
+    """``(out_shape, params, state)`` to start from: the user's trees where given, the rest from
+    ``model.init(key)`` (run abstractly when both are given, so nothing is allocated)."""
+    in_shape = None if model.input_shape is not None else in_shape
+    if params is None or state is None:
+        out_shape, init_params, init_state = model.init(key, in_shape)
+        return (out_shape, init_params if params is None else params,
+                init_state if state is None else state)
+    return abstract_init(model, key, in_shape)[0], params, state
 
 
 def _key_bits(key: jax.Array) -> np.ndarray:
@@ -419,8 +432,9 @@ def fit(
         key: the PRNG key everything random derives from: init, shuffles, dropout.
         validation_data: ``(x_val, y_val)``, evaluated after each epoch into ``val_*`` logs.
         loss: ``fn(outputs, targets) -> per-example losses``; overrides the head's loss.
-        metrics: names (``"accuracy"``) or ``fn(outputs, targets) -> per-example values``.
-            Default: accuracy for a classification head.
+        metrics: names (``"accuracy"``), functions ``fn(outputs, targets) -> per-example
+            values`` (logged under ``fn.__name__``) or a ``{name: fn}`` dict. Default: accuracy
+            for a classification head.
         shuffle: reshuffle every epoch (with a key derived from `key` and the epoch).
         drop_remainder: drop a short last batch instead of padding it with masked examples.
         early_stopping: ``EarlyStopping(monitor=..., patience=...)`` or an int patience.
@@ -432,7 +446,8 @@ def fit(
         resume: continue from the latest checkpoint in ``checkpoint_dir`` (bit-identical to an
             uninterrupted run with the same arguments).
         params, state, opt_state: start from these instead of ``model.init`` /
-            ``optimizer.init`` (they are copied, never donated).
+            ``optimizer.init``; any one left None comes from those (they are copied, never
+            donated).
         scan: run each epoch as one `lax.scan` (default: when the data fits on the device).
         steps_per_call: with ``scan``, steps per compiled call (default: the whole epoch); the
             progress bar advances after each call.
@@ -452,8 +467,7 @@ def fit(
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"jnet.fit: epochs must be a non-negative int, got {epochs!r}.")
     loss_fn = resolve_loss(model, loss, where="jnet.fit")
-    task = model.head.task if model.head is not None else None
-    metric_fns = resolve_metrics(metrics, task)
+    metric_fns = model_metrics(model, metrics)
     stopper = as_early_stopping(early_stopping)
     if stopper is not None:
         stopper = stopper.resolved(validation_data is not None)
@@ -483,21 +497,7 @@ def fit(
 
     # ---- parameters and keys
     k_init, k_train = jax.random.split(key)
-    if params is None:
-        out_shape, params, init_state = model.init(
-            k_init, None if model.input_shape is not None else in_shape)
-        state = init_state if state is None else state
-    else:
-        shapes = []  # eval_shape turns the ints of a shape into arrays; catch them as ints
-
-        def _init_params(k):
-            out, p, _ = model.init(k, None if model.input_shape is not None else in_shape)
-            shapes.append(out)
-            return p
-
-        jax.eval_shape(_init_params, k_init)
-        out_shape = shapes[0]
-        state = {} if state is None else state
+    out_shape, params, state = _initial_trees(model, k_init, in_shape, params, state)
     if not iterable:
         _check_labels(model, out_shape, y)
     if validation_data is not None:
