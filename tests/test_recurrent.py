@@ -508,3 +508,27 @@ def test_input_layer_passes_masked_inputs_through():
     with pytest.raises(jnet.layers.LayerError, match="data under 'x'"):
         model.apply(params, state, {"inputs": x, "mask": mask})
 
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_low_precision_inputs_run_in_their_dtype(kind):
+    """bfloat16 inputs with the float32 params init made: the layer computes in bfloat16 (as
+    Dense and Conv2D do), close to the float32 result; a float32 initial state is fine too."""
+    make = getattr(L, kind)
+    layer = make(H, return_sequences=True, return_state=True)
+    _, params, _ = layer.init(jax.random.key(0), (T, F))
+    x = data()
+    (ys32, _), _ = layer.apply(params, {}, x)
+    h0 = jnp.zeros((N, H), jnp.float32)
+    carry0 = (h0, h0) if kind == "LSTM" else h0
+    x16 = jnp.asarray(x, jnp.bfloat16)
+    for inputs in (x16, (x16, jnp.array([T, 2, 4])), {"x": x16, "initial_state": carry0}):
+        (ys, carry), _ = jax.jit(lambda p, i: layer.apply(p, {}, i))(params, inputs)
+        ys = ys[0] if isinstance(inputs, tuple) else ys  # (ys, mask) for a masked input
+        assert ys.dtype == jnp.bfloat16
+        assert {a.dtype for a in jax.tree.leaves(carry)} == {jnp.dtype(jnp.bfloat16)}
+    np.testing.assert_allclose(np.asarray(layer.apply(params, {}, x16)[0][0], np.float32), ys32,
+                               atol=0.05)
+    cell = getattr(L, kind + "Cell")(H)
+    (_, h), _ = cell.apply(params, {}, (None, x16[:, 0]))
+    assert h.dtype == jnp.bfloat16
+

@@ -226,6 +226,7 @@ def _scan(cell: _Cell, kind: str, params: PyTree, x: jax.Array, initial_state: C
     if initial_state is None:
         initial_state = cell.carry_of(jnp.zeros((n, hidden), x.dtype))
     carry = _check_carry(kind, cell, initial_state, n, hidden)
+    params, carry = _in_dtype_of(x, params, carry)
 
     x = jnp.swapaxes(x, 0, 1)  # time-major for scan
     if _should_hoist(hoist):  # all T input projections in one matmul
@@ -246,6 +247,13 @@ def _scan(cell: _Cell, kind: str, params: PyTree, x: jax.Array, initial_state: C
 
     carry, ys = jax.lax.scan(body, carry, (xs, steps_mask), reverse=reverse, unroll=unroll)
     return (jnp.swapaxes(ys, 0, 1) if return_sequences else None), carry
+
+
+def _in_dtype_of(x: jax.Array, *trees: PyTree) -> tuple[PyTree, ...]:
+    """`trees` (params, carry) cast to the dtype of `x`: the layer computes in its input's
+    dtype, as `Dense` and `Conv2D` do. Without it a bfloat16 input meets float32 params and
+    the scan's carry would change dtype from one step to the next (a TypeError in scan)."""
+    return tuple(jax.tree.map(lambda a: jnp.asarray(a, x.dtype), tree) for tree in trees)
 
 
 def _should_hoist(hoist: bool | None) -> bool:
@@ -473,7 +481,8 @@ def _cell_layer(cell: _Cell, kind: str, hidden: int, bias_names: tuple[str, ...]
         check_last_dim(kind, x, params["w_ih"].shape[0])
         if carry is None:
             carry = cell.carry_of(jnp.zeros((x.shape[0], hid), x.dtype))
-        carry = step(params, _check_carry(kind, cell, carry, x.shape[0], hid), x)
+        carry = _check_carry(kind, cell, carry, x.shape[0], hid)
+        carry = step(*_in_dtype_of(x, params, carry), x)
         return (carry, cell.output(carry)), state
 
     return Layer(init_fn, apply_fn, kind=kind, name=name, config=config)
