@@ -227,7 +227,12 @@ def mae(
 
     Less sensitive to outliers than `mse`; PyTorch's `L1Loss`.
     """
-    return _residual_loss("mae", pred, target, jnp.abs, reduction, where)
+    return _residual_loss("mae", pred, target, _abs_zero_grad_at_zero, reduction, where)
+
+
+def _abs_zero_grad_at_zero(d: jax.Array) -> jax.Array:
+    """|d| with derivative sign(d), 0 at d = 0 (JAX's `jnp.abs` takes 1 there)."""
+    return jnp.where(d == 0, jnp.zeros_like(d), jnp.abs(d))
 
 
 def huber(

@@ -274,6 +274,15 @@ def test_regression_gradients_match_formulas():
     np.testing.assert_allclose(gh, np.where(np.abs(d) <= 1, d, np.sign(d)), rtol=1e-6)
 
 
+def test_mae_gradient_is_sign_and_zero_at_zero():
+    """The documented ∂ℓ/∂pred = sign(pred − target), 0 where pred == target (PyTorch's L1Loss);
+    jnp.abs alone would give 1 there."""
+    pred = jnp.array([0.3, -2.0, 0.0, 1.5])
+    target = jnp.array([0.0, 0.0, 0.0, 1.5])
+    g = jax.grad(lambda p: losses.mae(p, target, reduction="sum"))(pred)
+    np.testing.assert_array_equal(g, np.sign(np.asarray(pred) - np.asarray(target)))
+
+
 def test_regression_shape_errors():
     with pytest.raises(ValueError, match=r"mse: expected target of the same shape as pred "
                                          r"\(4, 1\), got \(4,\).*reshape"):
