@@ -70,6 +70,20 @@ def test_default_child_names_read_well(kind):
     assert L.serial(make().named("out")).children[0][0] == "out"
 
 
+def test_prelu_keeps_the_input_dtype():
+    """Like Dense and Conv2D, PReLU computes in its input's dtype (its float32 alpha is cast),
+    while the gradient reaches alpha in float32."""
+    layer = L.PReLU()
+    _, params, state = layer.init(jax.random.key(0), (5,))
+    x = jnp.asarray(X, jnp.bfloat16)
+    y, _ = layer.apply(params, state, x)
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(y, np.float32),
+                               np.where(X > 0, X, 0.25 * X), rtol=1e-2, atol=1e-2)
+    grad = jax.grad(lambda p: jnp.sum(layer.apply(p, state, x)[0].astype(jnp.float32)))(params)
+    assert grad["alpha"].dtype == jnp.float32
+
+
 def test_prelu_slug_and_user_name():
     assert L.PReLU().slug == "prelu"
     assert [n for n, _ in L.serial(L.PReLU(), L.ReLU(name="act")).children] == ["prelu_0", "act"]

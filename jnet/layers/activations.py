@@ -233,7 +233,7 @@ def PReLU(alpha_init: float = 0.25, shared_axes: Sequence[int] | str | None = No
                 f"{tuple(jnp.shape(x))} (per-example {tuple(features)}). Re-run init with the "
                 "right in_shape, or fix the layer before this one.",
             )
-        return activations.prelu(x, alpha), state
+        return activations.prelu(x, alpha.astype(x.dtype)), state
 
     return Layer(init_fn, apply_fn, kind=kind, name=name,
                  config={"alpha_init": alpha_init, "shared_axes": shared_axes}, slug="prelu")
