@@ -58,13 +58,13 @@ def BinaryStep(straight_through: bool = False, name: str | None = None) -> Layer
     """
     fn = functools.partial(activations.binary_step, straight_through=straight_through)
     return elementwise_layer("BinaryStep", fn, name=name,
-                        config={"straight_through": straight_through})
+                             config={"straight_through": straight_through})
 
 
 def Linear(a: float = 1.0, name: str | None = None) -> Layer:
     """y = a·x (the identity by default). See `jnet.activations.linear`."""
     return elementwise_layer("Linear", functools.partial(activations.linear, a=a), name=name,
-                        config={"a": a})
+                             config={"a": a})
 
 
 def Sigmoid(name: str | None = None) -> Layer:
@@ -89,19 +89,19 @@ def LeakyReLU(negative_slope: float = 0.01, name: str | None = None) -> Layer:
     """
     fn = functools.partial(activations.leaky_relu, negative_slope=negative_slope)
     return elementwise_layer("LeakyReLU", fn, name=name, config={"negative_slope": negative_slope},
-                        slug="leaky_relu")
+                             slug="leaky_relu")
 
 
 def ELU(alpha: float = 1.0, name: str | None = None) -> Layer:
     """y = x for x > 0, α·(eˣ − 1) otherwise. See `jnet.activations.elu`."""
     return elementwise_layer("ELU", functools.partial(activations.elu, alpha=alpha), name=name,
-                        config={"alpha": alpha}, slug="elu")
+                             config={"alpha": alpha}, slug="elu")
 
 
 def Swish(beta: float = 1.0, name: str | None = None) -> Layer:
     """y = x·σ(βx) (SiLU for β = 1). See `jnet.activations.swish`."""
     return elementwise_layer("Swish", functools.partial(activations.swish, beta=beta), name=name,
-                        config={"beta": beta})
+                             config={"beta": beta})
 
 
 def Softmax(axis: int = -1, name: str | None = None) -> Layer:
@@ -125,7 +125,7 @@ def Softmax(axis: int = -1, name: str | None = None) -> Layer:
             )
 
     return elementwise_layer("Softmax", functools.partial(activations.softmax, axis=batch_axis),
-                        name=name, config={"axis": axis}, check_shape=check_shape)
+                             name=name, config={"axis": axis}, check_shape=check_shape)
 
 
 def Activation(fn_or_name: str | Callable[..., jax.Array], name: str | None = None,
@@ -164,7 +164,7 @@ def Activation(fn_or_name: str | Callable[..., jax.Array], name: str | None = No
             )
 
     return elementwise_layer("Activation", call, name=name, config={"fn": label, **kwargs},
-                        check_shape=check_shape)
+                             check_shape=check_shape)
 
 
 def PReLU(alpha_init: float = 0.25, shared_axes: Sequence[int] | str | None = None,
