@@ -121,3 +121,10 @@ def test_low_precision_inputs_keep_float32_statistics():
     np.testing.assert_allclose(state["var"], x64.var(0), rtol=1e-4)
     ref = batchnorm_ref(x64, np.ones(3), np.zeros(3), x64.mean(0), x64.var(0), 1e-5)
     np.testing.assert_allclose(np.asarray(y, np.float64), ref, atol=0.05)
+
+
+def test_repr_shows_every_option():
+    """The repr (and summaries) must tell a BatchNorm without gamma from the default one."""
+    layer = L.BatchNorm(scale=False, unbiased_running_var=False)
+    assert "scale=False" in repr(layer) and "unbiased_running_var=False" in repr(layer)
+

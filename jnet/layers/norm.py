@@ -112,5 +112,6 @@ def BatchNorm(
             y = y + params["bias"]
         return jnp.moveaxis(y.astype(out_dtype), -1, ax), new_state
 
-    config = {"momentum": momentum, "eps": eps, "axis": axis}
+    config = {"momentum": momentum, "eps": eps, "axis": axis, "scale": scale, "center": center,
+              "unbiased_running_var": unbiased_running_var}
     return Layer(init_fn, apply_fn, kind="BatchNorm", config=config, name=name)
