@@ -183,9 +183,9 @@ def _epoch_of_steps(run, carry, x, y, plan, steps, progress):
     idx, weight, keys = (a.reshape(-1, *a.shape[2:]) for a in plan[:3])
     if isinstance(x, np.ndarray):
         idx = np.asarray(idx)
-    step_logs = []
+    step_logs, active = [], jnp.asarray(True)
     for s in range(steps):
-        carry, logs = run(carry, (x[idx[s]], y[idx[s]], weight[s]), keys[s], jnp.asarray(True))
+        carry, logs = run(carry, (x[idx[s]], y[idx[s]], weight[s]), keys[s], active)
         step_logs.append(logs)
         progress.update(1)
     return carry, jax.tree.map(lambda *v: jnp.stack(v), *step_logs)
@@ -193,12 +193,11 @@ def _epoch_of_steps(run, carry, x, y, plan, steps, progress):
 
 def _epoch_of_iterable(run, carry, source, k_drop, epoch, progress):
     """One epoch over a user's iterable of batches, short batches padded to the first's size."""
-    step_logs, size = [], None
+    step_logs, size, active = [], None, jnp.asarray(True)
     for s, item in enumerate(source):
         batch = D.as_batch(item)
         size = size or int(jnp.shape(batch[0])[0])
-        carry, logs = run(carry, D.pad_batch(batch, size), jax.random.fold_in(k_drop, s),
-                          jnp.asarray(True))
+        carry, logs = run(carry, D.pad_batch(batch, size), jax.random.fold_in(k_drop, s), active)
         step_logs.append(logs)
         progress.update(1)
     if not step_logs:
@@ -208,6 +207,53 @@ def _epoch_of_iterable(run, carry, source, k_drop, epoch, progress):
             "object, or a function epoch -> iterable."
         )
     return carry, jax.tree.map(lambda *v: jnp.stack(v), *step_logs)
+
+
+def _array_epochs(step, x, y, k_train, plan, steps: int, scan: bool) -> Callable:
+    """``(carry, epoch, progress) -> (carry, stacked logs)`` over in-memory arrays: the epoch as
+    `lax.scan` calls (data copied to the device once, here) or one jitted step per batch."""
+    if scan:
+        run = jax.jit(_scan_steps(step), donate_argnums=0)
+        xd, yd = jnp.asarray(x), jnp.asarray(y)
+        return lambda carry, epoch, progress: _epoch_of_scans(
+            run, carry, xd, yd, plan(k_train, epoch), steps, progress)
+    run = jax.jit(step, donate_argnums=0)
+    return lambda carry, epoch, progress: _epoch_of_steps(
+        run, carry, x, y, plan(k_train, epoch), steps, progress)
+
+
+def _iterable_epochs(step, source, k_train) -> Callable:
+    """``(carry, epoch, progress) -> (carry, stacked logs)`` over a user's iterable of batches
+    (or a function ``epoch -> iterable``), one jitted step per batch."""
+    run = jax.jit(step, donate_argnums=0)
+    return lambda carry, epoch, progress: _epoch_of_iterable(
+        run, carry, source(epoch) if callable(source) else source, _epoch_keys(k_train, epoch),
+        epoch, progress)
+
+
+def _peek_iterable(source: Any) -> tuple[Any, tuple[int, ...]]:
+    """``(source, per-example input shape)`` read from the first batch; a one-shot iterator
+    (a generator) gets that batch put back in front."""
+    it = iter(source(0) if callable(source) else source)
+    first = next(it)
+    if it is source:
+        source = itertools.chain([first], it)
+    return source, tuple(jnp.shape(D.as_batch(first)[0])[1:])
+
+
+def _diverged(carry, history: History, epoch: int, step_count: int, key: jax.Array,
+              step_in_epoch: int, manager) -> TrainingDiverged:
+    """The error for a non-finite loss at `step_in_epoch` (0-based) of `epoch` (0-based);
+    `carry` holds the parameters from before that step (see `_guarded_step`)."""
+    latest = manager.latest_step() if manager is not None else None
+    where = f" The last checkpoint is epoch {latest} in {manager.directory}." if latest else ""
+    return TrainingDiverged(
+        f"jnet.fit: the training loss became NaN/inf at epoch {epoch + 1}, step "
+        f"{step_in_epoch + 1} of the epoch (global step {step_count + 1}). Training stopped; "
+        "err.result holds the parameters from before that step." + where +
+        " Lower the learning rate, add gradient clipping, or check the loss inputs.",
+        FitResult(*carry[:3], history, epoch, step_count, key),
+    )
 
 
 def _log_names(metric_fns, opt_state, has_validation: bool) -> list[str]:
@@ -478,12 +524,7 @@ def fit(
     if iterable:
         if scan:
             raise ValueError("jnet.fit: scan=True needs in-memory arrays x, y, not an iterable.")
-        source = x(0) if callable(x) else x
-        it = iter(source)
-        first = next(it)
-        if it is x:  # a one-shot iterator (a generator): put the peeked batch back
-            x = itertools.chain([first], it)
-        in_shape, n = tuple(jnp.shape(D.as_batch(first)[0])[1:]), None
+        x, in_shape = _peek_iterable(x)
     else:
         n = D.check_arrays(x, y, check_finite=check_finite)
         batch_size = D.resolve_batch_size(batch_size, n)
@@ -502,8 +543,16 @@ def fit(
         _check_labels(model, out_shape, y)
     if validation_data is not None:
         _check_labels(model, out_shape, validation_data[1])
+        validation_data = tuple(jnp.asarray(a) for a in validation_data)  # once, not per epoch
     params, state = _copy(params), _copy(state)
     opt_state = optimizer.init(params) if opt_state is None else _copy(opt_state)
+    names = _log_names(metric_fns, opt_state, validation_data is not None)
+    if stopper is not None and stopper.monitor not in names:
+        raise ValueError(
+            f"jnet.fit: early stopping monitors {stopper.monitor!r}, which is not logged; "
+            f"logged values: {sorted(names)}. Pass validation_data or "
+            "EarlyStopping(monitor=...) with one of those."
+        )
 
     history, epoch, step_count, stopped, best = History(), 0, 0, False, None
     manager = None
@@ -517,10 +566,8 @@ def fit(
         latest = manager.latest_step()
         if latest is not None:
             restored, history = _restore(
-                manager, latest,
-                dict(params=params, state=state, opt_state=opt_state, key=key),
-                _log_names(metric_fns, opt_state, validation_data is not None),
-                with_best=stopper is not None and stopper.restore_best_weights)
+                manager, latest, dict(params=params, state=state, opt_state=opt_state, key=key),
+                names, with_best=stopper is not None and stopper.restore_best_weights)
             params, state, opt_state = restored["params"], restored["state"], restored["opt_state"]
             epoch, step_count = int(restored["epoch"]), int(restored["step"])
             stopped = bool(int(restored["stopped"]))
@@ -542,15 +589,12 @@ def fit(
     evaluator = _Evaluator(model, loss_fn, metric_fns) if validation_data is not None else None
     if iterable:
         steps = len(x) if hasattr(x, "__len__") else None
+        run_epoch = _iterable_epochs(step, x, k_train)
     else:
         steps = D.steps_per_epoch(n, batch_size, drop_remainder)
         chunk = steps if not scan or steps_per_call is None else max(1, min(steps_per_call, steps))
         plan = jax.jit(_plan_fn(n, batch_size, drop_remainder, shuffle, chunk))
-    if not iterable and scan:
-        run = jax.jit(_scan_steps(step), donate_argnums=0)
-        xd, yd = jnp.asarray(x), jnp.asarray(y)
-    else:
-        run = jax.jit(step, donate_argnums=0)
+        run_epoch = _array_epochs(step, x, y, k_train, plan, steps, scan)
 
     total = None if steps is None else epochs * steps
     progress = Progress(total, initial=min(step_count, total or step_count), epochs=epochs,
@@ -558,34 +602,13 @@ def fit(
     carry = (params, state, opt_state, jnp.zeros((), bool))
     try:
         while epoch < epochs and not stopped:
-            # -- one epoch; logs stay on the device until the end of it
-            if iterable:
-                carry, stacked = _epoch_of_iterable(run, carry, x(epoch) if callable(x) else x,
-                                                    _epoch_keys(k_train, epoch), epoch, progress)
-            elif scan:
-                carry, stacked = _epoch_of_scans(run, carry, xd, yd, plan(k_train, epoch),
-                                                 steps, progress)
-            else:
-                carry, stacked = _epoch_of_steps(run, carry, x, y, plan(k_train, epoch), steps,
-                                                 progress)
-
+            carry, stacked = run_epoch(carry, epoch, progress)  # logs stay on the device
             epoch_logs, diverged, ran = jax.device_get(
                 (_reduce_logs(stacked), stacked["diverged"], jnp.sum(stacked["ok"])))
             step_count += int(ran)
             if diverged.any():
-                s = int(np.argmax(diverged))
-                params, state, opt_state = carry[:3]
-                result = FitResult(params, state, opt_state, history, epoch, step_count, key)
-                where = (f" The last checkpoint is epoch {manager.latest_step()} in "
-                         f"{checkpoint_dir}." if manager is not None and manager.latest_step()
-                         else "")
-                raise TrainingDiverged(
-                    f"jnet.fit: the training loss became NaN/inf at epoch {epoch + 1}, step "
-                    f"{s + 1} of the epoch (global step {step_count + 1}). Training stopped; "
-                    "err.result holds the parameters from before that step." + where +
-                    " Lower the learning rate, add gradient clipping, or check the loss inputs.",
-                    result,
-                )
+                raise _diverged(carry, history, epoch, step_count, key, int(np.argmax(diverged)),
+                                manager)
             logs = {k: float(epoch_logs[k]) for k in ("loss", *metric_fns)}
             lr = learning_rate(carry[2])
             if lr is not None:
@@ -597,12 +620,6 @@ def fit(
             epoch += 1
 
             if stopper is not None:
-                if stopper.monitor not in history:
-                    raise ValueError(
-                        f"jnet.fit: early stopping monitors {stopper.monitor!r}, which is not "
-                        f"logged; logged values: {sorted(history)}. Pass validation_data or "
-                        "EarlyStopping(monitor=...) with one of those."
-                    )
                 values = history[stopper.monitor]
                 if stopper.restore_best_weights and stopper.best_epoch(values) == epoch - 1:
                     best = {"params": _copy(carry[0]), "state": _copy(carry[1]), "epoch": epoch}
@@ -626,4 +643,3 @@ def fit(
             progress.write(f"early stopping: restored the weights of epoch {best_epoch} "
                            f"({stopper.monitor}={value:.4g})")
     return FitResult(params, state, opt_state, history, epoch, step_count, key)
-
