@@ -359,6 +359,16 @@ def test_checkpoints_are_written_every_k_epochs_and_rotated(tmp_path):
     assert len(list(tmp_path.glob("*.safetensors"))) == 2
 
 
+def test_keep_checkpoints_keeps_exactly_the_last_ones_with_validation(tmp_path):
+    x, y = _data()
+    r = _fit(_classifier(), x, y, epochs=6, checkpoint_dir=tmp_path, keep_checkpoints=2,
+             validation_data=(x, (y + 1) % C))  # val_loss rises as the model learns y
+    best = int(np.argmin(r.history["val_loss"])) + 1
+    assert best < 5  # the best epoch is not among the last two, so it must have been deleted
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == [
+        "ckpt_000005.safetensors", "ckpt_000006.safetensors"]
+
+
 def test_resume_without_checkpoint_dir_is_an_error():
     x, y = _data()
     with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):

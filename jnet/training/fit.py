@@ -471,7 +471,9 @@ def fit(
         x, y: in-memory arrays (NumPy or JAX) with N examples on axis 0. Or, with ``y=None``,
             ``x`` is an iterable of batches ``(x, y)`` / ``(x, y, weight)`` (re-iterated each
             epoch) or a function ``epoch -> iterable``: any data pipeline works. Short batches
-            of an iterable are padded to the first batch's size (no recompilation).
+            of an iterable are padded to the first batch's size (no recompilation); its batches
+            decide the batch size, order and content (``batch_size``, ``shuffle``,
+            ``drop_remainder`` and ``check_finite`` apply to arrays only).
         epochs: total epochs (a resumed run continues up to this count).
         batch_size: None = full batch (gradient descent), 1 = per-example SGD, k = mini-batches
             (default 32, as Keras). Larger than N: N, with a warning.
@@ -559,7 +561,9 @@ def fit(
     if checkpoint_dir is not None:
         from jnet.checkpoint import CheckpointManager
 
-        manager = CheckpointManager(checkpoint_dir, keep_last=keep_checkpoints)
+        # keep_best=0: exactly the last `keep_checkpoints` files, as documented (the best
+        # weights of early stopping travel inside each checkpoint anyway)
+        manager = CheckpointManager(checkpoint_dir, keep_last=keep_checkpoints, keep_best=0)
     if resume:
         if manager is None:
             raise ValueError("jnet.fit: resume=True needs checkpoint_dir= (where to resume from).")
