@@ -369,6 +369,20 @@ def test_keep_checkpoints_keeps_exactly_the_last_ones_with_validation(tmp_path):
         "ckpt_000005.safetensors", "ckpt_000006.safetensors"]
 
 
+def test_resume_may_switch_early_stopping_on_or_off(tmp_path):
+    x, y = _data()
+    kw = dict(checkpoint_dir=tmp_path / "on", optimizer=jnet.optim.sgd(0.1))
+    _fit(_classifier(), x, y, epochs=2, **kw)  # written without early stopping
+    with pytest.warns(UserWarning, match="no best weights"):
+        r = _fit(_classifier(), x, y, epochs=3, early_stopping=5, resume=True, **kw)
+    assert r.epoch == 3
+    kw["checkpoint_dir"] = tmp_path / "off"
+    _fit(_classifier(), x, y, epochs=2, early_stopping=5, **kw)  # written with best weights
+    plain = _fit(_classifier(), x, y, epochs=3, **dict(kw, checkpoint_dir=None))
+    r = _fit(_classifier(), x, y, epochs=3, resume=True, **kw)
+    _assert_trees_equal(r.params, plain.params)  # the last weights, as without early stopping
+
+
 def test_resume_without_checkpoint_dir_is_an_error():
     x, y = _data()
     with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):

@@ -266,11 +266,14 @@ def _log_names(metric_fns, opt_state, has_validation: bool) -> list[str]:
     return names
 
 
-def _restore(manager, epoch: int, like_parts: dict, names: list[str], with_best: bool):
-    """Read checkpoint `epoch` into the structure of `like_parts` (params, state, ...)."""
+def _restore(manager, epoch: int, like_parts: dict, names: list[str]):
+    """Read checkpoint `epoch` into the structure of `like_parts` (params, state, ...); its
+    early-stopping ``best`` entry comes back when the file holds one (whatever this run's
+    early stopping, so a resumed run may switch it on or off)."""
+    has_best = "best" in manager.restore(epoch)  # structure only; a one-off read at resume
     like = _checkpoint_tree(**like_parts, epoch=0, step=0, history={}, stopped=False,
                             best=({"params": like_parts["params"], "state": like_parts["state"],
-                                   "epoch": 0} if with_best else None))
+                                   "epoch": 0} if has_best else None))
     like["history"] = {k: jax.ShapeDtypeStruct((epoch,), jnp.float32) for k in names}
     restored = manager.restore(epoch, like=like)
     history = History({k: [float(v) for v in np.asarray(restored["history"][k])] for k in names})
@@ -571,11 +574,17 @@ def fit(
         if latest is not None:
             restored, history = _restore(
                 manager, latest, dict(params=params, state=state, opt_state=opt_state, key=key),
-                names, with_best=stopper is not None and stopper.restore_best_weights)
+                names)
             params, state, opt_state = restored["params"], restored["state"], restored["opt_state"]
             epoch, step_count = int(restored["epoch"]), int(restored["step"])
             stopped = bool(int(restored["stopped"]))
-            best = restored.get("best")
+            if stopper is not None and stopper.restore_best_weights:
+                best = restored.get("best")
+                if best is None:
+                    warnings.warn(
+                        f"jnet.fit: checkpoint {latest} holds no best weights (it was written "
+                        "without early stopping); restore_best_weights can only return the "
+                        f"weights of an epoch after {latest}.", stacklevel=2)
             if not np.array_equal(_key_bits(restored["key"]), _key_bits(key)):
                 warnings.warn("jnet.fit: resuming with a different key than the checkpoint's; "
                               "using the checkpoint's key for an exact continuation.", stacklevel=2)
