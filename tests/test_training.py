@@ -1,6 +1,7 @@
 """jnet.training: the pure step, fit / evaluate / predict, compilation counts, regimes,
 scan vs loop, exact resume, early stopping, bad input, history."""
 
+import dataclasses
 import functools
 import warnings
 
@@ -252,6 +253,27 @@ def test_evaluate_and_predict_agree_with_numpy():
     m = jnet.evaluate(model, r.params, r.state, x, y, batch_size=16)
     np.testing.assert_allclose(m["accuracy"], np.mean(ref.argmax(1) == y), rtol=1e-6)
     np.testing.assert_allclose(m["loss"], -np.mean(np.log(ref[np.arange(N), y])), rtol=1e-5)
+
+
+def test_repeated_evaluate_and_predict_compile_once():
+    x, y = _data()
+    model = _classifier()
+    _, params, state = model.init(jax.random.key(0))
+    loss = _TraceCounter()
+    first = jnet.evaluate(model, params, state, x, y, loss=loss, batch_size=16)
+    again = jnet.evaluate(model, params, state, x, y, loss=loss, batch_size=16)
+    assert loss.traces == 1 and first == again
+    traces = []
+
+    def apply(*args, **kw):
+        traces.append(1)
+        return model.apply_fn(*args, **kw)
+
+    counted = dataclasses.replace(model, apply_fn=apply)
+    p1 = jnet.predict(counted, params, state, x, batch_size=16)
+    p2 = jnet.predict(counted, params, state, x, batch_size=16)
+    assert len(traces) == 1
+    np.testing.assert_array_equal(p1, p2)
 
 
 def test_custom_metric_and_validation_logs():
