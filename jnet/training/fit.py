@@ -363,7 +363,15 @@ def evaluate(
     """Loss and metrics of a model on `(x, y)`, in evaluation mode (``train=False``).
 
     Returns ``{"loss": ..., "accuracy": ...}``: means over all N examples (computed in
-    fixed-size batches, the last one padded and masked). Metrics default as in `fit`.
+    fixed-size batches, the last one padded and masked). Calling it again on the same model
+    reuses the compiled function.
+
+    Args:
+        model, params, state: the model and its trained trees (e.g. ``result.params``).
+        x, y: N examples on axis 0, as for `fit`.
+        batch_size: examples per compiled batch (None: all N at once).
+        loss: ``fn(outputs, targets) -> per-example losses``; default: the model's head.
+        metrics: as in `fit` (default: accuracy for a classification head).
     """
     loss_fn = resolve_loss(model, loss, where="jnet.evaluate")
     metric_fns = model_metrics(model, metrics)
@@ -385,7 +393,9 @@ def predict(
 
     With an output head, returns ``head.link(outputs)``: class probabilities for
     `ClassificationOutput`, values for `RegressionOutput` (``raw=True`` gives the logits).
-    Without one, the raw outputs. Shape ``(N, *out_shape)``.
+    Without one, the raw outputs. Shape ``(N, *out_shape)``. `batch_size` is the number of
+    examples per compiled batch (None: all N at once); calling it again on the same model and
+    shapes reuses the compiled function.
     """
     n = D.check_arrays(x, None, where="jnet.predict", check_finite=False)
     link = (lambda o: o) if raw or model.head is None else model.head.link
