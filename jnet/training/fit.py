@@ -651,14 +651,14 @@ def fit(
     try:
         while epoch < epochs and not stopped:
             carry, stacked = run_epoch(carry, epoch, progress)  # logs stay on the device
-            epoch_logs, diverged, ran = jax.device_get(
-                (_reduce_logs(stacked), stacked["diverged"], jnp.sum(stacked["ok"])))
+            epoch_logs, diverged, ran, lr = jax.device_get(  # the epoch's one host read
+                (_reduce_logs(stacked), stacked["diverged"], jnp.sum(stacked["ok"]),
+                 learning_rate(carry[2])))
             step_count += int(ran)
             if diverged.any():
                 raise _diverged(carry, history, epoch, step_count, key, int(np.argmax(diverged)),
                                 manager)
             logs = {k: float(epoch_logs[k]) for k in ("loss", *metric_fns)}
-            lr = learning_rate(carry[2])
             if lr is not None:
                 logs["lr"] = float(lr)
             if evaluator is not None:
