@@ -132,7 +132,7 @@ def _plan_fn(n: int, batch_size: int, drop_remainder: bool, shuffle: bool, chunk
     chunks = math.ceil(steps / chunk)
 
     def plan(k_train, epoch):
-        k_shuffle, k_drop = jax.random.split(jax.random.fold_in(k_train, epoch))
+        k_shuffle, k_drop = _epoch_keys(k_train, epoch)
         idx, weight = D.epoch_plan(k_shuffle if shuffle else None, n, batch_size,
                                    drop_remainder=drop_remainder)
         keys = jax.vmap(lambda s: jax.random.fold_in(k_drop, s))(jnp.arange(steps))
@@ -149,8 +149,9 @@ def _plan_fn(n: int, batch_size: int, drop_remainder: bool, shuffle: bool, chunk
 
 
 def _epoch_keys(k_train: jax.Array, epoch: int) -> jax.Array:
-    """The dropout key of an epoch (same derivation as `_plan_fn`, for iterable datasets)."""
-    return jax.random.split(jax.random.fold_in(k_train, epoch))[1]
+    """``(k_shuffle, k_drop)`` of an epoch: derived from the epoch number, never chained, so a
+    resumed run replays nothing (see the module docstring)."""
+    return jax.random.split(jax.random.fold_in(k_train, epoch))
 
 
 def _reduce_logs(logs: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -228,7 +229,7 @@ def _iterable_epochs(step, source, k_train) -> Callable:
     (or a function ``epoch -> iterable``), one jitted step per batch."""
     run = jax.jit(step, donate_argnums=0)
     return lambda carry, epoch, progress: _epoch_of_iterable(
-        run, carry, source(epoch) if callable(source) else source, _epoch_keys(k_train, epoch),
+        run, carry, source(epoch) if callable(source) else source, _epoch_keys(k_train, epoch)[1],
         epoch, progress)
 
 
