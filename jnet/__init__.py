@@ -8,6 +8,7 @@ from jnet import (
     activations,
     checkpoint,
     distributed,
+    errors,
     initializers,
     interop,
     layers,
@@ -15,6 +16,7 @@ from jnet import (
     optim,
     precision,
 )
+from jnet.errors import ArgumentError, ArgumentTypeError, DataError, Error
 from jnet.summary import summary
 from jnet.training import (
     EarlyStopping,
@@ -29,13 +31,18 @@ from jnet.training import (
 
 __version__ = "0.1.0"
 __all__ = [
+    "ArgumentError",
+    "ArgumentTypeError",
+    "DataError",
     "EarlyStopping",
+    "Error",
     "FitResult",
     "TrainingDiverged",
     "activations",
     "checkpoint",
     "data",
     "distributed",
+    "errors",
     "evaluate",
     "fit",
     "initializers",

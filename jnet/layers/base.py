@@ -25,33 +25,35 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jnet.errors import Error
+
 Shape = tuple[int, ...]
 PyTree = Any
 InitFn = Callable[[jax.Array, Any], tuple[Any, PyTree, PyTree]]
 ApplyFn = Callable[..., tuple[Any, PyTree]]
 
 
-class LayerError(ValueError):
-    """A layer was given something it cannot use.
+class LayerError(Error, ValueError):
+    """A layer was given something it cannot use (a `jnet.Error` and a `ValueError`).
 
     The message names the layer by its path inside the model (``"block_2/conv2d_1"``) and its
     type, says what was expected, what was given, and how to fix it. Containers prepend their
     child's name as the error travels up, so the user sees where in the model it happened.
     """
 
-    def __init__(self, kind: str, message: str, path: Sequence[str] = ()):
+    def __init__(self, kind: str, message: str, path: Sequence[str] = (), *,
+                 where: str | None = None):
+        super().__init__(message, where=where)
         self.kind = kind
-        self.message = message
         self.path = tuple(path)
-        super().__init__(kind, message, self.path)
 
-    def __str__(self) -> str:
-        where = f" '{'/'.join(self.path)}'" if self.path else ""
-        return f"{self.kind} layer{where}: {self.message}"
+    def _text(self) -> str:
+        at = f" '{'/'.join(self.path)}'" if self.path else ""
+        return f"{self.kind} layer{at}: {self.message}"
 
     def within(self, name: str) -> LayerError:
         """The same error, seen from the container that named this layer `name`."""
-        return LayerError(self.kind, self.message, (name, *self.path))
+        return LayerError(self.kind, self.message, (name, *self.path), where=self.where)
 
 
 class Head(NamedTuple):

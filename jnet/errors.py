@@ -1,0 +1,102 @@
+"""One error base for everything jnet raises on purpose.
+
+    try:
+        jnet.fit(model, "adam", x, y, epochs=3, key=0)
+    except jnet.Error as err:       # every deliberate jnet error
+        ...
+
+Every error jnet raises on purpose is a `jnet.Error`. Each subclass also keeps the built-in base
+a Python user would expect (`ValueError` for a bad value, `TypeError` for a value of the wrong
+type, `FloatingPointError` for a diverged run), so ``except ValueError`` keeps working.
+
+A message says what was expected, what was given, and how to fix it. Helpers deep inside jnet
+raise without knowing who called them; the public entry point the user called adds itself as
+the error's `where` on the way out (`entry_point`), so the user reads
+``jnet.fit: batch_size must be a positive int ...`` whichever helper found the problem.
+
+The classes:
+
+- `Error`: the base.
+- `ArgumentError` (`ValueError`): an argument has a value the function cannot use.
+- `ArgumentTypeError` (`ArgumentError`, `TypeError`): an argument has the wrong type.
+- `DataError` (`ValueError`): the data (x, y, mask, labels) cannot be trained on as given.
+- `jnet.layers.LayerError`, `jnet.optim.OptimizerError`, `jnet.checkpoint.CheckpointError`
+  and `jnet.TrainingDiverged` (`FloatingPointError`) are subclasses too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+__all__ = ["ArgumentError", "ArgumentTypeError", "DataError", "Error", "entry_point"]
+
+
+class Error(Exception):
+    """Base class of every error jnet raises on purpose.
+
+    Attributes:
+        message: what was expected, what was given, and the fix.
+        where: the public function the user called (``"jnet.fit"``), filled in by
+            `entry_point` as the error leaves it; None until then.
+    """
+
+    def __init__(self, message: str = "", *, where: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        text = self._text()
+        return f"{self.where}: {text}" if self.where else text
+
+    def _text(self) -> str:
+        """The message without its `where` prefix (subclasses format their own)."""
+        return self.message
+
+
+class ArgumentError(Error, ValueError):
+    """An argument has a value the function cannot use (a `ValueError`)."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """An argument has the wrong type (a `TypeError` and a `ValueError`)."""
+
+
+class DataError(Error, ValueError):
+    """The data cannot be used as given: mismatched lengths, NaN / inf, labels out of range,
+    a mask of the wrong shape (a `ValueError`)."""
+
+
+@contextlib.contextmanager
+def entry_point(where: str) -> Iterator[None]:
+    """Name the public function for any `Error` raised inside the block that has no name yet.
+
+    The innermost public function wins: `jnet.fit` calling `jnet.evaluate` reports errors of
+    the validation pass as ``jnet.evaluate``'s only if they arose there first.
+    """
+    try:
+        yield
+    except Error as err:
+        if err.where is None:
+            err.where = where
+        raise
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def public(where: str) -> Callable[[F], F]:
+    """Decorator form of `entry_point`: errors leaving the function name it as `where`."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with entry_point(where):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
