@@ -270,33 +270,3 @@ def test_coupled_weight_decay_before_rule_is_l2():
     l2_grads = {"w": grads["w"] + 0.1 * params["w"], "b": grads["b"]}
     chex.assert_trees_all_close(coupled.update(grads, coupled.init(params), params)[0],
                                 plain.update(l2_grads, plain.init(params), params)[0])
-
-
-# ---- errors --------------------------------------------------------------------------------
-
-def test_mismatched_gradients_raise_a_clear_error():
-    opt = optim.adam()
-    params = {"w": jnp.ones(3), "b": jnp.ones(2)}
-    with pytest.raises(optim.OptimizerError, match="structure of `params`"):
-        opt.update({"w": jnp.ones(3)}, opt.init(params), params)
-    with pytest.raises(optim.OptimizerError, match=r"shape \(4,\).*shape \(3,\)"):
-        opt.update({"w": jnp.ones(4), "b": jnp.ones(2)}, opt.init(params), params)
-
-
-def test_bad_inputs_raise_clear_errors():
-    with pytest.raises(optim.OptimizerError, match=r"adam: `b1` must lie in \[0.0, 1.0\)"):
-        optim.adam(b1=1.0)
-    with pytest.raises(optim.OptimizerError, match=r"sgd: `learning_rate`.*-0\.1"):
-        optim.sgd(-0.1)
-    with pytest.raises(optim.OptimizerError, match=r"jax\.vmap"):
-        optim.sgd(jnp.array([0.1, 0.2]))
-    with pytest.raises(optim.OptimizerError, match=r"\['n'\] has dtype int32"):
-        optim.sgd().init({"n": jnp.ones(2, jnp.int32)})
-    with pytest.raises(optim.OptimizerError, match="no stage applies a learning rate"):
-        optim.chain(optim.clip_by_value(1.0))
-    with pytest.raises(optim.OptimizerError, match="mask must have the structure"):
-        opt = optim.adamw(mask={"w": True})
-        params = {"w": jnp.ones(2), "b": jnp.ones(2)}
-        opt.update(params, opt.init(params), params)
-    with pytest.raises(optim.OptimizerError, match="decay_steps"):
-        optim.warmup_cosine_decay_schedule(0.0, 1.0, 10, 5)
