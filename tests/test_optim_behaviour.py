@@ -270,3 +270,35 @@ def test_coupled_weight_decay_before_rule_is_l2():
     l2_grads = {"w": grads["w"] + 0.1 * params["w"], "b": grads["b"]}
     chex.assert_trees_all_close(coupled.update(grads, coupled.init(params), params)[0],
                                 plain.update(l2_grads, plain.init(params), params)[0])
+
+
+# ---- rules by name ---------------------------------------------------------------------------
+
+def test_rules_map_names_to_constructors_in_order():
+    assert list(optim.RULES) == ["sgd", "momentum", "nesterov", "adagrad", "adadelta",
+                                 "rmsprop", "adam", "adamw", "nadam", "adamax", "lion"]
+    assert all(optim.RULES[name] is getattr(optim, name) for name in optim.RULES)
+    with pytest.raises(TypeError):
+        optim.RULES["sgd"] = optim.adam  # read-only
+
+
+@pytest.mark.parametrize("rule", list(optim.RULES))
+def test_get_by_name_builds_the_rule_with_its_defaults(rule):
+    opt = optim.get(rule)
+    assert isinstance(opt, optim.Optimizer)
+    params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)}
+    grads = {"w": jnp.cos(params["w"])}
+    direct = optim.RULES[rule]()
+    chex.assert_trees_all_equal(opt.update(grads, opt.init(params), params),
+                                direct.update(grads, direct.init(params), params))
+
+
+def test_get_passes_keywords_and_optimizers_through():
+    x, g = np.array([1.0, -2.0]), np.array([0.5, 4.0])
+    opt = optim.get("sgd", learning_rate=0.25)
+    new, state = opt.update(jnp.asarray(g, jnp.float32), opt.init(jnp.asarray(x, jnp.float32)),
+                            jnp.asarray(x, jnp.float32))
+    np.testing.assert_allclose(new, x - 0.25 * g, rtol=1e-7)
+    assert float(optim.current_learning_rate(state)) == 0.25
+    built = optim.adam(1e-2)
+    assert optim.get(built) is built
