@@ -172,8 +172,7 @@ def momentum(learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.9, *,
 @api("jnet.optim.nesterov")
 def nesterov(learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.9, *,
              pytorch_placement: bool = False) -> Optimizer:
-    """Nesterov accelerated gradient, reformulated to need only the gradient at the stored
-    parameters.
+    """Nesterov accelerated gradient, written to need only the gradient at the stored params.
 
         V_t = γ V_{t-1} + α_t ∇J(θ_{t-1} - γ V_{t-1}),   θ_t = θ_{t-1} - V_t     (textbook)
         g_t = ∇J(φ_{t-1}),  V_t = γ V_{t-1} + α_t g_t,  φ_t = φ_{t-1} - (α_t g_t + γ V_t)
