@@ -226,6 +226,22 @@ def test_float64_leaves_keep_float64_state():
         np.testing.assert_allclose(np.asarray(new["w"]), 1 - 0.1 / 3, rtol=1e-15)
 
 
+def test_float32_params_keep_float32_state_under_x64_schedules():
+    # Under x64 the schedule is float64; the velocity must stay float32 (a scan carry would
+    # otherwise change type) and the step equal x - lr·g rounded to float32.
+    with jax.enable_x64(True):
+        opt = optim.momentum(optim.step_decay_schedule(0.1, 2, 0.5), 0.9)
+        x = jnp.ones(3, jnp.float32)
+
+        def body(carry, _):
+            x, state = carry
+            return opt.update(jnp.full(3, 0.5, jnp.float32), state, x), None
+
+        (x, state), _ = jax.lax.scan(body, (x, opt.init(x)), None, length=1)
+        assert x.dtype == jnp.float32 and state.inner[0].velocity.dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(x), np.float32(1 - 0.1 * 0.5), rtol=0)
+
+
 def test_none_leaves_and_python_floats_are_fine():
     params = {"a": 1.0, "b": (None, jnp.ones(2)), "c": None}
     opt = optim.sgd(0.5)

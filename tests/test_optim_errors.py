@@ -90,6 +90,8 @@ CASES = [
     ("get_transformation", lambda: optim.get(optim.clip_by_value(1.0)), "name_or_optimizer",
      "jnet.optim.get"),
     ("get_number", lambda: optim.get(3), "name_or_optimizer", "jnet.optim.get"),
+    ("get_other_function", lambda: optim.get(optim.scale_by_adam), "name_or_optimizer",
+     "jnet.optim.get"),
     ("get_bad_keyword", lambda: optim.get("adam", lr=1e-3), "lr", "jnet.optim.get"),
     ("get_kwargs_with_optimizer", lambda: optim.get(optim.adam(), learning_rate=1.0),
      "learning_rate", "jnet.optim.get"),

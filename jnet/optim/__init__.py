@@ -136,6 +136,10 @@ def _refuse(given: Any) -> NoReturn:
         raise OptimizerError("name_or_optimizer is a GradientTransformation (one stage), not "
                              "an Optimizer. Wrap it: jnet.optim.chain(transformation, "
                              "jnet.optim.scale_by_learning_rate(lr)).")
+    if callable(given):
+        raise OptimizerError(f"name_or_optimizer is the function {name or given!r}, not an "
+                             "Optimizer. Call it to build one, or pass a rule name; the rules "
+                             f"are {_rule_list()}.")
     raise OptimizerError(f"name_or_optimizer must be a rule name or an Optimizer, got "
                          f"{type(given).__name__} {given!r}. The rules are {_rule_list()}.")
 
