@@ -5,6 +5,7 @@ import json
 import os
 import re
 import struct
+import zlib
 from typing import NamedTuple
 
 import jax
@@ -15,7 +16,7 @@ import pytest
 import safetensors.numpy
 
 from jnet import checkpoint
-from jnet.checkpoint import CheckpointError, CheckpointManager
+from jnet.checkpoint import CheckpointError, CheckpointManager, CorruptCheckpointError
 
 
 class AdamLike(NamedTuple):
@@ -108,7 +109,14 @@ def test_file_is_plain_safetensors_with_readable_names(tmp_path):
         meta = f.metadata()
     assert {"params/conv2d_0/w", "params/dense_1/w", "ints/0", "key", "keys"} <= names
     description = json.loads(meta["jnet"])
-    assert description["format"] == "jnet.checkpoint" and description["version"] == 1
+    assert description["format"] == "jnet.checkpoint" and description["version"] == 2
+    # The checksums are plain CRC-32s of the tensor bytes and of the two header strings.
+    w = np.asarray(tree["params"]["conv2d_0"]["w"])
+    leaf = description["tree"]["children"][description["tree"]["keys"].index("params")]
+    leaf = leaf["children"][leaf["keys"].index("conv2d_0")]
+    leaf = leaf["children"][leaf["keys"].index("w")]
+    assert leaf["crc32"] == zlib.crc32(w.astype("<f4").tobytes())
+    assert int(meta["jnet_crc32"]) == zlib.crc32(f"{meta['jnet']}\0{meta['user']}".encode())
     # Other tools read the natively stored tensors directly.
     with safetensors.safe_open(path, framework="np") as f:
         np.testing.assert_array_equal(f.get_tensor("params/conv2d_0/w"),
@@ -246,8 +254,8 @@ def test_truncated_and_foreign_files_give_clear_errors(tmp_path):
     for name, content in cases.items():
         bad = tmp_path / name
         bad.write_bytes(content)
-        expected = re.escape(f"'{bad}' is not a readable jnet checkpoint")
-        with pytest.raises(CheckpointError, match=expected):
+        expected = re.escape(f"jnet.checkpoint.load: '{bad}' is corrupt")
+        with pytest.raises(CorruptCheckpointError, match=expected):
             checkpoint.load(bad)
 
     foreign = tmp_path / "foreign.safetensors"
