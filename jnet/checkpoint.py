@@ -97,11 +97,14 @@ PathLike = str | os.PathLike
 FORMAT = "jnet.checkpoint"
 VERSION = 2  # 2: CRC-32 of every tensor and of the header; 1 (jnet 0.1): no checksums
 
-# Dtypes the safetensors format stores natively (by numpy name); others travel as raw bytes.
-_NATIVE_DTYPES = frozenset({
-    "bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-    "float16", "float32", "float64", "bfloat16", "complex64", "float8_e4m3fn", "float8_e5m2",
-})
+# Dtypes the safetensors format stores natively: numpy name -> safetensors dtype code. Others
+# travel as raw bytes ("U8").
+_NATIVE_DTYPES = {
+    "bool": "BOOL", "int8": "I8", "uint8": "U8", "int16": "I16", "uint16": "U16",
+    "int32": "I32", "uint32": "U32", "int64": "I64", "uint64": "U64", "float16": "F16",
+    "float32": "F32", "float64": "F64", "bfloat16": "BF16", "complex64": "C64",
+    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+}
 _ROOT = "__root__"  # tensor name of a tree that is a single array (safetensors needs a name)
 
 
@@ -203,7 +206,7 @@ def _path_str(path: tuple) -> str:
 
 def _tensor_bytes(arr: np.ndarray) -> tuple[np.ndarray, str]:
     """`arr` as safetensors can store it (little-endian, contiguous) and how it was stored."""
-    arr = np.ascontiguousarray(arr)
+    arr = np.ascontiguousarray(arr).reshape(arr.shape)  # ascontiguousarray makes 0-d 1-d
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     if arr.dtype.name in _NATIVE_DTYPES:
@@ -697,32 +700,78 @@ def read_metadata(path: PathLike, *, verify: bool = True) -> Any:
 
 
 def _tensor_table(header: dict, body: memoryview, path: str) -> dict:
-    """``{name: (bytes, shape)}`` of every tensor the header lists, as views into `body` (the
-    bytes after the header); checks each entry's offsets against the file."""
+    """``{name: (bytes, shape, safetensors dtype)}`` of every tensor the header lists, the
+    bytes as views into `body` (what follows the header); checks each entry's offsets against
+    the file."""
     tensors = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        shape = info.get("shape") if isinstance(info, dict) else None
+        info = info if isinstance(info, dict) else {}
+        offsets, shape = info.get("data_offsets"), info.get("shape")
         valid = (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))
-                 and 0 <= offsets[0] <= offsets[1] <= len(body)
-                 and isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape))
+                 and 0 <= offsets[0] <= offsets[1] <= len(body) and isinstance(shape, list)
+                 and all(_is_int(d) and d >= 0 for d in shape)
+                 and isinstance(info.get("dtype"), str))
         if not valid:
             raise _corrupt(path, f"the safetensors entry of tensor '{name}' is malformed or "
                                  f"points outside the file ({info!r})")
-        tensors[name] = (body[offsets[0]:offsets[1]], shape)
+        tensors[name] = (body[offsets[0]:offsets[1]], shape, info["dtype"])
     return tensors
 
 
-def _read(path: str, verify: bool) -> tuple[dict, dict[str, tuple[memoryview, list[int]]]]:
-    """The tree description and the raw tensors ``{name: (bytes, shape)}`` of a checkpoint."""
+def _read(path: str, verify: bool) -> tuple[dict, dict]:
+    """The tree description and the raw tensors ``{name: (bytes, shape, safetensors dtype)}``
+    of a checkpoint."""
     with _open(path) as f:
         data = f.read()
     header = _parse_header(data, path, len(data))
     n = int.from_bytes(data[:8], "little")
     description, _ = _jnet_metadata(header, data[8:8 + n], path, verify)
-    return description, _tensor_table(header, memoryview(data)[8 + n:], path)
+    tensors = _tensor_table(header, memoryview(data)[8 + n:], path)
+    _check_tensors(description["tree"], description["version"], tensors, path)
+    return description, tensors
+
+
+def _described_leaves(node: dict, where: str = "<root>"):
+    """``(path, leaf)`` for every leaf of a (validated) description."""
+    if "leaf" in node:
+        yield where, node
+        return
+    for k, child in zip(node["keys"], node["children"], strict=True):
+        yield from _described_leaves(child, str(k) if where == "<root>" else f"{where}/{k}")
+
+
+def _check_tensors(tree: dict, version: int, tensors: dict, path: str) -> None:
+    """Every tensor the description names is in the file with the bytes, shape and
+    safetensors dtype its leaf implies, so a damaged header is reported as such (not compared
+    with `like`, not left for another safetensors reader to misread)."""
+    for where, leaf in _described_leaves(tree):
+        if "tensor" not in leaf:
+            continue
+        name, shape = leaf["tensor"], leaf["shape"]
+        if name not in tensors:
+            raise _corrupt(path, f"its description names tensor '{name}' (at '{where}') but "
+                                 "the file does not hold it")
+        data, stored_shape, stored_dtype = tensors[name]
+        if leaf["leaf"] == "array":
+            dtype = _array_dtype(leaf["dtype"])
+            nbytes = math.prod(shape) * dtype.itemsize
+            if leaf["stored"] == "native":
+                code = _NATIVE_DTYPES.get(dtype.name)
+                layouts = [(code, shape)] + [(code, [1])] * (version == 1 and not shape)
+            else:
+                layouts = [("U8", [nbytes])]
+            # jnet 0.1 stored 0-d arrays as [1], hence the second layout of version 1
+            fits = len(data) == nbytes and (stored_dtype, stored_shape) in layouts
+        else:  # key data: the key's shape, then the implementation's uint32 words
+            fits = (stored_dtype == "U32" and len(stored_shape) > len(shape)
+                    and stored_shape[:len(shape)] == shape
+                    and len(data) == 4 * math.prod(stored_shape))
+        if not fits:
+            raise _corrupt(path, f"tensor '{name}' holds {len(data)} bytes as {stored_dtype}"
+                                 f"{stored_shape}, which cannot be the {_leaf_summary(leaf)} "
+                                 f"its description says is at '{where}'")
 
 
 class _Reader:
@@ -734,12 +783,10 @@ class _Reader:
         self.verify = verify
 
     def _raw(self, leaf: dict) -> tuple[memoryview, list[int]]:
-        """The bytes and safetensors shape of a leaf's tensor, checksum verified."""
+        """The bytes and safetensors shape of a leaf's tensor (`_check_tensors` made sure it
+        exists), checksum verified."""
         name = leaf["tensor"]
-        if name not in self.tensors:
-            raise _corrupt(self.path, f"its description names tensor '{name}' but the file "
-                                      "does not hold it")
-        data, shape = self.tensors[name]
+        data, shape, _ = self.tensors[name]
         if self.verify and "crc32" in leaf:
             actual = _crc32(data)
             if actual != leaf["crc32"]:
@@ -753,18 +800,13 @@ class _Reader:
         """An array leaf with its original dtype: a fresh writable array, or with
         ``copy=False`` a read-only view of the file's bytes (for callers that copy anyway)."""
         data, _ = self._raw(leaf)
-        dtype, shape = _array_dtype(leaf["dtype"]), tuple(leaf["shape"])
-        if len(data) != math.prod(shape) * dtype.itemsize:
-            raise _corrupt(self.path, f"tensor '{leaf['tensor']}' holds {len(data)} bytes, "
-                                      f"{dtype}{list(shape)} needs "
-                                      f"{math.prod(shape) * dtype.itemsize}")
-        arr = np.frombuffer(data, dtype=dtype).reshape(shape)
+        arr = np.frombuffer(data, dtype=_array_dtype(leaf["dtype"])).reshape(leaf["shape"])
         return arr.copy() if copy else arr
 
     def key(self, leaf: dict) -> jax.Array:
         data, shape = self._raw(leaf)
         try:
-            key_data = np.frombuffer(data, dtype=np.uint32).reshape(shape)
+            key_data = np.frombuffer(data, dtype="<u4").reshape(shape)
             key = jax.random.wrap_key_data(key_data, impl=leaf["impl"])
         except (TypeError, ValueError) as e:
             raise _corrupt(self.path, f"PRNG key tensor '{leaf['tensor']}' cannot be rebuilt "

@@ -334,3 +334,16 @@ def test_training_tree_round_trip(tmp_path):
     like = jax.eval_shape(lambda: {k: tree[k] for k in arrays})  # nothing allocated
     like.update(step=0, history={"loss": [0.0] * 3, "val_loss": [0.0] * 3})  # matched by type
     _assert_same(tree, manager.restore(like=like))
+
+
+def test_version_1_file_of_jnet_0_1_loads():
+    """tests/fixtures/checkpoint_v1.safetensors: `_every_leaf_kind()` saved by jnet 0.1's
+    `checkpoint.save` (format version 1: no checksums, 0-d arrays stored as shape [1])."""
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "checkpoint_v1.safetensors")
+    with safetensors.safe_open(path, framework="np") as f:
+        assert json.loads(f.metadata()["jnet"])["version"] == 1
+        assert "jnet_crc32" not in f.metadata()
+    tree = _every_leaf_kind()
+    _assert_same(tree, checkpoint.load(path))
+    _assert_same(tree, checkpoint.load(path, like=tree))
+    assert checkpoint.read_metadata(path) == {"a": 1}
