@@ -17,7 +17,7 @@ from jnet import (
     precision,
 )
 from jnet.errors import ArgumentError, ArgumentTypeError, DataError, Error
-from jnet.summary import summary
+from jnet.layers.summary import summary
 from jnet.training import (
     EarlyStopping,
     FitResult,

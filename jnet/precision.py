@@ -12,16 +12,17 @@ outputs are cast back to float32. The loss is therefore computed in float32, and
 is differentiable (its transpose casts back), gradients arrive in float32, matching the float32
 master parameters the optimizer updates.
 
-Which layers stay in float32: `BatchNorm` by default (`keep_float32=("BatchNorm",)`). Batch mean
+Which layers stay in float32: those whose `keeps_float32` is set (`BatchNorm`, `LayerNorm`), or
+any predicate given as ``keep_float32=fn(layer) -> bool``. Batch mean
 and variance are reductions over thousands of values; in bfloat16's 8-bit mantissa they lose
 precision, and the running statistics (state) must accumulate small updates that bfloat16 would
 round away. Such layers get float32 inputs and parameters and return float32; the next layer
 casts back down. `state` always keeps the dtypes `init` gave it, so a jitted step never
 recompiles because a carry changed dtype.
 
-Containers built by `serial`, `parallel` and `residual` are rebuilt with each child wrapped, so
-the policy reaches every leaf layer; any other layer is treated as a leaf and runs entirely in
-`compute_dtype`.
+Every container (`serial`, `parallel`, `residual`, `Bidirectional`, or your own, through the
+container protocol: `Layer.children` and `Layer.rebuild`) is rebuilt with each child wrapped,
+so the policy reaches every leaf layer.
 
 Only bfloat16 (and float32, which makes `mixed` a no-op) are offered. float16's 5-bit exponent
 underflows small gradients to zero unless the loss is scaled (Micikevicius et al. 2018, "Mixed
@@ -33,14 +34,14 @@ choice of float32 master weights and float32 normalisation statistics.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jnet.layers.base import Layer, PyTree
-from jnet.layers.combinators import parallel, residual, serial
+from jnet.errors import ArgumentError, ArgumentTypeError
+from jnet.layers.base import Layer, PyTree, map_layers
 
 __all__ = ["cast_floating", "mixed"]
 
@@ -72,35 +73,34 @@ def _like(tree: PyTree, reference: PyTree) -> PyTree:
 def _leaf(layer: Layer, dtype: Any) -> Layer:
     """`layer` running in `dtype`: params and input are cast, its state keeps its dtypes."""
 
-    def apply_fn(params, state, x, *, key=None, train=False):
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None, **side_inputs):
         y, new_state = layer.apply(cast_floating(params, dtype), state, cast_floating(x, dtype),
-                                   key=key, train=train)
+                                   key=key, train=train, mask=mask,
+                                   **cast_floating(side_inputs, dtype))
         return y, _like(new_state, state)
 
     return dataclasses.replace(layer, apply_fn=apply_fn)
 
 
-def _with_policy(layer: Layer, dtype: Any, keep_float32: Sequence[str]) -> Layer:
-    """Rebuild `layer` so every leaf runs in `dtype`, or float32 if its kind is kept."""
-    if layer.kind in keep_float32:
-        return _leaf(layer, jnp.float32)
-    rebuild = {"Serial": serial, "Parallel": parallel}
-    if layer.kind in rebuild:
-        children = [_with_policy(child, dtype, keep_float32).named(name)
-                    for name, child in layer.children]
-        return dataclasses.replace(rebuild[layer.kind](*children, name=layer.name),
-                                   config=layer.config)
-    if layer.kind == "Residual":
-        (name, child), = layer.children
-        return residual(_with_policy(child, dtype, keep_float32).named(name), name=layer.name)
-    return _leaf(layer, dtype)
+def _with_policy(layer: Layer, dtype: Any, keep: Callable[[Layer], bool]) -> Layer:
+    """Rebuild `layer` so every leaf runs in `dtype`, or float32 where `keep(layer)` says so.
+
+    Containers are rebuilt around their transformed children through the container protocol
+    (`Layer.with_children`), so users' own containers get the policy too."""
+
+    def policy(node: Layer) -> Layer | None:
+        if keep(node):
+            return _leaf(node, jnp.float32)
+        return None if node.children else _leaf(node, dtype)
+
+    return map_layers(policy, layer)
 
 
 def mixed(
     model: Layer,
     compute_dtype: Any = jnp.bfloat16,
     *,
-    keep_float32: Sequence[str] = ("BatchNorm",),
+    keep_float32: Callable[[Layer], bool] | None = None,
     output_dtype: Any = jnp.float32,
 ) -> Layer:
     """Run `model` in `compute_dtype` with float32 parameters, state and outputs.
@@ -109,8 +109,9 @@ def mixed(
         model: any jnet `Layer` (usually a `serial` model).
         compute_dtype: the dtype of activations, matmuls and convolutions: `jnp.bfloat16`
             (default) or `jnp.float32` (no-op, handy to toggle the policy from a flag).
-        keep_float32: kinds of layers that compute in float32 anyway (default: `BatchNorm`,
-            whose batch statistics and running averages need float32's mantissa).
+        keep_float32: ``fn(layer) -> bool``, the layers that compute in float32 anyway.
+            Default: those that ask for it (``layer.keeps_float32``: `BatchNorm`, `LayerNorm`),
+            whose statistics need float32's mantissa.
         output_dtype: dtype of the model's outputs (default float32, so the loss is float32).
 
     Returns:
@@ -118,25 +119,35 @@ def mixed(
         follows the policy above. Gradients with respect to its float32 parameters are float32.
 
     Raises:
-        ValueError: for a `compute_dtype` other than bfloat16 or float32 (float16 would need
-            loss scaling, which jnet does not offer).
+        jnet.ArgumentError: for a `compute_dtype` other than bfloat16 or float32 (float16 would
+            need loss scaling, which jnet does not offer).
+        jnet.ArgumentTypeError: `model` is not a Layer.
     """
     if not isinstance(model, Layer):
-        raise ValueError(
-            f"jnet.precision.mixed: expected a jnet Layer (e.g. a `serial` model), got "
-            f"{type(model).__name__}."
+        raise ArgumentTypeError(
+            f"expected a jnet Layer (e.g. a `serial` model), got {type(model).__name__}.",
+            where="jnet.precision.mixed",
         )
     dtype = jnp.dtype(compute_dtype)
     if dtype not in _OFFERED:
-        raise ValueError(
-            f"jnet.precision.mixed: compute_dtype must be bfloat16 or float32, got {dtype}. "
+        raise ArgumentError(
+            f"compute_dtype must be bfloat16 or float32, got {dtype}. "
             "float16 needs loss scaling to keep small gradients from underflowing, which jnet "
-            "does not offer; bfloat16 has float32's range and needs none: use jnp.bfloat16."
+            "does not offer; bfloat16 has float32's range and needs none: use jnp.bfloat16.",
+            where="jnet.precision.mixed",
         )
-    inner = _with_policy(model, dtype, tuple(keep_float32))
+    if keep_float32 is not None and not callable(keep_float32):
+        raise ArgumentTypeError(
+            f"keep_float32 must be a function layer -> bool, got {keep_float32!r}. To keep "
+            "layers of your choice: `keep_float32=lambda layer: layer.keeps_float32 or ...`.",
+            where="jnet.precision.mixed",
+        )
+    keep = (lambda layer: layer.keeps_float32) if keep_float32 is None else keep_float32
+    inner = _with_policy(model, dtype, keep)
 
-    def apply_fn(params, state, x, *, key=None, train=False):
-        y, new_state = inner.apply(params, state, x, key=key, train=train)
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None, **side_inputs):
+        y, new_state = inner.apply(params, state, x, key=key, train=train, mask=mask,
+                                   **side_inputs)
         return cast_floating(y, output_dtype), new_state
 
     return dataclasses.replace(

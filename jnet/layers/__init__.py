@@ -1,9 +1,12 @@
 """Layers: pure `(init, apply)` pairs and the combinators that build models from them.
 
     out_shape, params, state = layer.init(key, in_shape)
-    y, state = layer.apply(params, state, x, *, key=None, train=False)
+    y, state = layer.apply(params, state, x, *, key=None, train=False, mask=None)
 
-One module per family; each layer's maths is in its constructor's docstring.
+One module per family; each layer's maths is in its constructor's docstring. `base.py` holds
+the `Layer` type, its container protocol and the toolkit for writing containers
+(`init_child`, `apply_child`, `check_children`, `split_key`, `map_layers`); `summary.py` the
+model summary table.
 """
 
 from jnet.layers.activations import (
@@ -19,7 +22,19 @@ from jnet.layers.activations import (
     Swish,
     Tanh,
 )
-from jnet.layers.base import Head, Layer, LayerError
+from jnet.layers.base import (
+    Head,
+    Layer,
+    LayerError,
+    abstract_init,
+    apply_child,
+    check_children,
+    init_child,
+    map_layers,
+    output_shape,
+    parameter_free,
+    split_key,
+)
 from jnet.layers.combinators import (
     FanInConcat,
     FanInSum,
@@ -74,8 +89,16 @@ __all__ = [
     "Softmax",
     "Swish",
     "Tanh",
+    "abstract_init",
+    "apply_child",
+    "check_children",
     "count_params",
+    "init_child",
+    "map_layers",
+    "output_shape",
     "parallel",
+    "parameter_free",
     "residual",
     "serial",
+    "split_key",
 ]

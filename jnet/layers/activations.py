@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jnet import activations
-from jnet.layers.base import Layer, LayerError, Shape, check_float
+from jnet.layers.base import Layer, LayerError, Shape, check_float, parameter_free
 
 
 def elementwise_layer(
@@ -35,20 +35,17 @@ def elementwise_layer(
 ) -> Layer:
     """A parameter-free layer computing `fn(x)` on float inputs, keeping the shape of `x`.
 
-    The one factory behind every layer in this module except `PReLU` (and behind the output
-    heads). `check_shape(in_shape)` may raise a `LayerError` at init.
+    `jnet.layers.parameter_free` specialised to activations (and the output heads): float
+    inputs only; `check_shape(in_shape)` may raise a `LayerError` at init.
     """
 
-    def init_fn(key, in_shape):
+    def out_shape(in_shape):
         if check_shape is not None:
             check_shape(in_shape)
-        return in_shape, {}, {}
+        return in_shape
 
-    def apply_fn(params, state, x, *, key=None, train=False):
-        check_float(kind, x)
-        return fn(x), state
-
-    return Layer(init_fn, apply_fn, kind=kind, name=name, config=config or {}, slug=slug)
+    return parameter_free(kind, fn, out_shape=out_shape, name=name, config=config, slug=slug,
+                          float_only=True)
 
 
 def BinaryStep(straight_through: bool = False, name: str | None = None) -> Layer:
@@ -219,7 +216,7 @@ def PReLU(alpha_init: float = 0.25, shared_axes: Sequence[int] | str | None = No
         alpha = jnp.full(alpha_shape(in_shape), alpha_init, dtype=jnp.float32)
         return in_shape, {"alpha": alpha}, {}
 
-    def apply_fn(params, state, x, *, key=None, train=False):
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
         check_float(kind, x)
         alpha = params["alpha"]
         features = jnp.shape(x)[1:]

@@ -3,16 +3,23 @@
 A layer is two pure functions (the stax idea, kept):
 
     out_shape, params, state = layer.init(key, in_shape)
-    y, state = layer.apply(params, state, x, *, key=None, train=False)
+    y, state = layer.apply(params, state, x, *, key=None, train=False, mask=None)
 
 `in_shape` / `out_shape` are per-example shapes (no batch axis); `x` and `y` carry a leading
 batch axis. `params` are trainable arrays, `state` non-trainable ones (BatchNorm running
-statistics); both are pytrees, `{}` when a layer has none.
+statistics); both are pytrees, `{}` when a layer has none. `mask` is the one side input every
+layer accepts: a boolean (N, T) array, True on the real steps of a padded sequence batch;
+containers pass it to every child and layers with no use for it ignore it.
 
 `Layer` is a frozen dataclass holding those two functions plus the metadata that containers,
 summaries and the training loop read: a CamelCase `kind` ("Conv2D"), an optional user `name`,
-the fixed `input_shape` of an `Input`, the `children` of a container and the `head` of an
-output layer. It owns no arrays.
+the fixed `input_shape` of an `Input`, the `head` of an output layer, and for a container the
+three parts of the container protocol: its `children`, the input shape it routes to each
+(`child_shapes`) and how to `rebuild` it around transformed children. It owns no arrays.
+
+This module also holds what every layer and container shares: `LayerError`, the input checks,
+the container toolkit (`init_child`, `apply_child`, `check_children`, `split_key`),
+`parameter_free` (the factory of layers without params) and `abstract_init`.
 """
 
 from __future__ import annotations
@@ -74,15 +81,27 @@ class Layer:
     """A layer: a pure `init` / `apply` pair plus the metadata containers read.
 
     Attributes:
-        init_fn: `(key, in_shape) -> (out_shape, params, state)`.
-        apply_fn: `(params, state, x, *, key, train) -> (y, state)`.
-        kind: the CamelCase type name shown in errors and summaries, e.g. ``"Conv2D"``.
+        init_fn: ``(key, in_shape) -> (out_shape, params, state)``.
+        apply_fn: ``(params, state, x, *, key, train, mask, **side_inputs) -> (y, state)``.
+        kind: the CamelCase type name shown in errors and summaries, e.g. ``"Conv2D"``. A
+            display name only: nothing in jnet decides anything by it.
         name: the user's name for this layer inside a container (default: ``slug_index``).
         input_shape: per-example input shape fixed by an `Input` layer, else None.
-        children: ``(name, layer)`` pairs of a container, in order (for summaries).
+        children: ``(name, layer)`` pairs of a container, in order. Their params and state
+            live under those names in the container's params and state.
+        child_shapes: for a container, ``in_shape -> (one per-example input shape per child)``:
+            the shape the container routes to each child (`summary` reads it).
+        rebuild: for a container, ``(new children, in order) -> Layer``: the same container
+            around transformed children (`jnet.precision.mixed` uses it). Together with
+            `children` and `child_shapes` this is the whole container protocol: whatever walks
+            a model asks the container, never switches on its kind.
         head: the loss / prediction link of an output layer (or of a model ending in one).
-        config: the constructor arguments, for `repr` and summaries.
+        config: the constructor arguments, for `repr`.
         slug: the snake_case stem of default child names (``"conv2d"`` -> ``"conv2d_3"``).
+        keeps_float32: compute in float32 under mixed precision (normalisation layers, whose
+            statistics need float32's mantissa).
+        side_inputs: names of the extra keyword inputs `apply` takes besides ``key``, ``train``
+            and ``mask`` (``("initial_state",)`` for the recurrent layers).
     """
 
     init_fn: InitFn
@@ -91,19 +110,36 @@ class Layer:
     name: str | None = None
     input_shape: Any = None
     children: tuple[tuple[str, Layer], ...] = ()
+    child_shapes: Callable[[Any], tuple[Any, ...]] | None = None
+    rebuild: Callable[[tuple[Layer, ...]], Layer] | None = None
     head: Head | None = None
     config: dict = dataclasses.field(default_factory=dict)
     slug: str = ""
+    keeps_float32: bool = False
+    side_inputs: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.slug:
             object.__setattr__(self, "slug", snake_case(self.kind))
+        if self.children and (self.child_shapes is None or self.rebuild is None):
+            raise LayerError(
+                self.kind,
+                "a container must say how it routes shapes to its children and how to rebuild "
+                "itself around new ones, got children but no child_shapes= / rebuild=. Pass "
+                "both to Layer(...) (see 'Writing your own container' in the README).",
+            )
 
     def init(self, key: jax.Array, in_shape: Any = None) -> tuple[Any, PyTree, PyTree]:
         """Create parameters and state for per-example inputs of shape `in_shape`.
 
         `in_shape` may be omitted when the layer (or the model's first layer) is an `Input`.
         Cheap under `jax.eval_shape`: shape inference allocates nothing.
+
+        Returns:
+            ``(out_shape, params, state)``: the per-example output shape and two pytrees.
+
+        Raises:
+            LayerError: no shape to work with, or a shape the layer cannot take.
         """
         if in_shape is None:
             if self.input_shape is None:
@@ -113,13 +149,13 @@ class Layer:
                     "`layer.init(key, (28, 28, 1))`, or start the model with `Input(shape)`.",
                 )
             in_shape = self.input_shape
-        elif self.input_shape is not None and _as_shape(in_shape) != _as_shape(self.input_shape):
+        elif self.input_shape is not None and as_shape(in_shape) != as_shape(self.input_shape):
             raise LayerError(
                 self.kind,
-                f"init got in_shape {_as_shape(in_shape)} but the model's Input fixes "
-                f"{_as_shape(self.input_shape)}. Drop the in_shape argument or change the Input.",
+                f"init got in_shape {as_shape(in_shape)} but the model's Input fixes "
+                f"{as_shape(self.input_shape)}. Drop the in_shape argument or change the Input.",
             )
-        return self.init_fn(key, _as_shape(in_shape))
+        return self.init_fn(key, as_shape(in_shape))
 
     def apply(
         self,
@@ -129,13 +165,51 @@ class Layer:
         *,
         key: jax.Array | None = None,
         train: bool = False,
+        mask: jax.Array | None = None,
+        **side_inputs: Any,
     ) -> tuple[Any, PyTree]:
-        """Run the layer on a batch `x` (leading batch axis); returns `(y, new_state)`."""
-        return self.apply_fn(params, state, x, key=key, train=train)
+        """Run the layer on a batch `x` (leading batch axis); returns ``(y, new_state)``.
+
+        Args:
+            params, state: as made by `init`.
+            x: the batch, ``(N, *in_shape)``.
+            key: PRNG key for random layers (dropout) in training.
+            train: training behaviour (batch statistics, dropout) instead of evaluation.
+            mask: boolean (N, T), True on real time steps of a padded sequence batch.
+                Containers pass it to every child; layers with no use for it ignore it.
+            side_inputs: extra keyword inputs the layer declares in `side_inputs`, e.g.
+                ``initial_state=`` of `LSTM` / `GRU`.
+
+        Raises:
+            LayerError: a side input the layer does not take, or inputs it cannot use.
+        """
+        unknown = sorted(set(side_inputs) - set(self.side_inputs))
+        if unknown:
+            takes = ", ".join(("key", "train", "mask", *self.side_inputs))
+            raise LayerError(
+                self.kind,
+                f"apply got the keyword(s) {unknown}, which this layer does not take; it takes "
+                f"{takes}. Pass side inputs to the layer that uses them.",
+            )
+        return self.apply_fn(params, state, x, key=key, train=train, mask=mask, **side_inputs)
 
     def named(self, name: str) -> Layer:
         """This layer under another name inside a container."""
         return dataclasses.replace(self, name=name)
+
+    def with_children(self, children: Sequence[Layer]) -> Layer:
+        """The same container around `children` (one per current child, same names kept)."""
+        if not self.children:
+            raise LayerError(self.kind, "with_children: this layer has no children.")
+        if len(children) != len(self.children):
+            raise LayerError(
+                self.kind,
+                f"with_children: expected {len(self.children)} children, got {len(children)}.",
+            )
+        named = tuple(new.named(name) for (name, _), new in zip(self.children, children,
+                                                                 strict=True))
+        assert self.rebuild is not None  # guaranteed by __post_init__
+        return dataclasses.replace(self.rebuild(named), name=self.name)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
@@ -143,19 +217,139 @@ class Layer:
         return f"{self.kind}({args}{named})"
 
 
+def map_layers(fn: Callable[[Layer], Layer | None], layer: Layer) -> Layer:
+    """Rebuild `layer` with `fn` applied top-down through the container protocol.
+
+    `fn(layer)` returns a replacement (which is not descended into) or None to keep going:
+    a container is then rebuilt around its mapped children and a leaf is kept as it is.
+    """
+    replaced = fn(layer)
+    if replaced is not None:
+        return replaced
+    if not layer.children:
+        return layer
+    return layer.with_children([map_layers(fn, child) for _, child in layer.children])
+
+
+def abstract_init(layer: Layer, key: Any, in_shape: Any) -> tuple[Any, PyTree, PyTree]:
+    """`layer.init` under `jax.eval_shape`: the output shape (Python ints) plus params / state
+    as `jax.ShapeDtypeStruct` trees; allocates nothing."""
+    out = {}
+
+    def init(k):
+        # Shapes are Python ints, not arrays, so they leave the trace through this closure.
+        out["shape"], params, state = layer.init(k, in_shape)
+        return params, state
+
+    params, state = jax.eval_shape(init, key)
+    return out["shape"], params, state
+
+
+def output_shape(layer: Layer, in_shape: Any) -> Any:
+    """The per-example output shape of `layer` for `in_shape`, computed abstractly."""
+    return abstract_init(layer, abstract_key(), in_shape)[0]
+
+
+def abstract_key() -> Any:
+    """A PRNG key as a `jax.ShapeDtypeStruct`: enough for `abstract_init`, allocates nothing."""
+    return jax.eval_shape(lambda: jax.random.key(0))
+
+
+# ----------------------------------------------------------------------------------------
+# The container toolkit: what `serial`, `parallel`, `residual`, `Bidirectional` and users'
+# own containers share.
+
+
+def split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]:
+    """`n` independent keys from `key` (n Nones for None: evaluation needs no randomness)."""
+    return [None] * n if key is None else list(jax.random.split(key, n))
+
+
+def init_child(name: str, layer: Layer, key: jax.Array, in_shape: Any) -> tuple[Any, Any, Any]:
+    """``layer.init`` with any `LayerError` located at child `name`."""
+    try:
+        return layer.init(key, in_shape)
+    except LayerError as e:
+        raise e.within(name) from None
+
+
+def apply_child(name: str, layer: Layer, params: PyTree, state: PyTree, x: Any, *,
+                key: jax.Array | None = None, train: bool = False,
+                mask: jax.Array | None = None, **side_inputs: Any) -> tuple[Any, PyTree]:
+    """``layer.apply`` on the child's part (``params[name]``, ``state[name]``) of a
+    container's trees, with any `LayerError` located at child `name`."""
+    try:
+        return layer.apply(params[name], state[name], x, key=key, train=train, mask=mask,
+                           **side_inputs)
+    except LayerError as e:
+        raise e.within(name) from None
+
+
+def check_children(kind: str, what: str, tree: Any, names: Sequence[str]) -> None:
+    """Raise unless `tree` (params or state) is a dict holding exactly the children `names`."""
+    if not isinstance(tree, dict):
+        raise LayerError(
+            kind,
+            f"expected {what} as a dict keyed by child name {list(names)}, got "
+            f"{type(tree).__name__}. Pass the {what} returned by this model's init.",
+        )
+    missing = [n for n in names if n not in tree]
+    extra = [k for k in tree if k not in names]
+    if missing or extra:
+        raise LayerError(
+            kind,
+            f"{what} do not match the model: missing {missing}, unexpected {extra}. "
+            f"They were made by a different model; re-run init or load a matching checkpoint.",
+        )
+
+
+def parameter_free(
+    kind: str,
+    fn: Callable[..., Any],
+    *,
+    out_shape: Callable[[Any], Any] | None = None,
+    name: str | None = None,
+    config: dict | None = None,
+    slug: str = "",
+    float_only: bool = False,
+    with_context: bool = False,
+) -> Layer:
+    """A layer without params or state computing ``fn(x)`` (stax's ``elementwise``).
+
+    Args:
+        kind: the display name, ``"ReLU"``.
+        fn: ``fn(x) -> y``; with ``with_context=True``, ``fn(x, key=, train=, mask=)``.
+        out_shape: ``in_shape -> out_shape`` (default: the shape is kept); it may raise a
+            `LayerError` for shapes the layer cannot take.
+        float_only: reject non-floating inputs with a clear error.
+        name, config, slug: as for `Layer`.
+    """
+
+    def init_fn(key, in_shape):
+        return (in_shape if out_shape is None else out_shape(in_shape)), {}, {}
+
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
+        if float_only:
+            check_float(kind, x)
+        y = fn(x, key=key, train=train, mask=mask) if with_context else fn(x)
+        return y, state
+
+    return Layer(init_fn, apply_fn, kind=kind, name=name, config=config or {}, slug=slug)
+
+
 def snake_case(kind: str) -> str:
     """CamelCase kind -> snake_case slug, acronyms whole: MaxPool2D -> max_pool2d, ReLU -> relu."""
     return re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", "_", kind).lower()
 
 
-def _as_shape(shape: Any) -> Any:
+def as_shape(shape: Any) -> Any:
     """Normalise a shape (or a tuple of shapes, for multi-input layers) to tuples of ints."""
     if isinstance(shape, int):
         return (shape,)
     shape = tuple(shape)
     if all(isinstance(d, int) for d in shape):
         return shape
-    return tuple(_as_shape(s) for s in shape)
+    return tuple(as_shape(s) for s in shape)
 
 
 # ----------------------------------------------------------------------------------------

@@ -174,7 +174,7 @@ def Conv2D(
             params["b"] = b_fn(k_b, (filters,))
         return (*out_hw, filters), params, {}
 
-    def apply_fn(params, state, x, *, key=None, train=False):
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
         check_rank("Conv2D", x, 4, "(N, H, W, C)", RANK3_FIX if jnp.ndim(x) == 3 else "")
         check_float("Conv2D", x)
         check_last_dim("Conv2D", x, params["w"].shape[2], "channels")

@@ -47,7 +47,7 @@ def Dense(
             params["b"] = b_fn(k_b, (units,))
         return (*in_shape[:-1], units), params, {}
 
-    def apply_fn(params, state, x, *, key=None, train=False):
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
         check_float("Dense", x)
         check_last_dim("Dense", x, params["w"].shape[0])
         y = x @ params["w"].astype(x.dtype)

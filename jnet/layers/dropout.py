@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from jnet._rng import draw
-from jnet.layers.base import Layer, LayerError, check_float, require_key
+from jnet.layers.base import Layer, LayerError, check_float, parameter_free, require_key
 
 
 def Dropout(rate: float, name: str | None = None) -> Layer:
@@ -30,14 +30,11 @@ def Dropout(rate: float, name: str | None = None) -> Layer:
             "(If you meant a keep probability p, pass rate = 1 - p.)",
         )
 
-    def init_fn(key, in_shape):
-        return in_shape, {}, {}
-
-    def apply_fn(params, state, x, *, key=None, train=False):
+    def drop(x, *, key, train, mask):
         if not train or rate == 0.0:
-            return x, state
+            return x
         check_float("Dropout", x)
         keep = draw(jax.random.bernoulli, require_key("Dropout", key), jnp.shape(x), p=1.0 - rate)
-        return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)), state
+        return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
-    return Layer(init_fn, apply_fn, kind="Dropout", config={"rate": rate}, name=name)
+    return parameter_free("Dropout", drop, config={"rate": rate}, name=name, with_context=True)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
-from jnet.layers.base import Layer, LayerError, _as_shape
+from jnet.layers.base import Layer, LayerError, as_shape, parameter_free
 
 
 def Input(shape: int | Sequence[int], name: str | None = None) -> Layer:
@@ -13,57 +13,37 @@ def Input(shape: int | Sequence[int], name: str | None = None) -> Layer:
 
     A model starting with ``Input((28, 28, 1))`` knows its shapes, so ``model.init(key)`` needs
     no ``in_shape`` and summaries work without data. ``apply`` checks that the batch has shape
-    ``(N, *shape)`` and raises a `LayerError` saying how to fix it otherwise.
-
-    Inputs that carry extras next to the data pass through whole, with only the data checked:
-    the first element of a tuple (``(x, mask)`` or ``(x, lengths)`` for the recurrent layers)
-    or the ``"x"`` entry of a dict (``{"x": x, "initial_state": ...}``). So
-    ``serial(Input((T, F)), LSTM(8), ...)`` takes masked batches too.
+    ``(N, *shape)`` and raises a `LayerError` saying how to fix it otherwise. A sequence mask
+    is not part of the input: pass it as ``model.apply(..., mask=mask)``.
 
     Args:
         shape: per-example shape, without the batch axis, e.g. ``(28, 28, 1)`` for NHWC images
             or ``(T, F)`` for sequences.
     """
-    shape = _as_shape(shape)
+    shape = as_shape(shape)
     if not all(isinstance(d, int) and d >= 1 for d in shape):
         raise LayerError("Input", f"shape must be positive ints (no batch axis), got {shape!r}.")
 
-    def init_fn(key, in_shape):
-        return shape, {}, {}
-
-    def apply_fn(params, state, inputs, *, key=None, train=False):
-        x, where = _data_part(inputs)
+    def check(x):
+        if isinstance(x, (tuple, list, dict)):
+            raise LayerError(
+                "Input",
+                f"expected one batch array of shape (N, {', '.join(map(str, shape))}), got a "
+                f"{type(x).__name__}. A sequence mask is a keyword, not part of x: "
+                "`model.apply(params, state, x, mask=mask)`, `jnet.fit(..., mask=mask)`.",
+            )
         x_shape = tuple(getattr(x, "shape", ()))
         if x_shape[1:] != shape:
             expected = ", ".join(("N", *map(str, shape)))
             raise LayerError(
                 "Input",
-                f"expected a batch of shape ({expected}){where}, got {x_shape}. "
+                f"expected a batch of shape ({expected}), got {x_shape}. "
                 + _fix_hint(x_shape, shape),
             )
-        return inputs, state
+        return x
 
-    return Layer(init_fn, apply_fn, kind="Input", config={"shape": shape}, name=name,
-                 input_shape=shape)
-
-
-def _data_part(inputs: Any) -> tuple[Any, str]:
-    """The data array inside `inputs` (tuple: first element; dict: ``"x"``) and where it sits,
-    for the error message."""
-    if isinstance(inputs, (tuple, list)):
-        if not inputs:
-            raise LayerError("Input", "expected a batch array or a tuple (x, ...), got an "
-                             f"empty {type(inputs).__name__}.")
-        return inputs[0], f" as the first element of the {type(inputs).__name__}"
-    if isinstance(inputs, dict):
-        if "x" not in inputs:
-            raise LayerError(
-                "Input",
-                f"expected a dict input with the data under 'x', got keys {sorted(inputs)}. "
-                "Put the batch array under 'x', e.g. `{'x': x, 'mask': mask}`.",
-            )
-        return inputs["x"], " under the dict's 'x'"
-    return inputs, ""
+    layer = parameter_free("Input", check, config={"shape": shape}, name=name)
+    return dataclasses.replace(layer, input_shape=shape)
 
 
 def _fix_hint(x_shape: tuple[int, ...], shape: tuple[int, ...]) -> str:

@@ -36,7 +36,7 @@ def BatchNorm(
     running statistics carry no gradient. Statistics are computed in at least float32 (for
     bfloat16 / float16 inputs too); the output keeps the input's dtype.
 
-    Conventions (see SEMANTICS.md):
+    Conventions (docs/conventions.md):
 
     - `momentum` is the Keras / Flax weight on the *old* value: jnet 0.9 = PyTorch
       ``momentum=0.1`` = MATLAB ``MeanDecay=0.1``. Keras's default is 0.99.
@@ -77,7 +77,7 @@ def BatchNorm(
         state = {"mean": jnp.zeros((c,), jnp.float32), "var": jnp.ones((c,), jnp.float32)}
         return in_shape, params, state
 
-    def apply_fn(params, state, x, *, key=None, train=False):
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
         check_float("BatchNorm", x)
         ax = channel_axis(jnp.ndim(x))
         c = state["mean"].shape[0]
@@ -114,4 +114,5 @@ def BatchNorm(
 
     config = {"momentum": momentum, "eps": eps, "axis": axis, "scale": scale, "center": center,
               "unbiased_running_var": unbiased_running_var}
-    return Layer(init_fn, apply_fn, kind="BatchNorm", config=config, name=name)
+    return Layer(init_fn, apply_fn, kind="BatchNorm", config=config, name=name,
+                 keeps_float32=True)

@@ -21,7 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jnet.layers.base import Layer, LayerError, check_float, check_in_shape_rank, check_rank
+from jnet.layers.base import (
+    Layer,
+    LayerError,
+    check_float,
+    check_in_shape_rank,
+    check_rank,
+    parameter_free,
+)
 from jnet.layers.conv import (
     RANK3_FIX,
     Padding,
@@ -133,7 +140,7 @@ def _pool_layer(kind: str, pool_fn, window, strides, padding, name, extra_config
         h, w, c = in_shape
         return (*window_output_size(kind, (h, w), win, stride, pads_for((h, w))), c), {}, {}
 
-    def apply_fn(params, state, x, *, key=None, train=False):
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
         check_rank(kind, x, 4, "(N, H, W, C)", RANK3_FIX if jnp.ndim(x) == 3 else "")
         check_float(kind, x)
         pads = pads_for(x.shape[1:3])
@@ -198,13 +205,13 @@ def GlobalAvgPool2D(name: str | None = None) -> Layer:
     ``AdaptiveAvgPool2d(1)`` keeps two unit axes.
     """
 
-    def init_fn(key, in_shape):
+    def out_shape(in_shape):
         check_in_shape_rank("GlobalAvgPool2D", in_shape, 3, "(H, W, C)", RANK3_FIX)
-        return (in_shape[-1],), {}, {}
+        return (in_shape[-1],)
 
-    def apply_fn(params, state, x, *, key=None, train=False):
+    def pool(x):
         check_rank("GlobalAvgPool2D", x, 4, "(N, H, W, C)", RANK3_FIX if jnp.ndim(x) == 3 else "")
-        check_float("GlobalAvgPool2D", x)
-        return jnp.mean(x, axis=(1, 2)), state
+        return jnp.mean(x, axis=(1, 2))
 
-    return Layer(init_fn, apply_fn, kind="GlobalAvgPool2D", name=name)
+    return parameter_free("GlobalAvgPool2D", pool, out_shape=out_shape, name=name,
+                          float_only=True)

@@ -33,28 +33,24 @@ before the loop (``hoist=True``, a (T, N, G·H) array) or per step inside it
 measured slower with it. `unroll=k` unrolls k steps per loop iteration (less loop overhead
 for small H, longer compiles).
 
-**Inputs.** A recurrent layer takes any of
+**Inputs.** ``x`` (N, T, F), plus two keywords of ``apply``:
 
-- ``x`` (N, T, F);
-- ``(x, mask)`` with mask (N, T) boolean, True on real steps, or ``(x, lengths)`` with lengths
-  (N,) integers (steps ``t < lengths[n]`` are real). Padded steps change neither the state nor
-  the output: the state carries over unchanged and the output there is 0 (PyTorch's
-  ``pad_packed_sequence`` convention; Keras repeats the previous output instead). Padding may
-  be anywhere, not only at the end, so ``reverse=True`` works on right-padded batches;
-- a dict ``{"x": x, "mask": ... or "lengths": ..., "initial_state": carry}`` (every key but
-  ``"x"`` optional) to start from a given state, e.g. an encoder's final state.
+- ``mask=`` (N, T) boolean, True on real steps (build it from lengths with
+  `jnet.data.mask_from_lengths`). Padded steps change neither the state nor the output: the
+  state carries over unchanged and the output there is 0 (PyTorch's ``pad_packed_sequence``
+  convention; Keras repeats the previous output instead). Padding may be anywhere, not only
+  at the end, so ``reverse=True`` works on right-padded batches. Inside `serial` the same mask
+  reaches every layer, so stacked recurrent layers skip the same steps;
+- ``initial_state=`` the carry to start from (default zeros), e.g. an encoder's final state.
 
 The carry (the state passed between steps) is ``(h, c)`` for the LSTM and ``h`` for the GRU,
-each (N, H); the default initial carry is zeros.
+each (N, H).
 
 **Outputs.** ``return_sequences=False`` (default) gives the last hidden state (N, H) (for a
 masked sequence, the state after its last real step; for ``reverse=True``, after step 0);
-``return_sequences=True`` gives every step's h, (N, T, H), aligned with the input steps also
-when ``reverse=True`` (Keras's ``go_backwards`` returns them reversed). When the input carried
-a mask or lengths, ``return_sequences=True`` outputs ``(ys, mask)`` with the (N, T) boolean
-mask, so a recurrent layer stacked after it in `serial` skips the same padded steps (for a
-per-step Dense head, take ``ys`` out of the pair). ``return_state=True`` outputs
-``(y, final_carry)``.
+``return_sequences=True`` gives every step's h, (N, T, H), a plain array aligned with the
+input steps also when ``reverse=True`` (Keras's ``go_backwards`` returns them reversed), so a
+per-step `Dense` can follow. ``return_state=True`` outputs ``(y, final_carry)``.
 
 **Initialisation** (Keras's choices; PyTorch uses U(±1/√H) for everything): `W_ih` Glorot
 uniform (per gate, so with fans (F, H); Keras uses the whole (F, 4H)), `W_hh` orthogonal per
@@ -69,7 +65,6 @@ that gate's block, so every gate starts as if it were its own Dense layer.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -81,12 +76,15 @@ from jnet.layers.base import (
     Layer,
     LayerError,
     PyTree,
+    apply_child,
+    check_children,
     check_float,
     check_in_shape_rank,
     check_last_dim,
     check_rank,
+    init_child,
+    split_key,
 )
-from jnet.layers.combinators import _apply_child, _check_keys
 
 Carry = Any  # (h, c) for the LSTM, h for the GRU
 
@@ -183,20 +181,21 @@ def _check_params(kind: str, params: PyTree, names: tuple[str, ...], gates: int)
     return hidden
 
 
-def _as_mask(kind: str, mask_or_lengths: Any, n: int, t: int) -> jax.Array | None:
-    """A (N, T) boolean mask from a mask or from per-sequence lengths (N,)."""
-    if mask_or_lengths is None:
+def check_mask(kind: str, mask: Any, n: int, t: int) -> jax.Array | None:
+    """`mask` as a boolean (N, T) array (None stays None); a `LayerError` for any other shape
+    or dtype. Shapes and dtypes are static, so under `jax.jit` this costs nothing."""
+    if mask is None:
         return None
-    m = jnp.asarray(mask_or_lengths)
-    if m.shape == (n,) and jnp.issubdtype(m.dtype, jnp.integer):
-        return jnp.arange(t)[None, :] < m[:, None]
-    if m.shape != (n, t):
+    shape, dtype = jnp.shape(mask), jnp.result_type(mask)
+    if shape != (n, t) or dtype != jnp.bool_:
+        fix = ("Cast it with `mask.astype(bool)`." if shape == (n, t) else
+               "Build it with `jnet.data.mask_from_lengths(lengths, T)`.")
         raise LayerError(
             kind,
-            f"expected a mask of shape (N, T) = {(n, t)} (True on real steps) or lengths of "
-            f"shape (N,) = {(n,)} with integer dtype, got shape {m.shape} dtype {m.dtype}.",
+            f"expected mask= as a boolean array of shape (N, T) = {(n, t)}, True on real steps, "
+            f"got shape {shape} dtype {dtype}. {fix}",
         )
-    return m.astype(bool)
+    return jnp.asarray(mask)
 
 
 def _check_carry(kind: str, cell: _Cell, carry: Carry, n: int, hidden: int) -> Carry:
@@ -222,7 +221,7 @@ def _scan(cell: _Cell, kind: str, params: PyTree, x: jax.Array, initial_state: C
     check_last_dim(kind, x, params["w_ih"].shape[0])
     hidden = params["w_hh"].shape[0]
     n, t, _ = x.shape
-    mask = _as_mask(kind, mask, n, t)
+    mask = check_mask(kind, mask, n, t)
     if initial_state is None:
         initial_state = cell.carry_of(jnp.zeros((n, hidden), x.dtype))
     carry = _check_carry(kind, cell, initial_state, n, hidden)
@@ -270,7 +269,7 @@ def lstm_scan(params: PyTree, x: jax.Array, initial_state: Carry | None = None,
 
     `params` as made by `LSTM(...).init`: ``{"w_ih": (F, 4H), "w_hh": (H, 4H), "b": (4H,)}``,
     gates (i, f, g, o). `initial_state` is ``(h0, c0)``, each (N, H) (default zeros); `mask` is
-    (N, T) boolean or lengths (N,). See the module docstring for the equations.
+    (N, T) boolean, True on real steps. See the module docstring for the equations.
     """
     _check_params("LSTM", params, ("w_ih", "w_hh", "b"), 4)
     return _scan(_LSTM, "LSTM", params, x, initial_state, mask, reverse, unroll, hoist, True)
@@ -313,45 +312,16 @@ def gru_step(params: PyTree, h: jax.Array, x: jax.Array) -> jax.Array:
 # Layers.
 
 
-def _unpack_inputs(kind: str, inputs: Any) -> tuple[jax.Array, Any, Carry | None]:
-    """``x`` | ``(x, mask_or_lengths)`` | ``{"x", "mask" | "lengths", "initial_state"}``."""
-    if isinstance(inputs, dict):
-        unknown = set(inputs) - {"x", "mask", "lengths", "initial_state"}
-        if "x" not in inputs or unknown or ("mask" in inputs and "lengths" in inputs):
-            raise LayerError(
-                kind,
-                f"expected a dict input with key 'x' and optionally one of 'mask' / 'lengths' "
-                f"and 'initial_state', got keys {sorted(inputs)}.",
-            )
-        mask = inputs.get("mask", inputs.get("lengths"))
-        return inputs["x"], mask, inputs.get("initial_state")
-    if isinstance(inputs, (tuple, list)):
-        if len(inputs) != 2:
-            raise LayerError(
-                kind,
-                f"expected x (N, T, F), a pair (x, mask) / (x, lengths) or a dict, got a "
-                f"{type(inputs).__name__} of {len(inputs)} items.",
-            )
-        return inputs[0], inputs[1], None
-    return inputs, None, None
-
-
 def _sequence_shape(kind: str, in_shape: tuple) -> tuple[int, int]:
-    """(T, F) from ``in_shape``, also when given as ``((T, F), mask_shape)``."""
-    if in_shape and isinstance(in_shape[0], tuple):
-        in_shape = in_shape[0]
     check_in_shape_rank(kind, in_shape, 2, "(T, F)",
                         "Recurrent layers take sequences; add a time axis.")
     return in_shape
 
 
-def _config(constructor: Callable, args: dict) -> dict:
-    """The constructor's arguments that differ from their defaults (shown by `repr`; enough to
-    rebuild the layer, which `Bidirectional` does)."""
-    params = inspect.signature(constructor).parameters
-    return {k: v for k, v in args.items()
-            if k != "name" and (params[k].default is inspect.Parameter.empty
-                                or v is not params[k].default)}
+def _non_default(hidden: int, **options: tuple[Any, Any]) -> dict:
+    """The config `repr` shows: `hidden` plus each option given as ``(value, default)`` whose
+    value differs from its default."""
+    return {"hidden": hidden, **{k: v for k, (v, default) in options.items() if v != default}}
 
 
 def _check_hidden(kind: str, hidden: Any) -> None:
@@ -369,23 +339,19 @@ def _recurrent(cell: _Cell, kind: str, hidden: int, bias_names: tuple[str, ...],
         steps, features = _sequence_shape(kind, in_shape)
         params = _init_params(cell, key, features, hidden, inits, bias_names, forget_bias)
         out_shape = (steps, hidden) if return_sequences else (hidden,)
-        if return_sequences and isinstance(in_shape[0], tuple):  # the mask travels on
-            out_shape = (out_shape, (steps,))
         if return_state:
             out_shape = (out_shape, cell.carry_of((hidden,)))
         return out_shape, params, {}
 
-    def apply_fn(params, state, inputs, *, key=None, train=False):
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None, initial_state=None):
         _check_params(kind, params, names, cell.gates)
-        x, mask, initial_state = _unpack_inputs(kind, inputs)
         ys, carry = _scan(cell, kind, params, x, initial_state, mask, reverse, unroll, hoist,
                           return_sequences)
         y = ys if return_sequences else cell.output(carry)
-        if return_sequences and mask is not None:  # so a stacked recurrent layer gets it too
-            y = (ys, _as_mask(kind, mask, *x.shape[:2]))
         return ((y, carry) if return_state else y), state
 
-    return Layer(init_fn, apply_fn, kind=kind, name=name, config=config)
+    return Layer(init_fn, apply_fn, kind=kind, name=name, config=config,
+                 side_inputs=("initial_state",))
 
 
 _INIT_DOC = """w_ih_init, w_hh_init, b_init: initializers (a `jnet.initializers` name or an
@@ -400,8 +366,8 @@ def LSTM(hidden: int, return_sequences: bool = False, return_state: bool = False
     """Long short-term memory over (N, T, F) sequences (Hochreiter & Schmidhuber 1997).
 
     Params ``{"w_ih": (F, 4H), "w_hh": (H, 4H), "b": (4H,)}``, gates in PyTorch's order
-    (i, f, g, o); one bias (PyTorch's b_ih + b_hh). Equations, inputs (mask / lengths /
-    initial state), outputs and initialisation: see `jnet.layers.recurrent`.
+    (i, f, g, o); one bias (PyTorch's b_ih + b_hh). Equations, the ``mask=`` and
+    ``initial_state=`` keywords, outputs and initialisation: see `jnet.layers.recurrent`.
 
     Args:
         hidden: H, the size of h and c.
@@ -414,7 +380,8 @@ def LSTM(hidden: int, return_sequences: bool = False, return_state: bool = False
         {inits}
         unit_forget_bias: add 1 to the forget-gate bias after `b_init` (Keras default).
     """
-    config = _config(LSTM, locals())
+    config = _non_default(hidden, return_sequences=(return_sequences, False),
+                          return_state=(return_state, False), reverse=(reverse, False))
     inits = dict(w_ih_init=w_ih_init, w_hh_init=w_hh_init, b_init=b_init)
     return _recurrent(_LSTM, "LSTM", hidden, ("b",), inits, float(unit_forget_bias),
                       return_sequences=return_sequences, return_state=return_state,
@@ -429,8 +396,8 @@ def GRU(hidden: int, return_sequences: bool = False, return_state: bool = False,
 
     Params ``{"w_ih": (F, 3H), "w_hh": (H, 3H), "b_ih": (3H,), "b_hh": (3H,)}`` with
     ``reset_after=True`` (PyTorch's maths), ``{"w_ih", "w_hh", "b": (3H,)}`` with
-    ``reset_after=False`` (Cho et al. v3); gates (r, z, n). Equations, inputs (mask / lengths /
-    initial state), outputs and initialisation: see `jnet.layers.recurrent`.
+    ``reset_after=False`` (Cho et al. v3); gates (r, z, n). Equations, the ``mask=`` and
+    ``initial_state=`` keywords, outputs and initialisation: see `jnet.layers.recurrent`.
 
     Args:
         hidden: H, the size of h.
@@ -443,7 +410,9 @@ def GRU(hidden: int, return_sequences: bool = False, return_state: bool = False,
             (False); None: what measured faster on the current backend (not on CPU).
         {inits}
     """
-    config = _config(GRU, locals())
+    config = _non_default(hidden, return_sequences=(return_sequences, False),
+                          return_state=(return_state, False), reset_after=(reset_after, True),
+                          reverse=(reverse, False))
     inits = dict(w_ih_init=w_ih_init, w_hh_init=w_hh_init, b_init=b_init)
     return _recurrent(_GRU, "GRU", hidden, _gru_biases(reset_after), inits, 0.0,
                       return_sequences=return_sequences, return_state=return_state,
@@ -466,7 +435,7 @@ def _cell_layer(cell: _Cell, kind: str, hidden: int, bias_names: tuple[str, ...]
         params = _init_params(cell, key, in_shape[0], hidden, inits, bias_names, forget_bias)
         return (cell.carry_of((hidden,)), (hidden,)), params, {}
 
-    def apply_fn(params, state, inputs, *, key=None, train=False):
+    def apply_fn(params, state, inputs, *, key=None, train=False, mask=None):
         if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
             raise LayerError(
                 kind,
@@ -499,7 +468,7 @@ def LSTMCell(hidden: int, *, w_ih_init: Any = "glorot_uniform", w_hh_init: Any =
         step = lambda carry, x_t: cell.apply(params, {}, (carry, x_t))[0]
         carry, hs = jax.lax.scan(step, carry0, xs)       # xs time-major (T, N, F)
     """
-    config = _config(LSTMCell, locals())
+    config = {"hidden": hidden}
     inits = dict(w_ih_init=w_ih_init, w_hh_init=w_hh_init, b_init=b_init)
     return _cell_layer(_LSTM, "LSTMCell", hidden, ("b",), inits, float(unit_forget_bias),
                        lstm_step, config, name)
@@ -514,7 +483,7 @@ def GRUCell(hidden: int, *, reset_after: bool = True, w_ih_init: Any = "glorot_u
     (N, F) and h (N, H) or None for zeros (the carry and the output are both h', so the
     result fits `jax.lax.scan` like `LSTMCell`'s).
     """
-    config = _config(GRUCell, locals())
+    config = _non_default(hidden, reset_after=(reset_after, True))
     inits = dict(w_ih_init=w_ih_init, w_hh_init=w_hh_init, b_init=b_init)
     return _cell_layer(_GRU, "GRUCell", hidden, _gru_biases(reset_after), inits, 0.0, gru_step,
                        config, name)
@@ -530,70 +499,102 @@ _MERGES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
     "mean": lambda a, b: (a + b) / 2,
     "mul": jnp.multiply,
 }
-_SEQUENCE_LAYERS = {"LSTM": LSTM, "GRU": GRU}
-_NO_STATE = {"forward": {}, "backward": {}}
 
 
-def _merge(merge_fn: Callable, a: Any, b: Any, carries_mask: bool) -> Any:
-    """Merge the two directions' outputs; a ``(ys, mask)`` pair keeps its (shared) mask."""
-    return (merge_fn(a[0], b[0]), a[1]) if carries_mask else merge_fn(a, b)
+def _reverse_time(tree: Any) -> Any:
+    """Flip the time axis (axis 1) of every (N, T, ...) array in `tree`."""
+    return jax.tree.map(lambda a: jnp.flip(a, axis=1), tree)
 
 
-def Bidirectional(layer: Layer, merge: str = "concat", name: str | None = None) -> Layer:
-    """Run a recurrent layer forwards and a copy of it backwards and merge the two outputs.
+def Bidirectional(forward: Layer, backward: Layer | None = None, merge: str = "concat",
+                  name: str | None = None) -> Layer:
+    """Run one sequence layer forwards in time and another backwards, and merge the outputs.
 
-    ``Bidirectional(LSTM(64, return_sequences=True))``. The backward copy has the same config
-    with `reverse` flipped and its own params: ``{"forward": ..., "backward": ...}`` (PyTorch's
-    ``*_reverse`` weights are the backward ones). Outputs are merged by `merge`: ``"concat"``
-    (default, PyTorch and Keras; last axis 2H), ``"sum"``, ``"mean"`` or ``"mul"``. Both
-    directions' per-step outputs are aligned with the input; with ``return_sequences=False``
-    the forward half is the state after the last step and the backward half the state after
-    step 0 (PyTorch's ``h_n``). Masks apply to both directions. With ``return_state=True`` the
-    output is ``(y, (forward_carry, backward_carry))``, and a dict input's ``initial_state``
-    must be such a pair.
+    ``Bidirectional(LSTM(64, return_sequences=True))`` or ``Bidirectional(LSTM(64), GRU(32))``.
+    Both layers are ordinary forward-running layers; this wrapper feeds `backward` the input
+    (and the mask) reversed in time and reverses its per-step outputs back, so both
+    directions' outputs are aligned with the input steps. `backward` defaults to the same
+    layer as `forward` with parameters of its own: ``{"forward": ..., "backward": ...}``
+    (PyTorch's ``*_reverse`` weights are the backward ones). Because padded steps are skipped,
+    reversing a right-padded batch runs the backward layer over exactly the real steps.
+
+    With ``return_sequences=False`` the forward half is the state after the last real step
+    and the backward half the state after step 0 (PyTorch's ``h_n``). With
+    ``return_state=True`` on both layers the output is ``(y, (forward_carry, backward_carry))``
+    and ``initial_state=`` must be such a pair.
+
+    Args:
+        forward: the layer run forwards, e.g. ``LSTM(64, return_sequences=True)``.
+        backward: the layer run backwards (default: `forward` again, with its own params). Do
+            not give it ``reverse=True``: the wrapper already reverses its input.
+        merge: ``"concat"`` (default, PyTorch and Keras; last axis H_f + H_b), ``"sum"``,
+            ``"mean"`` or ``"mul"`` (these need H_f = H_b).
+
+    Raises:
+        LayerError: a non-layer, an unknown merge, or outputs that do not merge.
     """
-    if not isinstance(layer, Layer) or layer.kind not in _SEQUENCE_LAYERS:
-        got = layer.kind if isinstance(layer, Layer) else type(layer).__name__
-        raise LayerError("Bidirectional", f"expected an LSTM or GRU layer to wrap, got {got}.")
+    backward = forward if backward is None else backward
+    for what, layer in (("forward", forward), ("backward", backward)):
+        if not isinstance(layer, Layer):
+            raise LayerError("Bidirectional", f"expected a Layer as {what}, got "
+                             f"{type(layer).__name__}, e.g. `Bidirectional(L.LSTM(64))`.")
     if merge not in _MERGES:
         raise LayerError("Bidirectional", f"merge must be one of {sorted(_MERGES)}, got {merge!r}.")
-    forward = layer
-    flipped = {**layer.config, "reverse": not layer.config.get("reverse", False)}
-    backward = _SEQUENCE_LAYERS[layer.kind](**flipped)
-    return_state = layer.config.get("return_state", False)
-    merge_fn = _MERGES[merge]
+    names, merge_fn = ("forward", "backward"), _MERGES[merge]
+
+    def merge_shapes(a, b):
+        try:
+            return jax.eval_shape(merge_fn, jax.ShapeDtypeStruct(a, jnp.float32),
+                                  jax.ShapeDtypeStruct(b, jnp.float32)).shape
+        except (TypeError, ValueError):
+            raise LayerError("Bidirectional", f"cannot merge outputs of shapes {a} and {b} with "
+                             f"{merge!r}; use merge='concat' or equal hidden sizes.") from None
 
     def init_fn(key, in_shape):
-        k_f, k_b = jax.random.split(key)
-        shape, p_f, _ = forward.init(k_f, in_shape)
-        _, p_b, _ = backward.init(k_b, in_shape)
-        y_shape, carry_shape = shape if return_state else (shape, None)
-        merge_shapes = lambda a, b: jax.eval_shape(  # noqa: E731
-            merge_fn, jax.ShapeDtypeStruct(a, jnp.float32), jax.ShapeDtypeStruct(b, jnp.float32)
-        ).shape
-        y_shape = _merge(merge_shapes, y_shape, y_shape, isinstance(y_shape[0], tuple))
-        out_shape = (y_shape, (carry_shape, carry_shape)) if return_state else y_shape
-        return out_shape, {"forward": p_f, "backward": p_b}, {}
+        (shape_f, p_f, s_f), (shape_b, p_b, s_b) = (
+            init_child(n, layer, k, in_shape)
+            for n, layer, k in zip(names, (forward, backward), split_key(key, 2), strict=True))
+        if isinstance(shape_f[0], tuple):  # (y, carry): the layers return their state
+            y_shape = merge_shapes(shape_f[0], shape_b[0])
+            out_shape = (y_shape, (shape_f[1], shape_b[1]))
+        else:
+            out_shape = merge_shapes(shape_f, shape_b)
+        return out_shape, {"forward": p_f, "backward": p_b}, {"forward": s_f, "backward": s_b}
 
-    def apply_fn(params, state, inputs, *, key=None, train=False):
-        in_f = in_b = inputs
-        if isinstance(inputs, dict) and inputs.get("initial_state") is not None:
-            s = inputs["initial_state"]
-            if not isinstance(s, (tuple, list)) or len(s) != 2:
-                raise LayerError(
-                    "Bidirectional",
-                    "expected initial_state as a pair (forward_carry, backward_carry), got "
-                    f"{type(s).__name__}.",
-                )
-            in_f, in_b = {**inputs, "initial_state": s[0]}, {**inputs, "initial_state": s[1]}
-        _check_keys("Bidirectional", "params", params, ("forward", "backward"))
-        out_f, _ = _apply_child("forward", forward, params, _NO_STATE, in_f, None, train)
-        out_b, _ = _apply_child("backward", backward, params, _NO_STATE, in_b, None, train)
-        (y_f, carry_f), (y_b, carry_b) = (out_f, out_b) if return_state else ((out_f, None),
-                                                                              (out_b, None))
-        y = _merge(merge_fn, y_f, y_b, isinstance(y_f, tuple))
-        return ((y, (carry_f, carry_b)) if return_state else y), state
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None, initial_state=None):
+        check_children("Bidirectional", "params", params, names)
+        check_children("Bidirectional", "state", state, names)
+        starts = _initial_state_pair(initial_state)
+        k_f, k_b = split_key(key, 2)
+        out_f, s_f = apply_child("forward", forward, params, state, x, key=k_f, train=train,
+                                 mask=mask, **starts[0])
+        out_b, s_b = apply_child("backward", backward, params, state, _reverse_time(x), key=k_b,
+                                 train=train, mask=None if mask is None else _reverse_time(mask),
+                                 **starts[1])
+        new_state = {"forward": s_f, "backward": s_b}
+        with_state = isinstance(out_f, tuple)  # (y, carry): the layers return their state
+        (y_f, carry_f), (y_b, carry_b) = (out_f, out_b) if with_state else ((out_f, None),
+                                                                            (out_b, None))
+        if jnp.ndim(y_b) == 3:  # per-step outputs: back in input order
+            y_b = _reverse_time(y_b)
+        y = merge_fn(y_f, y_b)
+        return ((y, (carry_f, carry_b)) if with_state else y), new_state
 
     return Layer(init_fn, apply_fn, kind="Bidirectional", name=name,
                  children=(("forward", forward), ("backward", backward)),
-                 config={"layer": layer, "merge": merge})
+                 child_shapes=lambda in_shape: (in_shape, in_shape),
+                 rebuild=lambda children: Bidirectional(*children, merge=merge, name=name),
+                 config={"merge": merge}, side_inputs=("initial_state",))
+
+
+def _initial_state_pair(initial_state: Any) -> tuple[dict, dict]:
+    """``initial_state=`` of `Bidirectional` as the keywords of its two children."""
+    if initial_state is None:
+        return {}, {}
+    if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 2:
+        raise LayerError(
+            "Bidirectional",
+            "expected initial_state as a pair (forward_carry, backward_carry), got "
+            f"{type(initial_state).__name__}.",
+        )
+    return {"initial_state": initial_state[0]}, {"initial_state": initial_state[1]}

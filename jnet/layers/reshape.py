@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from jnet.layers.base import Layer, LayerError, Shape, _as_shape
+from jnet.layers.base import Layer, LayerError, Shape, as_shape, parameter_free
 
 
 def Flatten(name: str | None = None) -> Layer:
@@ -15,13 +15,8 @@ def Flatten(name: str | None = None) -> Layer:
     Dense layer after Flatten needs its rows permuted when weights are ported.
     """
 
-    def init_fn(key, in_shape):
-        return (math.prod(in_shape),), {}, {}
-
-    def apply_fn(params, state, x, *, key=None, train=False):
-        return x.reshape(x.shape[0], -1), state
-
-    return Layer(init_fn, apply_fn, kind="Flatten", name=name)
+    return parameter_free("Flatten", lambda x: x.reshape(x.shape[0], -1),
+                          out_shape=lambda in_shape: (math.prod(in_shape),), name=name)
 
 
 def Reshape(shape: int | Sequence[int], name: str | None = None) -> Layer:
@@ -29,7 +24,7 @@ def Reshape(shape: int | Sequence[int], name: str | None = None) -> Layer:
 
     (N, *in_shape) -> (N, *shape). A LayerError says so when the sizes cannot match.
     """
-    target = _as_shape(shape)
+    target = as_shape(shape)
     if sum(d == -1 for d in target) > 1 or any(d < 1 and d != -1 for d in target):
         raise LayerError(
             "Reshape",
@@ -47,10 +42,5 @@ def Reshape(shape: int | Sequence[int], name: str | None = None) -> Layer:
             )
         return tuple(size // known if d == -1 else d for d in target)
 
-    def init_fn(key, in_shape):
-        return out_shape(in_shape), {}, {}
-
-    def apply_fn(params, state, x, *, key=None, train=False):
-        return x.reshape(x.shape[0], *out_shape(x.shape[1:])), state
-
-    return Layer(init_fn, apply_fn, kind="Reshape", config={"shape": target}, name=name)
+    return parameter_free("Reshape", lambda x: x.reshape(x.shape[0], *out_shape(x.shape[1:])),
+                          out_shape=out_shape, config={"shape": target}, name=name)

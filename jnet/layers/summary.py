@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 import jax
 
-from jnet.layers.base import Layer, _as_shape
+from jnet.errors import ArgumentError, ArgumentTypeError
+from jnet.layers.base import Layer, abstract_init, abstract_key, as_shape
 
 PyTree = Any
 
@@ -29,18 +30,17 @@ class Row(NamedTuple):
         path: the layer's path inside the model, ``"block_1/conv2d_0"``.
         depth: nesting depth (0 for the model's own children).
         kind: the layer type, ``"Conv2D"``.
-        out_shape: per-example output shape (no batch axis), or None when the container
-            holding the layer does not say how it routes shapes to its children.
-        params: number of trainable scalars (``params``), None when unknown.
-        state: number of non-trainable scalars (``state``), None when unknown.
+        out_shape: per-example output shape (no batch axis).
+        params: number of trainable scalars (``params``).
+        state: number of non-trainable scalars (``state``).
     """
 
     path: str
     depth: int
     kind: str
     out_shape: Any
-    params: int | None
-    state: int | None
+    params: int
+    state: int
 
 
 class Summary(str):
@@ -75,73 +75,36 @@ def _size(tree: PyTree) -> tuple[int, int]:
     return count, nbytes
 
 
-def abstract_init(layer: Layer, key: Any, in_shape: Any) -> tuple[Any, PyTree, PyTree]:
-    """`layer.init` under `jax.eval_shape`: the output shape (Python ints) plus params / state
-    as `jax.ShapeDtypeStruct` trees; allocates nothing."""
-    out = {}
-
-    def init(k):
-        # Shapes are Python ints, not arrays, so they leave the trace through this closure.
-        out["shape"], params, state = layer.init(k, in_shape)
-        return params, state
-
-    params, state = jax.eval_shape(init, key)
-    return out["shape"], params, state
-
-
-def _child_tree(tree: PyTree, name: str) -> PyTree:
-    """A child's part of its container's params or state; None when it cannot be told."""
-    if isinstance(tree, dict) and name in tree:
-        return tree[name]
-    # A container without any params (or state) has none in its children either.
-    return {} if tree is not None and not jax.tree.leaves(tree) else None
-
-
 class _Walker:
-    """Collects one `Row` per layer, descending into containers."""
+    """Collects one `Row` per layer, descending into containers through their protocol."""
 
     def __init__(self):
         self.rows: list[Row] = []
-        self.key = jax.eval_shape(lambda: jax.random.key(0))  # abstract: no array made
+        self.key = abstract_key()
 
     def row(self, path, depth, layer, out_shape, params, state):
-        counts = [None if t is None else _size(t)[0] for t in (params, state)]
-        self.rows.append(Row(path, depth, layer.kind, out_shape, *counts))
+        self.rows.append(Row(path, depth, layer.kind, out_shape, _size(params)[0],
+                             _size(state)[0]))
 
     def layer(self, layer: Layer, path: str, depth: int, in_shape: Any) -> Any:
         """Add `layer` (and its children) at `path`; returns its output shape."""
         out_shape, params, state = abstract_init(layer, self.key, in_shape)
         self.row(path, depth, layer, out_shape, params, state)
-        self.children(layer, path, depth + 1, in_shape, params, state)
+        self.children(layer, path, depth + 1, in_shape)
         return out_shape
 
-    def children(self, layer, path, depth, in_shape, params, state) -> None:
-        """Rows for a container's children, with the shapes the container routes to each."""
+    def children(self, layer: Layer, path: str, depth: int, in_shape: Any) -> None:
+        """Rows for a container's children, each at the input shape the container routes."""
+        if not layer.children:
+            return
         prefix = f"{path}/" if path else ""
-        children = layer.children
-        if layer.kind == "Serial":
-            shape = in_shape
-            for name, child in children:
-                shape = self.layer(child, prefix + name, depth, shape)
-        elif layer.kind == "Parallel":
-            for (name, child), shape in zip(children, in_shape, strict=True):
-                self.layer(child, prefix + name, depth, shape)
-        elif layer.kind == "Residual":
-            for name, child in children:
-                self.layer(child, prefix + name, depth, in_shape)
-        else:
-            # A container whose routing we do not know: its children's params and state are
-            # still keyed by child name, so counts are exact; output shapes stay unknown.
-            for name, child in children:
-                p, s = _child_tree(params, name), _child_tree(state, name)
-                self.row(prefix + name, depth, child, None, p, s)
-                self.children(child, prefix + name, depth + 1, None, p, s)
+        shapes = layer.child_shapes(in_shape)
+        for (name, child), shape in zip(layer.children, shapes, strict=True):
+            self.layer(child, prefix + name, depth, shape)
 
 
 def _fmt_shape(shape: Any) -> str:
     """A per-example shape with the batch axis shown as N: ``(8, 8, 16)`` -> ``(N, 8, 8, 16)``."""
-    if shape is None:
-        return "?"
     if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape):
         return "(" + ", ".join(("N", *map(str, shape))) + ")"
     if isinstance(shape, (tuple, list)):
@@ -149,8 +112,8 @@ def _fmt_shape(shape: Any) -> str:
     return str(shape)
 
 
-def _fmt_count(n: int | None) -> str:
-    return "?" if n is None else f"{n:,}"
+def _fmt_count(n: int) -> str:
+    return f"{n:,}"
 
 
 def _fmt_bytes(n: int) -> str:
@@ -182,9 +145,10 @@ def summary(model: Layer, input_shape: Any = None) -> Summary:
     Nothing is allocated: shapes and counts come from `jax.eval_shape` over `init`.
 
     Args:
-        model: any layer; containers (`serial`, `parallel`, `residual`) list their children,
-            indented by nesting depth. "Params" counts trainable scalars (``params``), "State"
-            non-trainable ones (``state``, e.g. BatchNorm running statistics).
+        model: any layer; containers (`serial`, `parallel`, `residual`, `Bidirectional`,
+            your own) list their children, indented by nesting depth, each with the shape the
+            container routes to it (`Layer.child_shapes`). "Params" counts trainable scalars
+            (``params``), "State" non-trainable ones (``state``, e.g. BatchNorm running statistics).
         input_shape: per-example input shape (no batch axis), e.g. ``(28, 28, 1)``. May be
             omitted when the model starts with `Input(shape)`.
 
@@ -193,25 +157,26 @@ def summary(model: Layer, input_shape: Any = None) -> Summary:
         (`rows`, `total_params`, `trainable_params`, `non_trainable_params`, `total_bytes`...).
 
     Raises:
-        ValueError: no `input_shape` and the model does not start with `Input`.
+        jnet.ArgumentError: no `input_shape` and the model does not start with `Input`.
+        jnet.ArgumentTypeError: `model` is not a Layer.
         LayerError: a layer rejects its input shape (the message names its path).
     """
     if not isinstance(model, Layer):
-        raise TypeError(f"jnet.summary: expected a Layer (e.g. `L.serial(...)`), got "
-                        f"{type(model).__name__}.")
+        raise ArgumentTypeError(f"expected a Layer (e.g. `L.serial(...)`), got "
+                                f"{type(model).__name__}.", where="jnet.summary")
     if input_shape is None and model.input_shape is None:
-        raise ValueError(
-            f"jnet.summary: the {model.kind} model does not start with `Input(shape)`, so its "
+        raise ArgumentError(
+            f"the {model.kind} model does not start with `Input(shape)`, so its "
             "input shape is unknown. Pass the per-example shape (no batch axis), e.g. "
             "`jnet.summary(model, input_shape=(28, 28, 1))`, or start the model with "
-            "`L.Input((28, 28, 1))`."
+            "`L.Input((28, 28, 1))`.", where="jnet.summary"
         )
-    in_shape = _as_shape(model.input_shape if input_shape is None else input_shape)
+    in_shape = as_shape(model.input_shape if input_shape is None else input_shape)
     walker = _Walker()
     # The whole model first: its own checks run, and the totals come from its real params.
     out_shape, params, state = abstract_init(model, walker.key, in_shape)
     if model.children:
-        walker.children(model, "", 0, in_shape, params, state)
+        walker.children(model, "", 0, in_shape)
     else:
         walker.row(model.name or model.slug, 0, model, out_shape, params, state)
     (n_params, b_params), (n_state, b_state) = _size(params), _size(state)
