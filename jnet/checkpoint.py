@@ -39,11 +39,11 @@ Guarantees:
 - `CheckpointManager`s sharing a directory (two jobs) never fail on each other's rotation.
 
 The checksum is CRC-32 (`zlib.crc32`): on 100 MiB it runs at about 2.7 GB/s here, against
-0.8 GB/s for `hashlib.blake2b` and 1.9 GB/s for SHA-1; it detects every burst error up to 32
-bits, which covers the bit flips and torn sectors storage produces (it is not a defence against
-deliberate tampering). It costs 35-60 ms per 100 MiB on save and again on a verified load
-(0.4-0.6 s per GiB; 8 float32 tensors on one shared CPU core), 10-30 % of a save or a load
-from the page cache; `load(..., verify=False)` skips it.
+0.8 GB/s for `hashlib.blake2b` and 1.9 GB/s for SHA-1. It detects every error burst of up to
+32 bits and any other damage (a torn or zeroed sector) with probability 1 - 2**-32; it is not a
+defence against deliberate tampering. It costs 35-60 ms per 100 MiB on save and again on a
+verified load (0.4-0.6 s per GiB; 8 float32 tensors on one shared CPU core), 10-30 % of a save
+or a load from the page cache; `load(..., verify=False)` skips it.
 
 `load(path, like=tree)` restores into `like`'s exact structure (NamedTuples, dataclasses, an
 optimizer state) and checks every leaf's presence, kind, shape and dtype, reporting all
