@@ -49,7 +49,7 @@ from jnet.layers.dense import Dense
 from jnet.layers.dropout import Dropout
 from jnet.layers.heads import ClassificationOutput, RegressionOutput
 from jnet.layers.input import Input
-from jnet.layers.norm import BatchNorm
+from jnet.layers.norm import BatchNorm, LayerNorm
 from jnet.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from jnet.layers.recurrent import GRU, LSTM, Bidirectional, GRUCell, LSTMCell
 from jnet.layers.reshape import Flatten, Reshape
@@ -78,6 +78,7 @@ __all__ = [
     "LSTMCell",
     "Layer",
     "LayerError",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "MaxPool2D",
