@@ -47,6 +47,7 @@ from jnet.layers.combinators import (
 from jnet.layers.conv import Conv2D
 from jnet.layers.dense import Dense
 from jnet.layers.dropout import Dropout
+from jnet.layers.embedding import Embedding
 from jnet.layers.heads import ClassificationOutput, RegressionOutput
 from jnet.layers.input import Input
 from jnet.layers.norm import BatchNorm, LayerNorm
@@ -67,6 +68,7 @@ __all__ = [
     "Conv2D",
     "Dense",
     "Dropout",
+    "Embedding",
     "FanInConcat",
     "FanInSum",
     "FanOut",
