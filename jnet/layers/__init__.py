@@ -22,6 +22,7 @@ from jnet.layers.activations import (
     Swish,
     Tanh,
 )
+from jnet.layers.attention import MultiHeadAttention
 from jnet.layers.base import (
     Head,
     Layer,
@@ -84,6 +85,7 @@ __all__ = [
     "LeakyReLU",
     "Linear",
     "MaxPool2D",
+    "MultiHeadAttention",
     "PReLU",
     "ReLU",
     "RegressionOutput",
