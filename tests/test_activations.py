@@ -108,7 +108,7 @@ def test_check_grads_away_from_the_kink(name):
         check_grads(fn, (x,), order=1, modes=["fwd", "rev"])
 
 
-# ---- the two textbook errata (SEMANTICS.md) ------------------------------------------------
+# ---- the two textbook errata (docs/activations.md) -----------------------------------------
 
 
 def test_erratum_swish_is_x_times_sigmoid_not_textbook_formula():
