@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from jnet.errors import ArgumentError
+
 __all__ = [
     "batchnorm_from_torch",
     "bidirectional_from_torch",
@@ -212,7 +214,7 @@ def layernorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dic
     what = "layernorm_from_torch"
     weight = _get(state_dict, prefix + "weight", what)
     if weight.ndim != 1:
-        raise ValueError(
+        raise ArgumentError(
             f"{what}: expected a 1-D weight (C,) (LayerNorm over the last axis), got "
             f"{weight.shape}. jnet's LayerNorm normalises the last axis only: build the "
             "PyTorch module with normalized_shape=C."
@@ -245,7 +247,7 @@ def embedding_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dic
     """
     weight = _get(state_dict, prefix + "weight", "embedding_from_torch")
     if weight.ndim != 2:
-        raise ValueError(
+        raise ArgumentError(
             f"embedding_from_torch: expected a 2-D weight (num_embeddings, features), got "
             f"{weight.shape}."
         )
@@ -281,7 +283,7 @@ def multihead_attention_from_torch(state_dict: Mapping[str, Any], prefix: str = 
     for key, why in (("q_proj_weight", "separate q/k/v projections (kdim or vdim != embed_dim)"),
                      ("bias_k", "add_bias_kv=True")):
         if prefix + key in state_dict:
-            raise ValueError(
+            raise ArgumentError(
                 f"{what}: the module has {why} ({key!r}), which jnet's self-attention "
                 "MultiHeadAttention does not implement. Build it with kdim = vdim = embed_dim "
                 "and add_bias_kv=False."
@@ -295,7 +297,7 @@ def multihead_attention_from_torch(state_dict: Mapping[str, Any], prefix: str = 
     b_in = _get(state_dict, prefix + "in_proj_bias", what, optional=True)
     b_out = _get(state_dict, prefix + "out_proj.bias", what, optional=True)
     if (b_in is None) != (b_out is None):
-        raise ValueError(
+        raise ArgumentError(
             f"{what}: expected both in_proj_bias and out_proj.bias (bias=True) or neither "
             f"(bias=False), got only {'in_proj_bias' if b_out is None else 'out_proj.bias'}."
         )

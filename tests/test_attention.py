@@ -265,7 +265,7 @@ def test_converter_errors():
           "out_proj.weight": np.zeros((8, 8)), "out_proj.bias": np.zeros(8)}
     with pytest.raises(KeyError, match="pass the right prefix"):
         interop.multihead_attention_from_torch({"a." + k: v for k, v in sd.items()})
-    with pytest.raises(ValueError, match="separate q/k/v projections"):
+    with pytest.raises(jnet.Error, match="separate q/k/v projections"):
         interop.multihead_attention_from_torch({**sd, "q_proj_weight": np.zeros((8, 8))})
     with pytest.raises(ValueError, match="add_bias_kv"):
         interop.multihead_attention_from_torch({**sd, "bias_k": np.zeros((1, 1, 8))})
