@@ -115,30 +115,8 @@ def MultiHeadAttention(
         return in_shape, params, {}
 
     def apply_fn(params, state, x, *, key=None, train=False, mask=None):
-        check_float(KIND, x)
-        check_rank(KIND, x, 3, "(N, T, E)")
-        e = params["w_out"].shape[0]
-        check_last_dim(KIND, x, e)
-        n, t, _ = x.shape
-        mask = check_mask(KIND, mask, n, t)
-        qkv = x @ params["w_qkv"].astype(x.dtype)
-        if use_bias:
-            qkv = qkv + params["b_qkv"].astype(x.dtype)
-        # (N, T, 3E) -> three (N, T, H, D): PyTorch's (q | k | v) order, heads contiguous.
-        q, k, v = jnp.moveaxis(qkv.reshape(n, t, 3, num_heads, e // num_heads), 2, 0)
-        allowed = None if mask is None else mask[:, None, None, :]  # (N, 1, 1, T): keys
-        if train and dropout > 0:
-            drop_key = require_key(KIND, key)
-            heads = _attend_with_dropout(q, k, v, _with_causal(allowed, causal, t), dropout,
-                                         drop_key)
-        else:
-            heads = jax.nn.dot_product_attention(q, k, v, mask=allowed, is_causal=causal)
-        y = heads.reshape(n, t, e) @ params["w_out"].astype(x.dtype)
-        if use_bias:
-            y = y + params["b_out"].astype(x.dtype)
-        if mask is not None:
-            y = jnp.where(mask[:, :, None], y, jnp.zeros((), y.dtype))
-        return y, state
+        rate = dropout if train else 0.0
+        return _self_attention(params, x, mask, key, num_heads, causal, rate), state
 
     config = {"num_heads": num_heads, "causal": causal, "dropout": dropout,
               "use_bias": use_bias}
@@ -169,3 +147,31 @@ def _attend_with_dropout(q, k, v, allowed, rate: float, key: jax.Array) -> jax.A
     keep = draw(jax.random.bernoulli, key, weights.shape, p=1.0 - rate)
     weights = jnp.where(keep, weights / (1.0 - rate), 0.0).astype(v.dtype)
     return jnp.einsum("nkts,nskd->ntkd", weights, v)
+
+
+def _self_attention(params, x, mask, key, num_heads: int, causal: bool, rate: float):
+    """The forward pass of `MultiHeadAttention` (see its docstring); `rate` > 0 only in
+    training. Biases are used when params hold them (``use_bias`` made them)."""
+    check_float(KIND, x)
+    check_rank(KIND, x, 3, "(N, T, E)")
+    e = params["w_out"].shape[0]
+    check_last_dim(KIND, x, e)
+    n, t, _ = x.shape
+    mask = check_mask(KIND, mask, n, t)
+    qkv = x @ params["w_qkv"].astype(x.dtype)
+    if "b_qkv" in params:
+        qkv = qkv + params["b_qkv"].astype(x.dtype)
+    # (N, T, 3E) -> three (N, T, H, D): PyTorch's (q | k | v) order, heads contiguous.
+    q, k, v = jnp.moveaxis(qkv.reshape(n, t, 3, num_heads, e // num_heads), 2, 0)
+    allowed = None if mask is None else mask[:, None, None, :]  # (N, 1, 1, T): keys
+    if rate > 0:
+        heads = _attend_with_dropout(q, k, v, _with_causal(allowed, causal, t), rate,
+                                     require_key(KIND, key))
+    else:
+        heads = jax.nn.dot_product_attention(q, k, v, mask=allowed, is_causal=causal)
+    y = heads.reshape(n, t, e) @ params["w_out"].astype(x.dtype)
+    if "b_out" in params:
+        y = y + params["b_out"].astype(x.dtype)
+    if mask is not None:
+        y = jnp.where(mask[:, :, None], y, jnp.zeros((), y.dtype))
+    return y
