@@ -22,6 +22,7 @@ from jnet.layers.activations import (
     Swish,
     Tanh,
 )
+from jnet.layers.attention import MultiHeadAttention
 from jnet.layers.base import (
     Head,
     Layer,
@@ -47,9 +48,10 @@ from jnet.layers.combinators import (
 from jnet.layers.conv import Conv2D
 from jnet.layers.dense import Dense
 from jnet.layers.dropout import Dropout
+from jnet.layers.embedding import Embedding
 from jnet.layers.heads import ClassificationOutput, RegressionOutput
 from jnet.layers.input import Input
-from jnet.layers.norm import BatchNorm
+from jnet.layers.norm import BatchNorm, LayerNorm
 from jnet.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from jnet.layers.recurrent import GRU, LSTM, Bidirectional, GRUCell, LSTMCell
 from jnet.layers.reshape import Flatten, Reshape
@@ -67,6 +69,7 @@ __all__ = [
     "Conv2D",
     "Dense",
     "Dropout",
+    "Embedding",
     "FanInConcat",
     "FanInSum",
     "FanOut",
@@ -78,9 +81,11 @@ __all__ = [
     "LSTMCell",
     "Layer",
     "LayerError",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "MaxPool2D",
+    "MultiHeadAttention",
     "PReLU",
     "ReLU",
     "RegressionOutput",
