@@ -80,6 +80,7 @@ import safetensors
 import safetensors.numpy
 
 from jnet.errors import ArgumentError, ArgumentTypeError, Error, public
+from jnet.typing import PyTree
 
 __all__ = [
     "CheckpointError",
@@ -92,7 +93,6 @@ __all__ = [
     "save",
 ]
 
-PyTree = Any
 PathLike = str | os.PathLike
 
 FORMAT = "jnet.checkpoint"
