@@ -658,11 +658,13 @@ class CheckpointManager:
         ranked = self._ranked(self.steps())
         return ranked[0] if ranked else None
 
-    def save(self, step: int, tree: PyTree, metrics: Mapping[str, Any] | None = None) -> str:
+    def save(self, step: int, tree: PyTree, metrics: Mapping[str, Any] | None = None, *,
+             metadata: Any = None) -> str:
         """Save `tree` as checkpoint `step` (atomically), rotate, and return its path.
 
         `metrics` are scalars (floats, or 0-d arrays) stored with the checkpoint; the one named
-        `monitor` ranks checkpoints for `keep_best` / `best_step`.
+        `monitor` ranks checkpoints for `keep_best` / `best_step`. `metadata` (JSON) is stored
+        too: ``read_metadata(manager.path(step))["metadata"]`` reads it without the tensors.
         """
         if not isinstance(step, (int, np.integer)) or step < 0:
             raise ValueError(f"CheckpointManager.save: step must be an int >= 0, got {step!r}.")
@@ -678,7 +680,7 @@ class CheckpointManager:
                              f"{sorted(metrics)}. Pass it, or set monitor= to one of those.")
         step = int(step)
         path = self.path(step)
-        save(path, tree, metadata={"step": step, "metrics": metrics})
+        save(path, tree, metadata={"step": step, "metrics": metrics, "metadata": metadata})
         self._rotate(just_saved=step)
         return path
 
