@@ -291,6 +291,11 @@ class _Run:
             self.batch_size = D.resolve_batch_size(a["batch_size"], self.arrays.n)
             self.in_shape = tuple(jnp.shape(self.arrays.x)[1:])
         self.validation = _validation(a["validation_data"], a["check_finite"])
+        if self.validation is not None and tuple(self.validation.x.shape[1:]) != self.in_shape:
+            raise DataError(
+                f"validation x has per-example shape {tuple(self.validation.x.shape[1:])}, the "
+                f"training x {self.in_shape}. Pass validation inputs shaped like the training "
+                "inputs.")
         if self.stopper is not None:
             self.stopper = self.stopper.resolved(self.validation is not None)
         if a["checkpoint_dir"] is not None:
@@ -380,7 +385,7 @@ class _Run:
         if plot:
             path = plot if isinstance(plot, (str, os.PathLike)) else os.path.join(
                 a["checkpoint_dir"] or ".", "history.png")
-            self.callbacks.append(LivePlot(path=path))
+            self.callbacks.insert(0, LivePlot(path=path))  # drawn before user callbacks run
 
     def _restore(self) -> None:
         """Continue from the latest checkpoint, if any (header first, tensors once)."""
