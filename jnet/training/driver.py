@@ -143,23 +143,14 @@ def _as_key(key: Any) -> jax.Array:
 
 
 def _optimizer(optimizer: Any) -> Any:
-    """An optimizer from an optimizer or the name of a rule of `jnet.optim`."""
+    """An optimizer from an optimizer or the name of a rule of `jnet.optim` (`jnet.optim.get`:
+    an unknown name or an uncalled constructor is its clear error); any object with
+    ``init`` / ``update`` passes as it is."""
     from jnet import optim
 
-    if hasattr(optim, "get"):
-        return optim.get(optimizer)
-    if isinstance(optimizer, str):
-        if optimizer not in optim.RULES:
-            raise ArgumentError(f"unknown optimizer {optimizer!r}; rules of jnet.optim: "
-                                f"{list(optim.RULES)}. Pass one of those names or an optimizer.")
-        return getattr(optim, optimizer)()
-    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        hint = (f" Call it: jnet.optim.{optimizer.__name__}(...)."
-                if callable(optimizer) and hasattr(optimizer, "__name__") else "")
-        raise ArgumentTypeError(
-            f"optimizer must be a jnet optimizer (e.g. jnet.optim.adam(1e-3)) or the name of a "
-            f"rule ('adam'), got {type(optimizer).__name__}.{hint}")
-    return optimizer
+    if hasattr(optimizer, "init") and hasattr(optimizer, "update"):
+        return optimizer
+    return optim.get(optimizer)
 
 
 def _population(population: Any, make_optimizer: Any) -> dict[str, jax.Array] | None:
@@ -328,8 +319,8 @@ class _Run:
         opt_init = members(lambda hp, p: self._make_optimizer(hp).init(p))
         opt_state = a["opt_state"]
         want_opt = jax.eval_shape(opt_init, self.hyper or {}, params)
-        if opt_state is None:
-            opt_state = opt_init(self.hyper or {}, params)
+        if opt_state is None:  # copied: it may hold the hyperparameter arrays themselves
+            opt_state = _copy(opt_init(self.hyper or {}, params))
         else:
             checks.check_tree("opt_state", opt_state, jax.tree.map(
                 lambda s: jax.ShapeDtypeStruct(s.shape[len(lead):], s.dtype), want_opt), lead)
