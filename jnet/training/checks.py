@@ -104,8 +104,7 @@ def check_tree(name: str, given: PyTree, expected: PyTree, lead: tuple[int, ...]
 
 
 def check_writable(directory: str | os.PathLike) -> None:
-    """`jnet.checkpoint.check_writable(directory)` where this jnet has it, before training."""
+    """Prove that checkpoints can be written to `directory` before any training is done."""
     from jnet import checkpoint
 
-    if hasattr(checkpoint, "check_writable"):
-        checkpoint.check_writable(directory)
+    checkpoint.check_writable(directory)
