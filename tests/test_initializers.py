@@ -131,7 +131,15 @@ def test_get_accepts_names_factories_and_inits():
     # An uncalled factory is resolved with its defaults (the common slip `w_init=he_normal`).
     np.testing.assert_array_equal(I.get(I.zeros)(KEY, (3,)), np.zeros(3))
     custom = lambda key, shape, dtype=jnp.float32: jnp.full(shape, 7.0, dtype)  # noqa: E731
-    assert I.get(custom) is custom
+    # A plain init(key, shape, dtype) is called without the layer's context keywords ...
+    np.testing.assert_array_equal(I.get(custom)(KEY, (2,), fan_in=3, summands=2), [7.0, 7.0])
+    two_args = lambda key, shape: jnp.full(shape, 5.0)  # noqa: E731
+    np.testing.assert_array_equal(I.get(two_args)(KEY, (2,), fan_in=3), [5.0, 5.0])
+    # ... one that declares a context keyword gets it, one taking **context gets them all.
+    reads = lambda key, shape, dtype=jnp.float32, *, fan_in=None: jnp.full(shape, fan_in)  # noqa
+    np.testing.assert_array_equal(I.get(reads)(KEY, (1,), fan_in=3, summands=2), [3])
+    takes_all = lambda key, shape, dtype=jnp.float32, **c: jnp.full(shape, c["summands"])  # noqa
+    assert I.get(takes_all) is takes_all
     assert I.get(I.constant(2.0))(KEY, (1,))[0] == 2.0
 
 

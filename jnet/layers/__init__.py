@@ -44,13 +44,21 @@ from jnet.layers.combinators import (
     residual,
     serial,
 )
-from jnet.layers.conv import Conv2D
+from jnet.layers.conv import Conv1D, Conv2D
 from jnet.layers.dense import Dense
 from jnet.layers.dropout import Dropout
 from jnet.layers.heads import ClassificationOutput, RegressionOutput
 from jnet.layers.input import Input
 from jnet.layers.norm import BatchNorm
-from jnet.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from jnet.layers.pooling import (
+    AvgPool1D,
+    AvgPool2D,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    MaxPool1D,
+    MaxPool2D,
+)
 from jnet.layers.recurrent import GRU, LSTM, Bidirectional, GRUCell, LSTMCell
 from jnet.layers.reshape import Flatten, Reshape
 
@@ -59,11 +67,13 @@ __all__ = [
     "GRU",
     "LSTM",
     "Activation",
+    "AvgPool1D",
     "AvgPool2D",
     "BatchNorm",
     "Bidirectional",
     "BinaryStep",
     "ClassificationOutput",
+    "Conv1D",
     "Conv2D",
     "Dense",
     "Dropout",
@@ -72,7 +82,9 @@ __all__ = [
     "FanOut",
     "Flatten",
     "GRUCell",
+    "GlobalAvgPool1D",
     "GlobalAvgPool2D",
+    "GlobalMaxPool1D",
     "Head",
     "Input",
     "LSTMCell",
@@ -80,6 +92,7 @@ __all__ = [
     "LayerError",
     "LeakyReLU",
     "Linear",
+    "MaxPool1D",
     "MaxPool2D",
     "PReLU",
     "ReLU",
