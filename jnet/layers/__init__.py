@@ -44,7 +44,7 @@ from jnet.layers.combinators import (
     residual,
     serial,
 )
-from jnet.layers.conv import Conv1D, Conv2D
+from jnet.layers.conv import Conv1D, Conv2D, ConvTranspose2D
 from jnet.layers.dense import Dense
 from jnet.layers.dropout import Dropout
 from jnet.layers.heads import ClassificationOutput, RegressionOutput
@@ -75,6 +75,7 @@ __all__ = [
     "ClassificationOutput",
     "Conv1D",
     "Conv2D",
+    "ConvTranspose2D",
     "Dense",
     "Dropout",
     "FanInConcat",

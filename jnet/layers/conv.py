@@ -1,11 +1,14 @@
-"""Convolutions, channels last: `Conv1D` over (N, L, C), `Conv2D` over (N, H, W, C).
+"""Convolutions, channels last: `Conv1D` over (N, L, C), `Conv2D` and `ConvTranspose2D` over
+(N, H, W, C).
 
-Both are one implementation over n spatial axes with kernels laid out ``(*window, I, O)``
-(WIO, HWIO). Output sizes and the padding forms: `jnet.layers.windows`.
+Each is one implementation over n spatial axes with kernels laid out ``(*window, I, O)``
+(WIO, HWIO), I the layer's input channels. Output sizes and the padding forms:
+`jnet.layers.windows`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -258,3 +261,147 @@ def _conv_s1_bwd(pads, residuals, g):
 
 
 _conv_s1.defvjp(_conv_s1_fwd, _conv_s1_bwd)
+
+
+def ConvTranspose2D(
+    filters: int,
+    kernel_size: int | Sequence[int],
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "VALID",
+    output_padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+    w_init: Any = "glorot_uniform",
+    b_init: Any = "zeros",
+    use_bias: bool = True,
+    name: str | None = None,
+) -> Layer:
+    """Transposed 2-D convolution (upsampling): (N, H, W, C) -> (N, H', W', filters).
+
+    Every input pixel scatters its kernel-weighted copy onto a grid `s` times finer, then the
+    border is cropped by the padding:
+
+        full[n, i*sh + u*dh, j*sw + v*dw, f] += x[n, i, j, c] * w[u, v, c, f]
+        y = full[:, top : -bottom, left : -right, :] + b
+
+    It is the transpose (the input gradient) of a `Conv2D` with the same kernel size, strides,
+    dilation and padding, which maps (H', W') back to (H, W). Per axis, with k_eff = (k-1)d + 1,
+    crops (lo, hi) and output padding op: ``H' = (H - 1) s + k_eff - lo - hi + op``.
+
+    - ``"VALID"``: no crop, ``H' = (H - 1) s + k_eff``.
+    - ``"SAME"``: ``H' = H s`` (Keras ``Conv2DTranspose``, TensorFlow): crop k_eff - s in all,
+      the odd one at the bottom / right (when k_eff < s: ``s - k_eff`` zero rows added there).
+    - ``p``, ``(ph, pw)`` or ``((top, bottom), (left, right))``: explicit crops, ``p`` as
+      PyTorch's ``padding=p`` (p from both sides).
+
+    PyTorch's ``nn.ConvTranspose2d(C, F, k, stride=s, padding=p, output_padding=op,
+    dilation=d)`` is ``ConvTranspose2D(F, k, s, padding=p, output_padding=op, dilation=d)``.
+    jnet's "VALID" is PyTorch's ``padding=0``; jnet's "SAME" is ``padding=(k_eff - s) / 2``
+    when k_eff - s is even and >= 0, ``padding=0, output_padding=s - k_eff`` when
+    k_eff < s; with k_eff - s odd PyTorch cannot crop one more at the end than at the start
+    (its output_padding extends the end), so use explicit pairs to match either side exactly.
+
+    Params: ``{"w": (kh, kw, C, filters), "b": (filters,)}``: HWIO with I the *input* channels
+    C, as `Conv2D` and `Dense` read their weights (in, out). Conversions: PyTorch's weight
+    (C, F, kh, kw) -> ``w.transpose(2, 3, 0, 1)`` (`jnet.interop.conv_transpose2d_from_torch`);
+    Keras's kernel (kh, kw, F, C) -> ``w.swapaxes(2, 3)``.
+
+    Args:
+        filters: output channels F.
+        kernel_size, strides, dilation: ``k`` or ``(kh, kw)``, as for `Conv2D`.
+        padding: ``"VALID"`` (default), ``"SAME"`` or explicit crops, above.
+        output_padding: ``op`` or ``(oph, opw)``, added at the bottom / right (PyTorch's and
+            Keras's argument): picks among the sizes a strided `Conv2D` maps to the same
+            size. Each must be smaller than the stride or the dilation on its axis.
+        w_init: default glorot_uniform (fans from the (kh, kw, C, F) shape; glorot is
+            symmetric in them, so it equals Keras's); ``"torch"``: PyTorch's
+            U(±1/sqrt(kh kw F)) (PyTorch counts a transposed kernel's fan_in on its output
+            side).
+        b_init: default zeros; ``"torch"``: U(±1/sqrt(kh kw F)), PyTorch's.
+        use_bias: add a bias per filter.
+
+    Raises:
+        LayerError: bad sizes or output_padding, or crops leaving no output.
+    """
+    return _conv_transpose_layer("ConvTranspose2D", 2, filters, kernel_size, strides, padding,
+                                 output_padding, dilation, w_init, b_init, use_bias, name)
+
+
+def transpose_crops(pad_spec: str | Pads, window: Sequence[int], strides: Sequence[int],
+                    output_padding: Sequence[int]) -> Pads:
+    """The (lo, hi) crops of a transposed convolution's full output per axis; a negative hi
+    adds zeros at the end (output_padding beyond the full output, or SAME with k_eff < s)."""
+    if pad_spec == "VALID":
+        crops = ((0, 0),) * len(window)
+    elif pad_spec == "SAME":  # crop k_eff - s in all, the odd one at the end
+        crops = tuple((max(k - s, 0) // 2, k - s - max(k - s, 0) // 2)
+                      for k, s in zip(window, strides, strict=True))
+    else:
+        crops = pad_spec
+    return tuple((lo, hi - op) for (lo, hi), op in zip(crops, output_padding, strict=True))
+
+
+def _conv_transpose_layer(kind, n, filters, kernel_size, strides, padding, output_padding,
+                          dilation, w_init, b_init, use_bias, name) -> Layer:
+    """A transposed convolution over `n` spatial axes (the body of `ConvTranspose2D`)."""
+    check_filters(kind, filters, 1)
+    kernel = as_tuple(kind, "kernel_size", kernel_size, n)
+    stride = as_tuple(kind, "strides", strides, n)
+    dil = as_tuple(kind, "dilation", dilation, n)
+    pad_spec = normalize_padding(kind, padding, n)
+    out_pad = (output_padding,) * n if isinstance(output_padding, int) else output_padding
+    if len(tuple(out_pad)) != n or not all(
+        isinstance(op, int) and 0 <= op < max(s, d)
+        for op, s, d in zip(out_pad, stride, dil, strict=False)
+    ):
+        raise LayerError(
+            kind,
+            f"output_padding must be {n} non-negative int(s), each smaller than the stride "
+            f"{stride} or the dilation {dil} on its axis, got {output_padding!r}.",
+        )
+    out_pad = tuple(out_pad)
+    w_fn, b_fn = initializers.get(w_init), initializers.get(b_init)
+    effective = tuple((k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True))
+    numbers = dimension_numbers(n)
+
+    def out_size(size):
+        crops = transpose_crops(pad_spec, effective, stride, out_pad)
+        out = tuple((m - 1) * s + k - lo - hi
+                    for m, s, k, (lo, hi) in zip(size, stride, effective, crops, strict=True))
+        if min(out) < 1:
+            raise LayerError(
+                kind,
+                f"cropping {crops} from the full output of the input's spatial size "
+                f"{tuple(size)} leaves nothing. Use smaller padding, or 'VALID' / 'SAME'.",
+            )
+        return crops, out
+
+    def init_fn(key, in_shape):
+        check_spatial_in_shape(kind, n, in_shape)
+        *size, c = in_shape
+        _, out = out_size(size)
+        k_w, k_b = jax.random.split(key)
+        fan_in = math.prod(kernel) * filters  # PyTorch's count (see jnet.initializers)
+        params = {"w": w_fn(k_w, (*kernel, c, filters), fan_in=fan_in)}
+        if use_bias:
+            params["b"] = b_fn(k_b, (filters,), fan_in=fan_in)
+        return (*out, filters), params, {}
+
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
+        check_spatial_input(kind, n, x)
+        check_last_dim(kind, x, params["w"].shape[-2], "channels")
+        crops, _ = out_size(x.shape[1:-1])
+        # The full output is a stride-1 convolution of the s-dilated input, zero padded by
+        # k_eff - 1, with the flipped kernel; cropping is padding less (negative pads crop).
+        pads = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(effective, crops,
+                                                                      strict=True))
+        w = jnp.flip(params["w"].astype(x.dtype), tuple(range(n)))
+        y = lax.conv_general_dilated(x, w, (1,) * n, pads, lhs_dilation=stride,
+                                     rhs_dilation=dil, dimension_numbers=numbers)
+        if use_bias:
+            y = y + params["b"].astype(x.dtype)
+        return y, state
+
+    config = {"filters": filters, "kernel_size": kernel, "strides": stride,
+              "padding": pad_spec, "output_padding": out_pad, "dilation": dil,
+              "use_bias": use_bias}
+    return Layer(init_fn, apply_fn, kind=kind, config=config, name=name)
