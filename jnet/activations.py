@@ -27,6 +27,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jnet.errors import ArgumentError, ArgumentTypeError
+
 ArrayLike = Any
 
 
@@ -52,7 +54,8 @@ def binary_step(x: ArrayLike, *, straight_through: bool = False) -> jax.Array:
     here that computes exponentials).
     """
     x = _float(x)
-    step = (x >= 0).astype(x.dtype)
+    # NaN in, NaN out: a NaN must not become a silent 0 (it would hide broken inputs).
+    step = jnp.where(jnp.isnan(x), x, (x >= 0).astype(x.dtype))
     if straight_through:
         # Value: step. Gradient: that of the identity.
         return x + jax.lax.stop_gradient(step - x)
@@ -104,11 +107,15 @@ def relu(x: ArrayLike) -> jax.Array:
         f'(x) = 1 for x > 0, 0 for x ≤ 0 (jnet, PyTorch and JAX take 0 at x = 0)
         range [0, ∞)
 
+    NaN propagates (NaN in, NaN out), as for every function here.
+
     The default hidden activation: cheap, no saturation for x > 0. Units stuck at x < 0 stop
     learning ("dying ReLU"); `leaky_relu`, `prelu` and `elu` keep a gradient there.
     """
     x = jnp.asarray(x)
-    return jnp.where(x > 0, x, jnp.zeros_like(x))
+    # `x <= 0` is False for NaN, so NaN propagates (as in `jax.nn.relu` and PyTorch); the
+    # zero branch at x = 0 gives the gradient 0 there.
+    return jnp.where(x <= 0, jnp.zeros_like(x), x)
 
 
 def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> jax.Array:
@@ -254,20 +261,21 @@ def get(name_or_fn: str | Callable[..., jax.Array]) -> Callable[..., jax.Array]:
     """The activation named `name_or_fn` (case-insensitive, ``-`` or ``_``), or the callable.
 
     Raises:
-        ValueError: the name is unknown; the message lists the valid names.
-        TypeError: `name_or_fn` is neither a string nor a callable.
+        jnet.ArgumentError: the name is unknown; the message lists the valid names.
+        jnet.ArgumentTypeError: `name_or_fn` is neither a string nor a callable.
     """
     if callable(name_or_fn):
         return name_or_fn
     if not isinstance(name_or_fn, str):
-        raise TypeError(
-            f"jnet.activations.get: expected an activation name or a callable, got "
-            f"{type(name_or_fn).__name__} {name_or_fn!r}."
+        raise ArgumentTypeError(
+            f"expected an activation name or a callable, got "
+            f"{type(name_or_fn).__name__} {name_or_fn!r}.", where="jnet.activations.get"
         )
     key = name_or_fn.strip().lower().replace("-", "_")
     if key not in ALL:
-        raise ValueError(
-            f"jnet.activations.get: unknown activation {name_or_fn!r}. Valid names: "
-            f"{', '.join(sorted(ALL))}; or pass any elementwise function."
+        raise ArgumentError(
+            f"unknown activation {name_or_fn!r}. Valid names: "
+            f"{', '.join(sorted(ALL))}; or pass any elementwise function.",
+            where="jnet.activations.get",
         )
     return ALL[key]

@@ -136,6 +136,12 @@ def mixed(
             "does not offer; bfloat16 has float32's range and needs none: use jnp.bfloat16.",
             where="jnet.precision.mixed",
         )
+    if keep_float32 is not None and not callable(keep_float32):
+        raise ArgumentTypeError(
+            f"keep_float32 must be a function layer -> bool, got {keep_float32!r}. To keep "
+            "layers of your choice: `keep_float32=lambda layer: layer.keeps_float32 or ...`.",
+            where="jnet.precision.mixed",
+        )
     keep = (lambda layer: layer.keeps_float32) if keep_float32 is None else keep_float32
     inner = _with_policy(model, dtype, keep)
 

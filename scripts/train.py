@@ -1,6 +1,6 @@
 """Train a small network on scikit-learn's digits (8x8x1 images, 10 classes) with jnet.
 
-    python scripts/train.py                          # the CNN of DESIGN.md section 0, Adam
+    python scripts/train.py                          # the README's CNN, Adam
     python scripts/train.py --model mlp --optimizer sgd --lr 0.1 --batch-size 1
     python scripts/train.py --checkpoint-dir ckpt --epochs 5
     python scripts/train.py --checkpoint-dir ckpt --epochs 10 --resume   # continues exactly
@@ -40,7 +40,7 @@ def digits(seed: int = 0):
 
 
 def build_model(name: str) -> jnet.layers.Layer:
-    """``cnn``: the model of DESIGN.md section 0; ``mlp``: one hidden layer of 64 ReLUs."""
+    """``cnn``: the README's usage model; ``mlp``: one hidden layer of 64 ReLUs."""
     if name == "cnn":
         return L.serial(
             L.Input((8, 8, 1)),

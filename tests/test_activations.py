@@ -108,7 +108,7 @@ def test_check_grads_away_from_the_kink(name):
         check_grads(fn, (x,), order=1, modes=["fwd", "rev"])
 
 
-# ---- the two textbook errata (SEMANTICS.md) ------------------------------------------------
+# ---- the two textbook errata (docs/activations.md) -----------------------------------------
 
 
 def test_erratum_swish_is_x_times_sigmoid_not_textbook_formula():
@@ -273,3 +273,21 @@ def test_get_unknown_name_lists_valid_names():
         A.get("gelu")
     with pytest.raises(TypeError, match="expected an activation name or a callable, got int"):
         A.get(3)
+
+
+@pytest.mark.parametrize("name", sorted(A.ALL))
+def test_nan_propagates_through_every_activation(name):
+    """NaN in, NaN out (as jax.nn and PyTorch): a NaN input must never turn into a finite
+    value, or broken data and diverged activations would vanish silently."""
+    fn = A.ALL[name]
+    x = jnp.array([[-2.0, np.nan, 0.0, 3.0]])
+    y = fn(x, jnp.full((4,), 0.25)) if name == "prelu" else fn(x)
+    if name in ("softmax", "log_softmax"):
+        assert np.isnan(np.asarray(y)).all()  # the whole row depends on the NaN
+    else:
+        np.testing.assert_array_equal(np.isnan(np.asarray(y)), [[False, True, False, False]])
+
+
+def test_relu_gradient_is_zero_at_zero_and_one_above():
+    grad = jax.grad(lambda v: jnp.sum(A.relu(v)))
+    np.testing.assert_array_equal(grad(jnp.array([-1.0, 0.0, 2.0])), [0.0, 0.0, 1.0])

@@ -44,7 +44,7 @@ def jnet_outputs(name: str, sd: dict, x: np.ndarray) -> dict:
     if name == "lstm_bi":
         params = interop.bidirectional_from_torch(sd, "LSTM")
         layer = L.Bidirectional(L.LSTM(params["forward"]["w_hh"].shape[0], True, True))
-        y, (fw, bw) = layer.apply(params, {}, x)[0]
+        y, (fw, bw) = layer.apply(params, {"forward": {}, "backward": {}}, x)[0]
         return {"y": y, "h": np.stack([fw[0], bw[0]]), "c": np.stack([fw[1], bw[1]])}
     if name == "linear":
         params = interop.dense_from_torch(sd)

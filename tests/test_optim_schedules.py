@@ -65,3 +65,49 @@ def test_schedules_reject_bad_step_counts():
         optim.step_decay_schedule(0.1, 0)
     with pytest.raises(optim.OptimizerError, match="transition_steps"):
         optim.linear_schedule(0.0, 1.0, 2.5)
+
+
+def test_periodic_cosine_follows_pytorch_closed_form_past_t_max():
+    # PyTorch CosineAnnealingLR: η_t = η_min + (η_0 - η_min)·½(1 + cos(π t / T_max)) for every
+    # t (period 2·T_max); the default form stays at η_min after T_max.
+    init, t_max, alpha = 0.4, 10, 0.1
+    steps = jnp.arange(0, 45, dtype=jnp.int32)
+    eta_min = alpha * init
+    closed = [eta_min + (init - eta_min) * 0.5 * (1 + math.cos(math.pi * t / t_max))
+              for t in range(45)]
+    periodic = jax.vmap(optim.cosine_decay_schedule(init, t_max, alpha, periodic=True))(steps)
+    np.testing.assert_allclose(periodic, closed, rtol=1e-6, atol=1e-7)
+    clamped = jax.vmap(optim.cosine_decay_schedule(init, t_max, alpha))(steps)
+    np.testing.assert_allclose(clamped[:t_max + 1], closed[:t_max + 1], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(clamped[t_max:], eta_min, rtol=1e-6)
+    assert float(periodic[2 * t_max]) == pytest.approx(init, rel=1e-6)
+
+
+def test_float64_step_decay_run_matches_numpy_to_1e_15():
+    # Under x64 the schedule computes in float64 (not float32), so a float64 SGD-with-momentum
+    # run under StepLR follows a float64 NumPy reference to rounding.
+    a, lr0, gamma, step_size = np.array([3.0, 0.7, 1.3]), 0.1, 0.3, 4
+    with jax.enable_x64(True):
+        schedule = optim.step_decay_schedule(lr0, step_size, gamma)
+        values = jax.vmap(schedule)(jnp.arange(20, dtype=jnp.int32))
+        assert values.dtype == jnp.float64
+        np.testing.assert_allclose(values, [lr0 * gamma ** (s // step_size) for s in range(20)],
+                                   rtol=1e-15, atol=0)
+        opt = optim.momentum(schedule, 0.9, pytorch_placement=True)
+        x = jnp.asarray([1.0, -2.0, 0.5], jnp.float64)
+        state = opt.init(x)
+        update = jax.jit(opt.update)
+        got = []
+        for _ in range(20):
+            x, state = update(jnp.asarray(a) * x, state, x)
+            got.append(np.asarray(x))
+    ref_x, b = np.array([1.0, -2.0, 0.5]), np.zeros(3)
+    for t in range(1, 21):
+        b = 0.9 * b + a * ref_x
+        ref_x = ref_x - lr0 * gamma ** ((t - 1) // step_size) * b
+        np.testing.assert_allclose(got[t - 1], ref_x, rtol=1e-15, atol=1e-15)
+
+
+def test_schedules_compute_in_float32_without_x64():
+    for schedule, _ in CASES.values():
+        assert jnp.asarray(schedule(jnp.asarray(3, jnp.int32))).dtype == jnp.float32

@@ -5,6 +5,7 @@ except that step counts may differ by float32 rounding across machines)."""
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,62 @@ def test_readme_table_matches_the_code(histories, monkeypatch):
     problems = tables_agree(optim_table.readme_table(readme), optim_table.table())
     assert not problems, ("README optimizer table is stale: run "
                           "`python scripts/optim_table.py --write`\n" + "\n".join(problems))
+
+
+def test_docs_rules_section_matches_the_docstrings():
+    docs = optim_table.DOCS.read_text()
+    assert optim_table.DOCS_BEGIN in docs and optim_table.DOCS_END in docs
+    assert optim_table.between(docs, optim_table.DOCS_BEGIN, optim_table.DOCS_END) == \
+        optim_table.rules_markdown(), "docs/optimizers.md is stale: run " \
+        "`python scripts/optim_table.py --write`"
+
+
+@pytest.mark.parametrize("rule", optim.RULES)
+def test_every_rule_documents_its_fixed_sections(rule):
+    body, sections = optim_table.docstring(rule)
+    assert body[0].strip() and any(line.startswith("    ") for line in body), "equations"
+    for name in ("Args", "Defaults", "PyTorch", "Keras", "References"):
+        assert sections[name], name
+    documented = {line.partition(":")[0] for line in sections["Args"] if not line[0].isspace()}
+    names = {n for entry in documented for n in entry.split(", ")}
+    assert names == set(inspect.signature(optim.RULES[rule]).parameters), "Args"
+
+
+def test_defaults_section_must_agree_with_the_signature(monkeypatch):
+    def fake(learning_rate=1e-3, b1=0.9):
+        """Fake.
+
+            θ ← θ
+
+        Args:
+            learning_rate: α.
+            b1: β1.
+
+        Defaults:
+            learning_rate=1e-2, b1=0.9.
+
+        PyTorch:
+            none
+
+        Keras:
+            none
+
+        References:
+            none
+        """
+
+    monkeypatch.setattr(optim, "RULES", {"fake": fake})
+    with pytest.raises(ValueError, match=r"learning_rate=0\.001"):
+        optim_table.docstring("fake")
+
+
+def test_every_optimizer_state_has_a_docstring():
+    # (jnet.optim.adam is the function; the modules are imported by name.)
+    modules = [importlib.import_module(f"jnet.optim.{name}")
+               for name in ("adam", "adaptive", "base", "lion", "sgd")]
+    states = [obj for module in modules for obj in vars(module).values()
+              if isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields")
+              and obj.__module__ == module.__name__]
+    assert len(states) >= 10
+    for cls in states:
+        assert cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}("), cls.__name__

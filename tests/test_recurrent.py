@@ -143,13 +143,13 @@ class TestForward(chex.TestCase):
         x = data().astype(np.float64)
         assert np.abs(np_gru(g, x, True)[1] - np_gru(g, x, False)[1]).max() > 1e-2
 
-    def test_initial_state_via_dict_input(self):
+    def test_initial_state_keyword(self):
         g, params = lstm_case()
         x = data()
         h0, c0 = RNG.normal(size=(2, N, H)).astype(np.float32)
         ref_hs, ref_h, ref_c = np_lstm(g, x, h0, c0)
         layer = L.LSTM(H, return_state=True)
-        h, (h_last, c_last) = layer.apply(params, {}, {"x": x, "initial_state": (h0, c0)})[0]
+        h, (h_last, c_last) = layer.apply(params, {}, x, initial_state=(h0, c0))[0]
         np.testing.assert_allclose(h, ref_h, atol=2e-5)
         np.testing.assert_allclose(h_last, ref_h, atol=2e-5)
         np.testing.assert_allclose(c_last, ref_c, atol=2e-5)
@@ -159,7 +159,7 @@ class TestForward(chex.TestCase):
 
         gg, gparams = gru_case(True)
         ref = np_gru(gg, x, True, h0)[1]
-        out, _ = L.GRU(H).apply(gparams, {}, {"x": x, "initial_state": h0})
+        out, _ = L.GRU(H).apply(gparams, {}, x, initial_state=h0)
         np.testing.assert_allclose(out, ref, atol=2e-5)
 
     def test_reverse_is_forward_on_the_flipped_sequence(self):
@@ -235,7 +235,7 @@ def test_gradients_by_finite_differences(which, hoist):
 
 
 # ----------------------------------------------------------------------------------------
-# Masks / lengths
+# Masks
 
 
 def padded_batch(lengths, t=T):
@@ -256,18 +256,16 @@ def test_masked_batch_equals_unpadded_runs(kind, reverse):
     _, params, _ = make(H).init(jax.random.key(0), (T, F))
     seq_layer = make(H, return_sequences=True, return_state=True, reverse=reverse)
     mask = np.arange(T)[None, :] < np.array(lengths)[:, None]
-    by_mask, _ = seq_layer.apply(params, {}, (x, mask))
-    by_lengths, _ = seq_layer.apply(params, {}, (x, jnp.array(lengths)))
-    chex.assert_trees_all_close(by_mask, by_lengths)
-    (ys, passed_mask), carry = by_mask
-    np.testing.assert_array_equal(passed_mask, mask)
+    (ys, carry), _ = seq_layer.apply(params, {}, x, mask=mask)
+    chex.assert_trees_all_close((ys, carry), jax.jit(seq_layer.apply)(params, {}, x,
+                                                                      mask=mask)[0])
     for i, s in enumerate(seqs):
         (want_ys, want_carry), _ = seq_layer.apply(params, {}, s[None])
         np.testing.assert_allclose(ys[i, : len(s)], want_ys[0], atol=1e-5)
         np.testing.assert_array_equal(ys[i, len(s):], 0.0)
         chex.assert_trees_all_close(jax.tree.map(lambda a, i=i: a[i], carry),
                                     jax.tree.map(lambda a: a[0], want_carry), atol=1e-5)
-    last, _ = make(H, reverse=reverse).apply(params, {}, (x, jnp.array(lengths)))
+    last, _ = make(H, reverse=reverse).apply(params, {}, x, mask=mask)
     np.testing.assert_allclose(last, jax.tree.leaves(carry)[0], atol=1e-6)
 
 
@@ -287,10 +285,11 @@ def test_bidirectional_concat_and_masks():
     seqs, x = padded_batch(lengths)
     bi = L.Bidirectional(L.GRU(H, return_sequences=True))
     out_shape, params, state = bi.init(jax.random.key(1), (T, F))
-    assert out_shape == (T, 2 * H) and state == {}
+    assert out_shape == (T, 2 * H) and state == {"forward": {}, "backward": {}}
     assert set(params) == {"forward", "backward"}
     assert not np.allclose(params["forward"]["w_ih"], params["backward"]["w_ih"])
-    (ys, _), _ = bi.apply(params, {}, (x, jnp.array(lengths)))
+    mask = np.arange(T)[None, :] < np.array(lengths)[:, None]
+    ys, _ = bi.apply(params, state, x, mask=mask)
     for i, s in enumerate(seqs):
         fw, _ = L.GRU(H, return_sequences=True).apply(params["forward"], {}, s[None])
         bw, _ = L.GRU(H, return_sequences=True).apply(params["backward"], {}, s[None, ::-1])
@@ -301,17 +300,30 @@ def test_bidirectional_concat_and_masks():
 def test_bidirectional_last_state_merges_and_state():
     x = data()
     bi = L.Bidirectional(L.LSTM(H, return_state=True), merge="sum")
-    out_shape, params, _ = bi.init(jax.random.key(2), (T, F))
+    out_shape, params, state = bi.init(jax.random.key(2), (T, F))
     assert out_shape == ((H,), (((H,), (H,)), ((H,), (H,))))
-    (y, (carry_f, carry_b)), _ = bi.apply(params, {}, x)
+    (y, (carry_f, carry_b)), _ = bi.apply(params, state, x)
     fw, _ = L.LSTM(H).apply(params["forward"], {}, x)
     bw, _ = L.LSTM(H, reverse=True).apply(params["backward"], {}, x)
     np.testing.assert_allclose(y, fw + bw, atol=1e-5)
     np.testing.assert_allclose(carry_f[0], fw, atol=1e-6)
     np.testing.assert_allclose(carry_b[0], bw, atol=1e-6)
     h0 = (jnp.ones((N, H)), jnp.zeros((N, H)))
-    (y0, _), _ = bi.apply(params, {}, {"x": x, "initial_state": (h0, h0)})
+    (y0, _), _ = bi.apply(params, state, x, initial_state=(h0, h0))
     assert not np.allclose(y0, y)
+
+
+def test_bidirectional_takes_two_different_layers():
+    """Bidirectional(LSTM, GRU): the backward layer runs on the time-reversed input."""
+    x = data()
+    bi = L.Bidirectional(L.LSTM(H, return_sequences=True), L.GRU(2, return_sequences=True))
+    out_shape, params, _ = bi.init(jax.random.key(5), (T, F))
+    assert out_shape == (T, H + 2)
+    ys, _ = bi.apply(params, {"forward": {}, "backward": {}}, x)
+    fw, _ = L.LSTM(H, return_sequences=True).apply(params["forward"], {}, x)
+    bw, _ = L.GRU(2, return_sequences=True, reverse=True).apply(params["backward"], {}, x)
+    np.testing.assert_allclose(ys[..., :H], fw, atol=1e-5)
+    np.testing.assert_allclose(ys[..., H:], bw, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------
@@ -361,10 +373,10 @@ def test_output_shapes():
     ]
     for layer, want in cases:
         in_shape = (F,) if layer.kind.endswith("Cell") else (T, F)
-        out_shape, params, _ = layer.init(jax.random.key(0), in_shape)
+        out_shape, params, state = layer.init(jax.random.key(0), in_shape)
         assert out_shape == want, layer
         if not layer.kind.endswith("Cell"):
-            y, _ = layer.apply(params, {}, data())
+            y, _ = layer.apply(params, state, data())
             got = jax.tree.map(lambda a: tuple(a.shape[1:]), y)
             assert got == want, layer
 
@@ -380,21 +392,27 @@ def test_errors_are_clear():
         (lambda: layer.apply(params, {}, data()[:, 0]), "rank 3"),
         (lambda: layer.apply(params, {}, data(f=F + 1)), f"expected inputs with {F} features"),
         (lambda: layer.apply(params, {}, data().astype(np.int32)), "floating-point"),
-        (lambda: layer.apply(params, {}, (data(), np.ones((N, T + 1), bool))), "mask of shape"),
-        (lambda: layer.apply(params, {}, {"x": data(), "initial_state": jnp.zeros((N, H))}),
+        (lambda: layer.apply(params, {}, data(), mask=np.ones((N, T + 1), bool)),
+         f"mask= as a boolean array of shape (N, T) = {(N, T)}"),
+        (lambda: layer.apply(params, {}, data(), mask=np.ones((N, T), np.int32)),
+         "mask.astype(bool)"),
+        (lambda: layer.apply(params, {}, data(), initial_state=jnp.zeros((N, H))),
          "initial_state (h, c)"),
-        (lambda: layer.apply(params, {}, {"x": data(), "mask": 1, "lengths": 2}), "dict input"),
-        (lambda: layer.apply(params, {}, (data(), None, None)), "3 items"),
+        (lambda: layer.apply(params, {}, data(), lengths=2), "does not take"),
         (lambda: L.GRU(H).apply(params, {}, data()), "expected params with keys"),
         (lambda: L.LSTM(0), "positive int"),
-        (lambda: L.Bidirectional(L.Dense(3)), "LSTM or GRU"),
+        (lambda: L.Bidirectional(L.LSTM), "expected a Layer as forward"),
         (lambda: L.Bidirectional(L.LSTM(3), merge="max"), "merge must be"),
         (lambda: L.LSTMCell(H).apply(params, {}, data()[:, 0]), "pair (carry, x_t)"),
         (lambda: L.LSTM(H).init(jax.random.key(0), (F,)), "rank 2 (T, F)"),
-        (lambda: L.Bidirectional(layer).apply({"forward": params, "backward": params}, {},
+        (lambda: L.Bidirectional(layer).apply({"forward": params, "backward": params},
+                                              {"forward": {}, "backward": {}},
                                               data(f=F + 1)), "LSTM layer 'forward'"),
         (lambda: L.Bidirectional(layer).apply({"forward": params}, {}, data()),
          "missing ['backward']"),
+        (lambda: L.serial(L.Input((T, F)), layer).apply(
+            {"input_0": {}, "lstm_1": params}, {"input_0": {}, "lstm_1": {}},
+            (data(), np.ones((N, T), bool))), "A sequence mask is a keyword"),
     ]
     for fn, message in cases:
         with pytest.raises(jnet.layers.LayerError, match=re.escape(message)):
@@ -465,48 +483,28 @@ def test_learns_a_task_that_needs_memory(rnn):
 
 
 def test_stacked_layers_pass_the_mask_on():
+    """serial(LSTM(return_sequences), GRU): the mask keyword reaches both; each padded row
+    gives what its sequence gives alone; the per-step output is a plain array."""
     lengths = [T, 3, 1]
     seqs, x = padded_batch(lengths)
+    mask = np.arange(T)[None, :] < np.array(lengths)[:, None]
     model = L.serial(L.LSTM(H, return_sequences=True), L.GRU(4))
-    out_shape, params, state = model.init(jax.random.key(3), ((T, F), (T,)))
+    out_shape, params, state = model.init(jax.random.key(3), (T, F))
     assert out_shape == (4,)
-    assert L.LSTM(H, return_sequences=True).init(jax.random.key(0), ((T, F), (T,)))[0] == (
-        (T, H), (T,))
-    y, _ = model.apply(params, state, (x, jnp.array(lengths)))
+    y, _ = model.apply(params, state, x, mask=mask)
     for i, s in enumerate(seqs):
         want, _ = model.apply(params, state, s[None])
         np.testing.assert_allclose(y[i], want[0], atol=1e-5)
-    (_, mask), _ = model.children[0][1].apply(params["lstm_0"], {}, (x, jnp.array(lengths)))
-    np.testing.assert_array_equal(mask, np.arange(T)[None] < np.array(lengths)[:, None])
+    per_step = L.serial(L.Input((T, F)), L.LSTM(H, return_sequences=True), L.Dense(2))
+    _, p2, s2 = per_step.init(jax.random.key(4))
+    out, _ = per_step.apply(p2, s2, x, mask=mask)
+    assert out.shape == (3, T, 2)
+    np.testing.assert_allclose(out[2, 1:], np.broadcast_to(p2["dense_2"]["b"], (T - 1, 2)))
     bi = L.Bidirectional(L.GRU(2, return_sequences=True))
-    (ys_bi, mask_bi), _ = bi.apply(bi.init(jax.random.key(0), (T, F))[1], {}, (x, mask))
+    _, p_bi, s_bi = bi.init(jax.random.key(0), (T, F))
+    ys_bi, _ = bi.apply(p_bi, s_bi, x, mask=mask)
     assert ys_bi.shape == (3, T, 4)
-    np.testing.assert_array_equal(mask_bi, mask)
-
-
-def test_input_layer_passes_masked_inputs_through():
-    """`serial(Input((T, F)), LSTM, ...)` takes (x, lengths), (x, mask) and dict inputs: Input
-    checks the data part only, and each sequence gives what it gives alone, unpadded."""
-    lengths = [T, 2, 4]
-    seqs, x = padded_batch(lengths)
-    mask = np.arange(T)[None, :] < np.array(lengths)[:, None]
-    model = L.serial(L.Input((T, F)), L.LSTM(H), L.Dense(2))
-    out_shape, params, state = model.init(jax.random.key(4))
-    assert out_shape == (2,)
-    by_lengths, _ = jax.jit(model.apply)(params, state, (x, jnp.array(lengths)))
-    by_mask, _ = model.apply(params, state, (x, mask))
-    by_dict, _ = model.apply(params, state, {"x": x, "mask": mask})
-    for i, s in enumerate(seqs):
-        alone, _ = L.serial(L.LSTM(H), L.Dense(2)).apply(
-            {"lstm_0": params["lstm_1"], "dense_1": params["dense_2"]},
-            {"lstm_0": {}, "dense_1": {}}, s[None])
-        for y in (by_lengths, by_mask, by_dict):
-            np.testing.assert_allclose(y[i], alone[0], atol=1e-5)
-    with pytest.raises(jnet.layers.LayerError,
-                       match=re.escape(f"(N, {T}, {F}) as the first element of the tuple")):
-        model.apply(params, state, (x[:, :, :-1], jnp.array(lengths)))
-    with pytest.raises(jnet.layers.LayerError, match="data under 'x'"):
-        model.apply(params, state, {"inputs": x, "mask": mask})
+    np.testing.assert_array_equal(ys_bi[1, 3:], 0.0)
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
@@ -521,9 +519,9 @@ def test_low_precision_inputs_run_in_their_dtype(kind):
     h0 = jnp.zeros((N, H), jnp.float32)
     carry0 = (h0, h0) if kind == "LSTM" else h0
     x16 = jnp.asarray(x, jnp.bfloat16)
-    for inputs in (x16, (x16, jnp.array([T, 2, 4])), {"x": x16, "initial_state": carry0}):
-        (ys, carry), _ = jax.jit(lambda p, i: layer.apply(p, {}, i))(params, inputs)
-        ys = ys[0] if isinstance(inputs, tuple) else ys  # (ys, mask) for a masked input
+    mask = np.arange(T)[None, :] < np.array([T, 2, 4])[:, None]
+    for kw in ({}, {"mask": mask}, {"initial_state": carry0}):
+        (ys, carry), _ = jax.jit(lambda p, x, kw: layer.apply(p, {}, x, **kw))(params, x16, kw)
         assert ys.dtype == jnp.bfloat16
         assert {a.dtype for a in jax.tree.leaves(carry)} == {jnp.dtype(jnp.bfloat16)}
     np.testing.assert_allclose(np.asarray(layer.apply(params, {}, x16)[0][0], np.float32), ys32,

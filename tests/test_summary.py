@@ -112,26 +112,6 @@ def test_huge_model_allocates_nothing():
     assert "37.3 GiB" in str(s)
 
 
-def test_container_with_unknown_routing_still_counts_children():
-    a, b = L.Dense(2), L.Dense(3)
-
-    def init_fn(key, in_shape):
-        k1, k2 = jax.random.split(key)
-        (sa, pa, _), (sb, pb, _) = a.init(k1, in_shape), b.init(k2, in_shape)
-        return (sa, sb), {"a": pa, "b": pb}, {}
-
-    def apply_fn(params, state, x, *, key=None, train=False):
-        return (a.apply(params["a"], {}, x)[0], b.apply(params["b"], {}, x)[0]), state
-
-    heads = Layer(init_fn, apply_fn, kind="TwoHeads", children=(("a", a), ("b", b)))
-    s = jnet.summary(heads, input_shape=(4,))
-    got = [(r.path, r.depth, r.out_shape, r.params, r.state) for r in s.rows]
-    assert got == [("a", 0, None, 4 * 2 + 2, 0), ("b", 0, None, 4 * 3 + 3, 0)]
-    assert s.output_shape == ((2,), (3,)) and s.total_params == 10 + 15
-    assert "-> output [(N, 2), (N, 3)]" in str(s)
-    assert "?" in str(s)  # unknown child shapes are shown as such
-
-
 def test_single_leaf_layer_and_list_input_shape():
     s = jnet.summary(L.Dense(3), input_shape=[4])
     assert [(r.path, r.params) for r in s.rows] == [("dense", 15)]

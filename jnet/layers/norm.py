@@ -36,7 +36,7 @@ def BatchNorm(
     running statistics carry no gradient. Statistics are computed in at least float32 (for
     bfloat16 / float16 inputs too); the output keeps the input's dtype.
 
-    Conventions (see SEMANTICS.md):
+    Conventions (docs/conventions.md):
 
     - `momentum` is the Keras / Flax weight on the *old* value: jnet 0.9 = PyTorch
       ``momentum=0.1`` = MATLAB ``MeanDecay=0.1``. Keras's default is 0.99.

@@ -325,6 +325,12 @@ def _sequence_shape(kind: str, in_shape: tuple) -> tuple[int, int]:
     return in_shape
 
 
+def _non_default(hidden: int, **options: tuple[Any, Any]) -> dict:
+    """The config `repr` shows: `hidden` plus each option given as ``(value, default)`` whose
+    value differs from its default."""
+    return {"hidden": hidden, **{k: v for k, (v, default) in options.items() if v != default}}
+
+
 def _check_hidden(kind: str, hidden: Any) -> None:
     if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
         raise LayerError(kind, f"expected hidden to be a positive int, got {hidden!r}.")
@@ -381,8 +387,8 @@ def LSTM(hidden: int, return_sequences: bool = False, return_state: bool = False
         {inits}
         unit_forget_bias: add 1 to the forget-gate bias after `b_init` (Keras default).
     """
-    config = dict(hidden=hidden, return_sequences=return_sequences, return_state=return_state,
-                  reverse=reverse)
+    config = _non_default(hidden, return_sequences=(return_sequences, False),
+                          return_state=(return_state, False), reverse=(reverse, False))
     inits = dict(w_ih_init=w_ih_init, w_hh_init=w_hh_init, b_init=b_init)
     return _recurrent(_LSTM, "LSTM", hidden, ("b",), inits, float(unit_forget_bias),
                       return_sequences=return_sequences, return_state=return_state,
@@ -411,8 +417,9 @@ def GRU(hidden: int, return_sequences: bool = False, return_state: bool = False,
             (False); None: what measured faster on the current backend (not on CPU).
         {inits}
     """
-    config = dict(hidden=hidden, return_sequences=return_sequences, return_state=return_state,
-                  reset_after=reset_after, reverse=reverse)
+    config = _non_default(hidden, return_sequences=(return_sequences, False),
+                          return_state=(return_state, False), reset_after=(reset_after, True),
+                          reverse=(reverse, False))
     inits = dict(w_ih_init=w_ih_init, w_hh_init=w_hh_init, b_init=b_init)
     return _recurrent(_GRU, "GRU", hidden, _gru_biases(reset_after), inits, 0.0,
                       return_sequences=return_sequences, return_state=return_state,
@@ -483,7 +490,7 @@ def GRUCell(hidden: int, *, reset_after: bool = True, w_ih_init: Any = "glorot_u
     (N, F) and h (N, H) or None for zeros (the carry and the output are both h', so the
     result fits `jax.lax.scan` like `LSTMCell`'s).
     """
-    config = {"hidden": hidden, "reset_after": reset_after}
+    config = _non_default(hidden, reset_after=(reset_after, True))
     inits = dict(w_ih_init=w_ih_init, w_hh_init=w_hh_init, b_init=b_init)
     return _cell_layer(_GRU, "GRUCell", hidden, _gru_biases(reset_after), inits, 0.0, gru_step,
                        config, name)

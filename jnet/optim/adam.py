@@ -13,33 +13,60 @@ from jnet.optim.base import (
     Optimizer,
     PyTree,
     ScalarOrSchedule,
+    api,
     bias_correction,
     check_hyperparameter,
     ema,
     float_step,
     zeros_like_state,
 )
-from jnet.optim.chain import chain, scale_by_learning_rate
+from jnet.optim.chain import build, scale_by_learning_rate
 from jnet.optim.weight_decay import Mask, add_decayed_weights
 
+BETA_FIX = "b1 and b2 are moving-average decay rates; 0.9 and 0.999 are usual."
+EPS_FIX = "eps guards a division by zero; 1e-8 is usual."
 
-def _check_betas(where: str, b1: float, b2: float, eps: float) -> None:
-    check_hyperparameter(where, "b1", b1, 0.0, 1.0, high_open=True)
-    check_hyperparameter(where, "b2", b2, 0.0, 1.0, high_open=True)
-    check_hyperparameter(where, "eps", eps, 0.0, float("inf"))
+
+def check_betas(b1: float, b2: float, eps: float) -> None:
+    """β1, β2 in [0, 1) and ε >= 0 (finite), the checks every Adam-like rule shares."""
+    check_hyperparameter("b1", b1, 0.0, 1.0, high_open=True, fix=BETA_FIX)
+    check_hyperparameter("b2", b2, 0.0, 1.0, high_open=True, fix=BETA_FIX)
+    check_hyperparameter("eps", eps, fix=EPS_FIX)
 
 
 class AdamState(NamedTuple):
+    """The state of `scale_by_adam`.
+
+    Attributes:
+        mu: m, the moving average of the gradients (shaped like the params).
+        nu: v, the moving average of the squared gradients.
+        nu_max: the running maximum of v with `amsgrad`, else an `EmptyState`.
+    """
+
     mu: PyTree
     nu: PyTree
-    nu_max: PyTree  # EmptyState unless amsgrad
+    nu_max: PyTree
 
 
+@api("jnet.optim.scale_by_adam")
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
                   *, amsgrad: bool = False) -> GradientTransformation:
-    """u = m̂ / (√(v̂ + ε_root) + ε) with Adam's bias-corrected moments (see `adam`)."""
-    _check_betas("adam", b1, b2, eps)
-    check_hyperparameter("adam", "eps_root", eps_root, 0.0, float("inf"))
+    """u = m̂ / (√(v̂ + ε_root) + ε) with Adam's bias-corrected moments (see `adam`).
+
+    Args:
+        b1, b2: β1, β2 in [0, 1).
+        eps, eps_root: ε, ε_root >= 0.
+        amsgrad: use the running maximum of v.
+
+    Returns:
+        A `GradientTransformation` with an `AdamState`.
+
+    Raises:
+        OptimizerError: a hyperparameter out of range.
+    """
+    check_betas(b1, b2, eps)
+    check_hyperparameter("eps_root", eps_root, fix="eps_root is usually 0 (1e-8 to "
+                         "differentiate through the update).")
 
     def init(params):
         return AdamState(zeros_like_state(params), zeros_like_state(params),
@@ -56,53 +83,139 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
     return GradientTransformation(init, update)
 
 
+@api("jnet.optim.adam")
 def adam(learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999,
          eps: float = 1e-8, eps_root: float = 0.0, *, amsgrad: bool = False) -> Optimizer:
-    """Adam (Kingma & Ba 2015, Algorithm 1), optionally AMSGrad (Reddi et al. 2018).
+    """Adam, optionally AMSGrad.
 
         m_t = β1 m_{t-1} + (1-β1) g_t,      v_t = β2 v_{t-1} + (1-β2) g_t²
         m̂_t = m_t / (1-β1^t),               v̂_t = v_t / (1-β2^t)
         θ_t = θ_{t-1} - α_t m̂_t / (√(v̂_t + ε_root) + ε)
-    AMSGrad: v_max,t = max(v_max,t-1, v_t) replaces v_t in v̂_t (PyTorch's form: the maximum of
-    the raw second moments, then bias-corrected).
+        AMSGrad: v_max,t = max(v_max,t-1, v_t) replaces v_t in v̂_t
 
-    Defaults: α = 1e-3, β1 = 0.9, β2 = 0.999, ε = 1e-8, ε_root = 0 (the paper, PyTorch `Adam`,
-    optax). `eps_root` > 0 keeps the derivative of √ finite at 0 (meta-learning through the
-    update). Keras `Adam` uses ε̂ = 1e-7 added to √v_t with the bias correction folded into α:
-    its effective ε is ε̂/√(1-β2^t) (about 30 times ε̂ at t = 1); PyTorch's
-    `weight_decay=` (L2, added to g) is `chain(add_decayed_weights(wd), adam(lr))`.
+    AMSGrad takes PyTorch's form: the maximum of the raw second moments, then bias-corrected.
+    `eps_root` > 0 keeps the derivative of √ finite at 0 (meta-learning through the update).
+
+    Args:
+        learning_rate: α_t, a number >= 0 or a schedule `step -> lr`.
+        b1: β1 in [0, 1), the decay of the first moment.
+        b2: β2 in [0, 1), the decay of the second moment.
+        eps: ε >= 0, added to √v̂.
+        eps_root: ε_root >= 0, added to v̂ under the root.
+        amsgrad: use AMSGrad's running maximum of v.
+
+    Returns:
+        An `Optimizer`.
+
+    Raises:
+        OptimizerError: a hyperparameter out of range.
+
+    Defaults:
+        learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, eps_root=0 (the paper, PyTorch `Adam`,
+        optax).
+
+    PyTorch:
+        `Adam(lr, betas=(b1, b2), eps, amsgrad)`
+        Same defaults. PyTorch's `weight_decay=λ` (L2, added to g) is
+        `chain(add_decayed_weights(λ), adam(lr))`.
+
+    Keras:
+        `Adam(learning_rate, beta_1, beta_2, epsilon, amsgrad)` (ε differs)
+        Keras adds ε̂ = 1e-7 to √v_t with the bias correction folded into α: its effective ε is
+        ε̂/√(1-β2^t), about 30 times ε̂ at t = 1; `adam(lr, b1, b2, eps=1e-7)` matches once
+        v̂ ≫ ε̂².
+
+    References:
+        Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", Algorithm 1;
+        Reddi et al. 2018, "On the Convergence of Adam and Beyond" (AMSGrad).
     """
-    return chain(scale_by_adam(b1, b2, eps, eps_root, amsgrad=amsgrad),
-                 scale_by_learning_rate(learning_rate))
+    return build("adam", (scale_by_adam(b1, b2, eps, eps_root, amsgrad=amsgrad),
+                          scale_by_learning_rate(learning_rate)))
 
 
+@api("jnet.optim.adamw")
 def adamw(learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999,
           eps: float = 1e-8, weight_decay: float = 1e-2, mask: Mask = None, *,
           amsgrad: bool = False) -> Optimizer:
-    """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019).
+    """AdamW: Adam with decoupled weight decay.
 
-        θ_t = θ_{t-1} - α_t (m̂_t / (√v̂_t + ε) + λ θ_{t-1})      (where the mask is True)
+        m̂_t, v̂_t as in `adam`
+        θ_t = θ_{t-1} - α_t (m̂_t / (√v̂_t + ε) + λ θ_{t-1})      (λ only where the mask is True)
 
-    Defaults: α = 1e-3, β1 = 0.9, β2 = 0.999, ε = 1e-8, λ = 1e-2, every array decayed (PyTorch
-    `AdamW`). Pass `mask=weights_only` to spare biases and normalisation parameters (or any
-    pytree / function of bools). As in PyTorch, Keras and optax, λ is multiplied by α_t (the
-    paper multiplies it by the schedule multiplier only). Keras `AdamW`: weight_decay = 0.004,
-    ε = 1e-7 (see `adam`).
+    As in PyTorch, Keras and optax, λ is multiplied by α_t (the paper multiplies it by the
+    schedule multiplier only).
+
+    Args:
+        learning_rate: α_t, a number >= 0 or a schedule `step -> lr`.
+        b1, b2: β1, β2 in [0, 1), as in `adam`.
+        eps: ε >= 0.
+        weight_decay: λ >= 0.
+        mask: which arrays decay: None (all), a pytree of bools shaped like the params, or a
+            function `params -> that pytree` such as `weights_only` (checked at `init`).
+        amsgrad: use AMSGrad's running maximum of v.
+
+    Returns:
+        An `Optimizer`.
+
+    Raises:
+        OptimizerError: a hyperparameter out of range; at `init`, a mask of the wrong
+            structure.
+
+    Defaults:
+        learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2, every array decayed
+        (PyTorch `AdamW`).
+
+    PyTorch:
+        `AdamW(lr, betas, eps, weight_decay)`
+        Same defaults; PyTorch param groups with `weight_decay=0` are `mask=weights_only`.
+
+    Keras:
+        `AdamW(learning_rate, weight_decay, ...)`
+        Keras defaults weight_decay = 0.004 and ε = 1e-7 (ε as for `adam`):
+        `adamw(lr, b1, b2, 1e-7, weight_decay=0.004)`.
+
+    References:
+        Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization".
     """
-    return chain(scale_by_adam(b1, b2, eps, amsgrad=amsgrad),
-                 add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate))
+    return build("adamw", (scale_by_adam(b1, b2, eps, amsgrad=amsgrad),
+                           add_decayed_weights(weight_decay, mask),
+                           scale_by_learning_rate(learning_rate)))
 
 
 class NadamState(NamedTuple):
+    """The state of `scale_by_nadam`.
+
+    Attributes:
+        mu: m, the moving average of the gradients.
+        nu: v, the moving average of the squared gradients.
+        mu_product: Π_{i<=t} μ_i, a scalar in JAX's default float dtype.
+    """
+
     mu: PyTree
     nu: PyTree
-    mu_product: jax.Array  # Π_{i<=t} μ_i, a scalar in JAX's default float dtype
+    mu_product: jax.Array
 
 
+@api("jnet.optim.scale_by_nadam")
 def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
                    momentum_decay: float | None = 4e-3) -> GradientTransformation:
-    """The Nesterov-Adam direction (see `nadam`)."""
-    _check_betas("nadam", b1, b2, eps)
+    """The Nesterov-Adam direction (see `nadam`).
+
+    Args:
+        b1, b2: β1, β2 in [0, 1).
+        eps: ε >= 0.
+        momentum_decay: ψ >= 0, or None for a constant μ = β1.
+
+    Returns:
+        A `GradientTransformation` with a `NadamState`.
+
+    Raises:
+        OptimizerError: a hyperparameter out of range.
+    """
+    check_betas(b1, b2, eps)
+    if momentum_decay is not None:
+        check_hyperparameter("momentum_decay", momentum_decay, fix="4e-3 is PyTorch's; 1.0 "
+                             "is Keras's; None keeps μ = β1.")
 
     def mu_at(t):
         if momentum_decay is None:
@@ -128,32 +241,77 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     return GradientTransformation(init, update)
 
 
+@api("jnet.optim.nadam")
 def nadam(learning_rate: ScalarOrSchedule = 2e-3, b1: float = 0.9, b2: float = 0.999,
           eps: float = 1e-8, momentum_decay: float | None = 4e-3) -> Optimizer:
-    """NAdam: Adam with Nesterov momentum (Dozat 2016, Algorithm 2).
+    """NAdam: Adam with Nesterov momentum.
 
         μ_t = β1 (1 - ½·0.96^(t ψ))          (momentum_decay=None: μ_t = β1)
         m_t = β1 m_{t-1} + (1-β1) g_t,       v_t = β2 v_{t-1} + (1-β2) g_t²
         m̂_t = μ_{t+1} m_t / (1 - Π_{i<=t+1} μ_i) + (1-μ_t) g_t / (1 - Π_{i<=t} μ_i)
         θ_t = θ_{t-1} - α_t m̂_t / (√(v_t / (1-β2^t)) + ε)
 
-    Defaults: α = 2e-3, β1 = 0.9, β2 = 0.999, ε = 1e-8, ψ = 4e-3 (PyTorch `NAdam`, same
-    arguments). Keras 3 `Nadam` uses μ_t = β1 (1 - ½·0.96^t), i.e. ψ = 1, with
-    learning_rate = 1e-3, ε = 1e-7: `nadam(1e-3, eps=1e-7, momentum_decay=1.0)`.
-    `momentum_decay=None` gives optax's `nadam` (constant μ = β1).
+    Args:
+        learning_rate: α_t, a number >= 0 or a schedule `step -> lr`.
+        b1, b2: β1, β2 in [0, 1).
+        eps: ε >= 0.
+        momentum_decay: ψ >= 0, the momentum schedule's decay; None for a constant μ = β1
+            (optax's `nadam`).
+
+    Returns:
+        An `Optimizer`.
+
+    Raises:
+        OptimizerError: a hyperparameter out of range.
+
+    Defaults:
+        learning_rate=2e-3, b1=0.9, b2=0.999, eps=1e-8, momentum_decay=4e-3 (PyTorch `NAdam`).
+
+    PyTorch:
+        `NAdam(lr, betas, eps, momentum_decay)`
+        Same arguments and defaults; `decoupled_weight_decay=True, weight_decay=λ` is
+        `chain(scale_by_nadam(...), add_decayed_weights(λ), scale_by_learning_rate(lr))`.
+
+    Keras:
+        `Nadam(...)` = `nadam(1e-3, eps=1e-7, momentum_decay=1.0)`
+        Keras 3 `Nadam` uses μ_t = β1 (1 - ½·0.96^t), i.e. ψ = 1, with learning_rate = 1e-3
+        and ε = 1e-7.
+
+    References:
+        Dozat 2016, "Incorporating Nesterov Momentum into Adam", Algorithm 2.
     """
-    return chain(scale_by_nadam(b1, b2, eps, momentum_decay), scale_by_learning_rate(learning_rate))
+    return build("nadam", (scale_by_nadam(b1, b2, eps, momentum_decay),
+                           scale_by_learning_rate(learning_rate)))
 
 
 class AdamaxState(NamedTuple):
+    """The state of `scale_by_adamax`.
+
+    Attributes:
+        mu: m, the moving average of the gradients.
+        inf_norm: u, the exponentially weighted infinity norm of the gradients.
+    """
+
     mu: PyTree
     inf_norm: PyTree
 
 
+@api("jnet.optim.scale_by_adamax")
 def scale_by_adamax(b1: float = 0.9, b2: float = 0.999,
                     eps: float = 1e-8) -> GradientTransformation:
-    """u = m_t / ((1-β1^t)(u_t + ε)), u_t = max(β2 u_{t-1}, |g_t|) (see `adamax`)."""
-    _check_betas("adamax", b1, b2, eps)
+    """u = m_t / ((1-β1^t)(u_t + ε)), u_t = max(β2 u_{t-1}, |g_t|) (see `adamax`).
+
+    Args:
+        b1, b2: β1, β2 in [0, 1).
+        eps: ε >= 0.
+
+    Returns:
+        A `GradientTransformation` with an `AdamaxState`.
+
+    Raises:
+        OptimizerError: a hyperparameter out of range.
+    """
+    check_betas(b1, b2, eps)
 
     def init(params):
         return AdamaxState(zeros_like_state(params), zeros_like_state(params))
@@ -167,15 +325,40 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999,
     return GradientTransformation(init, update)
 
 
+@api("jnet.optim.adamax")
 def adamax(learning_rate: ScalarOrSchedule = 2e-3, b1: float = 0.9, b2: float = 0.999,
            eps: float = 1e-8) -> Optimizer:
-    """AdaMax, Adam under the infinity norm (Kingma & Ba 2015, Algorithm 2).
+    """AdaMax, Adam under the infinity norm.
 
         m_t = β1 m_{t-1} + (1-β1) g_t,    u_t = max(β2 u_{t-1}, |g_t|)
         θ_t = θ_{t-1} - α_t m_t / ((1-β1^t)(u_t + ε))
 
-    Defaults: α = 2e-3, β1 = 0.9, β2 = 0.999 (the paper), ε = 1e-8 guards u = 0 (the paper has
-    none; Keras adds it to u as here). PyTorch `Adamax` (lr = 2e-3) and optax put ε inside the
-    max: u_t = max(β2 u_{t-1}, |g_t| + ε). Keras `Adamax`: learning_rate = 1e-3, ε = 1e-7.
+    ε guards u = 0 (the paper has none; Keras adds it to u as here).
+
+    Args:
+        learning_rate: α_t, a number >= 0 or a schedule `step -> lr`.
+        b1, b2: β1, β2 in [0, 1).
+        eps: ε >= 0.
+
+    Returns:
+        An `Optimizer`.
+
+    Raises:
+        OptimizerError: a hyperparameter out of range.
+
+    Defaults:
+        learning_rate=2e-3, b1=0.9, b2=0.999 (the paper), eps=1e-8.
+
+    PyTorch:
+        `Adamax(lr, betas, eps)` (ε inside the max)
+        PyTorch `Adamax` (lr = 2e-3) and optax put ε inside the max:
+        u_t = max(β2 u_{t-1}, |g_t| + ε); the two agree once |g| ≫ ε.
+
+    Keras:
+        `Adamax(learning_rate, beta_1, beta_2, epsilon)`
+        Keras defaults learning_rate = 1e-3, ε = 1e-7: `adamax(1e-3, eps=1e-7)`.
+
+    References:
+        Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", Algorithm 2.
     """
-    return chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))
+    return build("adamax", (scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate)))

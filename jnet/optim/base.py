@@ -5,7 +5,7 @@ Two levels, as in optax but written for jnet's contract:
 * A `GradientTransformation` maps updates to updates: `init(params) -> state` and
   `update(updates, state, params, step) -> (updates, state)`, where `step` is the 1-based
   int32 index t of the update being computed. Transformations that apply a step size carry
-  its schedule in their `learning_rate` field (None otherwise).
+  its schedule in their `schedule` field (None otherwise).
 * An `Optimizer` is what users hold: `init(params) -> OptState` and
   `update(grads, opt_state, params) -> (params, opt_state)`. `chain` builds one from
   transformations; every rule (`adam`, `sgd`, ...) is such a chain.
@@ -20,34 +20,82 @@ state dtype inside `update`, and the new parameters are cast back to each parame
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+import contextlib
+import contextvars
+import functools
+import math
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnet.errors import Error, entry_point
+
 PyTree = Any
 Schedule = Callable[[jax.Array], jax.Array]
+"""A learning-rate schedule: `step -> lr`, `step` an int32 scalar array counting the updates
+already applied (0 for the first update), `lr` a scalar. It must be traceable (it runs under
+`jax.jit`)."""
 ScalarOrSchedule = float | jax.Array | Schedule
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-class OptimizerError(ValueError):
-    """An optimizer was given something it cannot use; the message names the function."""
 
-    def __init__(self, where: str, message: str):
-        self.where = where
-        super().__init__(f"jnet.optim.{where}: {message}")
+class OptimizerError(Error, ValueError):
+    """An optimizer was given something it cannot use.
+
+    The message says what was expected, what was given and the fix; `where` names the public
+    `jnet.optim` function the user called (``jnet.optim.adamw: b1 must lie in [0, 1), got 2.
+    ...``), whichever helper found the problem.
+    """
+
+
+# True while a public jnet.optim function runs: the functions it calls (adamw calls
+# scale_by_adam, chain, ...) then leave the naming of errors to it, the one the user called.
+_INSIDE = contextvars.ContextVar("jnet_optim_inside", default=False)
+
+
+@contextlib.contextmanager
+def named(where: str) -> Iterator[None]:
+    """`jnet.errors.entry_point(where)` for the outermost jnet.optim call only.
+
+    `adamw(b1=2)` reports ``jnet.optim.adamw`` although `scale_by_adam` finds the problem.
+    """
+    if _INSIDE.get():
+        yield
+        return
+    token = _INSIDE.set(True)
+    try:
+        with entry_point(where):
+            yield
+    finally:
+        _INSIDE.reset(token)
+
+
+def api(where: str) -> Callable[[F], F]:
+    """Decorator form of `named`: a public jnet.optim function names itself in its errors."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with named(where):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 class GradientTransformation(NamedTuple):
     """One stage of an optimizer: `init(params) -> state`,
-    `update(updates, state, params, step) -> (updates, state)`; `learning_rate` is the
+    `update(updates, state, params, step) -> (updates, state)`; `schedule` is the learning-rate
     schedule the stage applies (None when it applies no step size)."""
 
     init: Callable[[PyTree], PyTree]
     update: Callable[[PyTree, PyTree, PyTree, jax.Array], tuple[PyTree, PyTree]]
-    learning_rate: Schedule | None = None
+    schedule: Schedule | None = None
 
 
 class OptState(NamedTuple):
@@ -56,7 +104,8 @@ class OptState(NamedTuple):
     Attributes:
         step: int32 scalar, the number of updates applied so far.
         learning_rate: float32 scalar, the learning rate used by the last update (before the
-            first update: the one the first update will use). Read it for logging.
+            first update: the one the first update will use). Read it with
+            `current_learning_rate`.
         inner: one state per transformation of the chain, in order.
     """
 
@@ -76,53 +125,145 @@ class Optimizer(NamedTuple):
 
 
 class EmptyState(NamedTuple):
-    """The state of a stateless transformation."""
+    """The state of a stateless transformation (clipping, weight decay, the learning rate)."""
 
 
+@api("jnet.optim.current_learning_rate")
 def current_learning_rate(opt_state: OptState) -> jax.Array:
-    """The learning rate used by the last update (float32 scalar), e.g. for logging."""
+    """The learning rate of the last update: THE way to read it (logging, `jnet.fit`'s
+    ``history["lr"]``).
+
+    Args:
+        opt_state: the `OptState` returned by an optimizer's `init` or `update` (jnet.optim
+            optimizers only; before the first update: the rate the first update will use).
+
+    Returns:
+        A float32 scalar array (batched under `jax.vmap`).
+
+    Raises:
+        OptimizerError: `opt_state` is not an `OptState`.
+    """
+    if not isinstance(opt_state, OptState):
+        raise OptimizerError(
+            f"opt_state must be the OptState of a jnet.optim optimizer, got "
+            f"{type(opt_state).__name__}. Pass the state returned by `opt.init(params)` or "
+            "`opt.update(...)` of an optimizer built by jnet.optim.")
     return opt_state.learning_rate
 
 
-def check_hyperparameter(where: str, name: str, value: Any, low: float, high: float,
-                         *, high_open: bool = False) -> None:
-    """Raise `OptimizerError` when a concrete number lies outside [low, high] (or [low, high)).
+def is_tracer(value: Any) -> bool:
+    """True for a value only known inside a trace (e.g. a learning rate vmapped over)."""
+    return isinstance(value, jax.core.Tracer)
 
-    Arrays (including tracers, e.g. a learning rate vmapped over) are not checked: their
-    values may be unknown when the optimizer is built.
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    return f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, int | float) else str(np.asarray(value))
+
+
+def check_hyperparameter(name: str, value: Any, low: float = 0.0, high: float = math.inf, *,
+                         low_open: bool = False, high_open: bool = False,
+                         fix: str = "") -> None:
+    """Raise `OptimizerError` unless `value` is a real scalar in the interval (inf excluded).
+
+    Checked: Python numbers, NumPy scalars and arrays, concrete JAX arrays. Tracers (e.g. a
+    learning rate `jax.vmap`-ed over to train a population) cannot be checked: their values
+    are unknown when the optimizer is built.
+
+    Args:
+        name: the argument's name, as the user wrote it (``"b1"``).
+        value: what was given.
+        low, high: the bounds; `high` = inf is always open.
+        low_open, high_open: exclude the bound.
+        fix: how to fix a value out of range (appended to the message).
+
+    Raises:
+        OptimizerError: a non-number (string, None, bool, list) or a non-scalar array, or a
+            number outside the interval or NaN.
     """
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    if is_tracer(value):
         return
-    above = value >= high if high_open else value > high
-    if value < low or above or value != value:
-        interval = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
-        raise OptimizerError(where, f"`{name}` must lie in {interval}, got {value}.")
+    interval = _interval(low, high, low_open, high_open or high == math.inf)
+    if isinstance(value, bool) or not isinstance(value, int | float | np.generic | np.ndarray
+                                                      | jax.Array):
+        raise OptimizerError(f"{name} must be a number in {interval}, got "
+                             f"{type(value).__name__} {value!r}. {fix}".rstrip())
+    if np.ndim(value) != 0 or not np.issubdtype(np.asarray(value).dtype, np.number):
+        raise OptimizerError(f"{name} must be a real scalar in {interval}, got an array of "
+                             f"shape {np.shape(value)} and dtype {np.asarray(value).dtype}. "
+                             f"{fix}".rstrip())
+    number = float(value)
+    below = number <= low if low_open else number < low
+    above = number >= high if high_open or high == math.inf else number > high
+    if below or above or math.isnan(number):
+        raise OptimizerError(f"{name} must lie in {interval}, got {_shown(value)}. {fix}".rstrip())
 
 
-def as_schedule(where: str, learning_rate: ScalarOrSchedule) -> Schedule:
-    """A callable `step -> lr` from a number, an array or a schedule (returned as is)."""
-    if callable(learning_rate):
-        return learning_rate
-    check_hyperparameter(where, "learning_rate", learning_rate, 0.0, float("inf"))
-    if isinstance(learning_rate, np.ndarray | jax.Array) and np.ndim(learning_rate) != 0:
+_LR_FIX = ("Pass a non-negative finite number such as 1e-3, or a schedule `step -> lr` "
+           "(jnet.optim.cosine_decay_schedule, ...).")
+
+
+def _check_schedule(schedule: Schedule) -> None:
+    """Evaluate `schedule` at step 0 outside any trace and check the value; a schedule that
+    cannot be evaluated concretely (it closes over a tracer, needs a vmap axis, ...) is left
+    unchecked, to fail or not when it runs."""
+    try:
+        with jax.ensure_compile_time_eval():
+            value = schedule(jnp.zeros((), jnp.int32))
+    except Exception:  # whatever it is, the schedule is not checkable here
+        return
+    if is_tracer(value):
+        return
+    if (value is None or isinstance(value, bool | str) or np.ndim(value) != 0
+            or not np.issubdtype(np.asarray(value).dtype, np.number)):
         raise OptimizerError(
-            where, f"`learning_rate` must be a scalar or a schedule `step -> lr`, got an array "
-            f"of shape {np.shape(learning_rate)}; to try several rates at once, jax.vmap over a "
-            "function that builds the optimizer from one rate.")
+            f"learning_rate schedule must return a real scalar, but at step 0 it returned "
+            f"{type(value).__name__} {value!r}. A schedule maps the int32 step to one rate, "
+            "e.g. `lambda step: 0.1 * 0.5 ** (step // 10)`.")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise OptimizerError(f"learning_rate schedule gives {_shown(value)} at step 0; a "
+                             f"learning rate must lie in [0, inf). Check the schedule's values "
+                             "(its sign and initial value).")
+
+
+def as_schedule(learning_rate: ScalarOrSchedule) -> Schedule:
+    """A callable `step -> lr` from a number, a scalar array or a schedule (returned as is,
+    after a check of its value at step 0).
+
+    Raises:
+        OptimizerError: a string or other non-number, an array that is not a scalar, a
+            negative, NaN or infinite rate, a schedule whose value at step 0 is one of those.
+    """
+    if callable(learning_rate) and not isinstance(learning_rate, np.ndarray | jax.Array):
+        _check_schedule(learning_rate)
+        return learning_rate
+    if (isinstance(learning_rate, np.ndarray | jax.Array) and not is_tracer(learning_rate)
+            and np.ndim(learning_rate) != 0):
+        raise OptimizerError(
+            f"learning_rate must be a scalar or a schedule `step -> lr`, got an array of shape "
+            f"{np.shape(learning_rate)}. To try several rates at once, jax.vmap over a function "
+            "that builds the optimizer from one rate.")
+    check_hyperparameter("learning_rate", learning_rate, fix=_LR_FIX)
     return lambda step: learning_rate
 
 
 def learning_rate_at(schedule: Schedule, step: jax.Array) -> jax.Array:
     """The learning rate of update number `step` (1-based): `schedule(step - 1)`.
 
-    Schedules see the number of updates already applied (0 for the first), like optax.
+    Schedules see the number of updates already applied (0 for the first), like optax. The
+    stages that apply it cast it to each update's dtype, so a float64 run (under
+    `jax_enable_x64`) steps with the float64 rate the jnet schedules compute.
     """
     return jnp.asarray(schedule(step - 1))
 
 
 def float_step(step: jax.Array) -> jax.Array:
     """The int32 step as JAX's default float (float64 under x64), for powers like β^t."""
-    return step.astype(jnp.result_type(float))
+    return jnp.asarray(step).astype(jnp.result_type(float))
 
 
 def state_dtype(dtype: Any) -> np.dtype:

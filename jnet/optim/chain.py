@@ -4,6 +4,8 @@ with any of them: `chain(clip_by_global_norm(1.0), adam(1e-3))`."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,46 +18,77 @@ from jnet.optim.base import (
     OptState,
     PyTree,
     ScalarOrSchedule,
+    api,
     as_schedule,
     learning_rate_at,
+    named,
     state_dtype,
     to_state_dtype,
 )
 
 
+@api("jnet.optim.scale_by_learning_rate")
 def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> GradientTransformation:
-    """u ← -α_t u: the descent step. `learning_rate` is a number, a scalar array or a schedule
-    `step -> lr` (step = updates already applied)."""
-    schedule = as_schedule("scale_by_learning_rate", learning_rate)
+    """u ← -α_t u: the descent step.
+
+    Args:
+        learning_rate: a number >= 0, a scalar array (a tracer under `jax.vmap` is accepted
+            unchecked) or a schedule `step -> lr` (step = updates already applied).
+
+    Returns:
+        A stateless `GradientTransformation` whose `schedule` is the rate's schedule.
+
+    Raises:
+        OptimizerError: a negative, NaN, infinite or non-numeric rate (see `as_schedule`).
+    """
+    schedule = as_schedule(learning_rate)
 
     def update(updates, state, params, step):
         lr = learning_rate_at(schedule, step)
-        return jax.tree.map(lambda u: -lr * u, updates), state
+        return jax.tree.map(lambda u: -lr.astype(u.dtype) * u, updates), state
 
     return GradientTransformation(lambda params: EmptyState(), update, schedule)
 
 
-def _check_params(where: str, params: PyTree) -> None:
+def _check_params(params: PyTree) -> None:
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.floating):
             raise OptimizerError(
-                where, f"parameter {jax.tree_util.keystr(path) or '(root)'} has dtype {dtype}; "
-                "optimizers update floating-point arrays only. Keep integer or boolean "
-                "constants out of the params pytree (e.g. in the layer state).")
+                f"params: the parameter {jax.tree_util.keystr(path) or '(root)'} has dtype "
+                f"{dtype}; optimizers update floating-point arrays only. Keep integer or "
+                "boolean constants out of the params pytree (e.g. in the layer state).")
 
 
-def _check_same_structure(where: str, grads: PyTree, params: PyTree) -> None:
+def _check_same_structure(grads: PyTree, params: PyTree) -> None:
     grads_def, params_def = jax.tree.structure(grads), jax.tree.structure(params)
     if grads_def != params_def:
         raise OptimizerError(
-            where, f"`grads` must have the structure of `params`.\n  grads:  {grads_def}\n"
+            f"grads must have the structure of `params`.\n  grads:  {grads_def}\n"
             f"  params: {params_def}\nPass the gradient of the loss with respect to exactly "
             "the params given to `init` (e.g. jax.grad(loss)(params, ...)).")
     for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(params), strict=True):
         if np.shape(g) != np.shape(p):
-            raise OptimizerError(where, f"a gradient of shape {np.shape(g)} was given for a "
-                                 f"parameter of shape {np.shape(p)}.")
+            raise OptimizerError(f"grads: a gradient of shape {np.shape(g)} was given for a "
+                                 f"parameter of shape {np.shape(p)}. Pass the gradient of the "
+                                 "loss with respect to the params.")
+
+
+def _check_state(opt_state: OptState, expected: PyTree) -> None:
+    """Refuse an `opt_state` from another optimizer or other params (a trace-time check: it
+    compares tree structures and shapes, no values, so it costs nothing per step under jit)."""
+    if not isinstance(opt_state, OptState):
+        raise OptimizerError(
+            f"opt_state must be the OptState returned by this optimizer's `init` or `update`, "
+            f"got {type(opt_state).__name__}. Call `opt_state = opt.init(params)` first.")
+    got_def, want_def = jax.tree.structure(opt_state), jax.tree.structure(expected)
+    shapes = [np.shape(x) for x in jax.tree.leaves(opt_state)]
+    if got_def != want_def or shapes != [x.shape for x in jax.tree.leaves(expected)]:
+        raise OptimizerError(
+            f"opt_state does not come from this optimizer and these params (its structure or "
+            f"shapes differ from `init(params)`'s).\n  given:    {got_def}\n  expected: "
+            f"{want_def}\nUse the state this optimizer's `init` returned; to switch optimizers, "
+            "call the new optimizer's `init(params)`.")
 
 
 def _logged(schedule, step):
@@ -68,6 +101,12 @@ def _apply(param, update):
     return (jnp.asarray(param, state_dtype(dtype)) + update).astype(dtype)
 
 
+def _abstract_key(params: PyTree) -> tuple:
+    leaves, treedef = jax.tree.flatten(params)
+    return treedef, tuple((np.shape(x), jnp.result_type(x)) for x in leaves)
+
+
+@api("jnet.optim.chain")
 def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
     """Compose transformations (and the stages of whole optimizers) into one `Optimizer`.
 
@@ -79,7 +118,22 @@ def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
 
         opt = chain(clip_by_global_norm(1.0), scale_by_adam(),
                     add_decayed_weights(1e-4, mask=weights_only), scale_by_learning_rate(1e-3))
+
+    Args:
+        *parts: `GradientTransformation`s and `Optimizer`s, in the order they apply.
+
+    Returns:
+        An `Optimizer`; errors of its `init` and `update` name ``jnet.optim.chain(...).init``
+        and ``.update``.
+
+    Raises:
+        OptimizerError: a part of another type, or no stage applies a learning rate.
     """
+    return build("chain", parts)
+
+
+def build(rule: str, parts: tuple[GradientTransformation | Optimizer, ...]) -> Optimizer:
+    """`chain(*parts)` whose `init` / `update` name ``jnet.optim.<rule>(...)`` in errors."""
     transforms: list[GradientTransformation] = []
     for part in parts:
         if isinstance(part, Optimizer):
@@ -87,30 +141,41 @@ def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
         elif isinstance(part, GradientTransformation):
             transforms.append(part)
         else:
-            raise OptimizerError("chain", f"expects GradientTransformations or Optimizers, got "
-                                 f"{type(part).__name__}: {part!r}.")
-    schedules = [t.learning_rate for t in transforms if t.learning_rate is not None]
+            raise OptimizerError(f"parts must be GradientTransformations or Optimizers, got "
+                                 f"{type(part).__name__}: {part!r}. Call the constructor, "
+                                 "e.g. chain(clip_by_global_norm(1.0), adam(1e-3)).")
+    schedules = [t.schedule for t in transforms if t.schedule is not None]
     if not schedules:
-        raise OptimizerError("chain", "no stage applies a learning rate; end the chain with "
+        raise OptimizerError("parts: no stage applies a learning rate; end the chain with "
                              "scale_by_learning_rate(lr) (use 1.0 if the updates are final).")
     logged = schedules[-1]
 
     def init(params):
-        _check_params("chain.init", params)
-        params = to_state_dtype(params)
-        return OptState(step=jnp.zeros((), jnp.int32),
-                        learning_rate=_logged(logged, jnp.ones((), jnp.int32)),
-                        inner=tuple(t.init(params) for t in transforms))
+        with named(f"jnet.optim.{rule}(...).init"):
+            _check_params(params)
+            params = to_state_dtype(params)
+            return OptState(step=jnp.zeros((), jnp.int32),
+                            learning_rate=_logged(logged, jnp.ones((), jnp.int32)),
+                            inner=tuple(t.init(params) for t in transforms))
+
+    @functools.lru_cache(maxsize=8)
+    def expected_state(key):
+        # The state `init` builds for params of this structure, shapes and dtypes.
+        treedef, avals = key
+        dummies = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals]
+        return jax.eval_shape(init, jax.tree.unflatten(treedef, dummies))
 
     def update(grads, opt_state, params):
-        _check_same_structure("Optimizer.update", grads, params)
-        step = opt_state.step + 1
-        updates, wide_params = to_state_dtype(grads), to_state_dtype(params)
-        inner = []
-        for transform, state in zip(transforms, opt_state.inner, strict=True):
-            updates, state = transform.update(updates, state, wide_params, step)
-            inner.append(state)
-        new_params = jax.tree.map(_apply, params, updates)
-        return new_params, OptState(step, _logged(logged, step), tuple(inner))
+        with named(f"jnet.optim.{rule}(...).update"):
+            _check_same_structure(grads, params)
+            _check_state(opt_state, expected_state(_abstract_key(params)))
+            step = opt_state.step + 1
+            updates, wide_params = to_state_dtype(grads), to_state_dtype(params)
+            inner = []
+            for transform, state in zip(transforms, opt_state.inner, strict=True):
+                updates, state = transform.update(updates, state, wide_params, step)
+                inner.append(state)
+            new_params = jax.tree.map(_apply, params, updates)
+            return new_params, OptState(step, _logged(logged, step), tuple(inner))
 
     return Optimizer(init, update, tuple(transforms))

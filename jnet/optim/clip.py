@@ -5,7 +5,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jnet.optim.base import EmptyState, GradientTransformation, PyTree, check_hyperparameter
+from jnet.optim.base import (
+    EmptyState,
+    GradientTransformation,
+    PyTree,
+    api,
+    check_hyperparameter,
+)
 
 
 def global_norm(tree: PyTree) -> jax.Array:
@@ -13,9 +19,22 @@ def global_norm(tree: PyTree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
+@api("jnet.optim.clip_by_value")
 def clip_by_value(max_value: float | jax.Array) -> GradientTransformation:
-    """g ← clip(g, -c, c) elementwise (PyTorch `clip_grad_value_`, Keras `clipvalue=`)."""
-    check_hyperparameter("clip_by_value", "max_value", max_value, 0.0, float("inf"))
+    """g ← clip(g, -c, c) elementwise (PyTorch `clip_grad_value_`, Keras `clipvalue=`).
+
+    Args:
+        max_value: c > 0.
+
+    Returns:
+        A stateless `GradientTransformation`.
+
+    Raises:
+        OptimizerError: c <= 0, NaN, infinite or not a number.
+    """
+    check_hyperparameter("max_value", max_value, low_open=True,
+                         fix="It is the largest |gradient| kept, e.g. 1.0; c = 0 would zero "
+                         "every gradient.")
 
     def update(updates, state, params, step):
         return jax.tree.map(lambda g: jnp.clip(g, -max_value, max_value), updates), state
@@ -23,13 +42,24 @@ def clip_by_value(max_value: float | jax.Array) -> GradientTransformation:
     return GradientTransformation(lambda params: EmptyState(), update)
 
 
+@api("jnet.optim.clip_by_global_norm")
 def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
     """g ← g · c / ‖g‖ when ‖g‖ > c (‖·‖ over the whole pytree), else unchanged.
 
     Keras `global_clipnorm=` and optax do the same; PyTorch `clip_grad_norm_` scales by
     c / (‖g‖ + 1e-6), a difference of ~1e-6 relative.
+
+    Args:
+        max_norm: c > 0.
+
+    Returns:
+        A stateless `GradientTransformation`.
+
+    Raises:
+        OptimizerError: c <= 0, NaN, infinite or not a number.
     """
-    check_hyperparameter("clip_by_global_norm", "max_norm", max_norm, 0.0, float("inf"))
+    check_hyperparameter("max_norm", max_norm, low_open=True,
+                         fix="It is the largest global gradient norm kept, e.g. 1.0.")
 
     def update(updates, state, params, step):
         norm = global_norm(updates)

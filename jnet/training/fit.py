@@ -32,8 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.layers.base import Layer
-from jnet.layers.base import abstract_init
+from jnet.layers.base import Layer, abstract_init
 from jnet.training import data as D
 from jnet.training.callbacks import EarlyStopping, as_early_stopping
 from jnet.training.history import History, LivePlot
