@@ -100,14 +100,16 @@ def test_is_the_input_gradient_of_conv2d(padding, z_hw):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_conv_transpose_gradients():
-    layer = L.ConvTranspose2D(2, (3, 2), strides=(2, 1), padding=((1, 0), (0, 1)),
-                              output_padding=(1, 0))
+@pytest.mark.parametrize("fast_grad", [True, False])
+def test_conv_transpose_gradients(fast_grad):
+    layer = L.ConvTranspose2D(2, (3, 2), strides=(2, 1), padding=((3, 0), (0, 1)),
+                              output_padding=(1, 0), fast_grad=fast_grad)
     with jax.enable_x64(True):
         _, params, _ = layer.init(KEY, (3, 3, 2))
         params = to_f64(params)
         x = jnp.asarray(randn(3, (2, 3, 3, 2), np.float64))
-        check_grads(lambda p, x: layer.apply(p, {}, x)[0], (params, x), order=2)
+        modes = ("rev",) if fast_grad else ("fwd", "rev")
+        check_grads(lambda p, x: layer.apply(p, {}, x)[0], (params, x), order=2, modes=modes)
 
 
 # (kernel, stride, PyTorch padding, PyTorch output_padding, dilation, jnet padding): the

@@ -128,12 +128,12 @@ def Conv2D(
         b_init: bias init, default zeros; ``"torch"`` draws U(±1/sqrt(fan_in)) with the
             kernel's fan_in (see `jnet.initializers`).
         use_bias: add a bias per filter (turn off before BatchNorm, which has its own).
-        fast_grad: for stride 1, no dilation and no groups, compute the backward pass with
-            explicitly laid out convolutions (`_conv_s1`). Default (None): on when the default
-            backend is the CPU, where XLA otherwise runs the weight gradient inside a
-            `lax.scan` / loop body (as `jnet.fit` runs epochs) with a naive kernel, ~10x
-            slower. Same values; its cost: no forward-mode autodiff (`jax.jvp`) through this
-            layer, so pass False for that.
+        fast_grad: compute the backward pass with explicitly laid out convolutions
+            (`conv_fast`; not with groups). Default (None): on when the default backend is the
+            CPU, where XLA otherwise runs autodiff's weight gradient inside a `lax.scan` / loop
+            body (as `jnet.fit` runs epochs) with a naive kernel: a strided 2-conv CNN step
+            took 36 ms instead of 4.6 ms. Same values; its cost: no forward-mode autodiff
+            (`jax.jvp`) through this layer, so pass False for that.
 
     Raises:
         LayerError: bad sizes, or C / filters not multiples of `feature_group_count`.
@@ -178,9 +178,7 @@ def _conv_layer(kind, n, filters, kernel_size, strides, padding, dilation, group
     pad_spec = normalize_padding(kind, padding, n)
     w_fn, b_fn = initializers.get(w_init), initializers.get(b_init)
     effective = tuple((k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True))
-    if fast_grad is None:
-        fast_grad = jax.default_backend() == "cpu"
-    numbers = dimension_numbers(n)
+    fast_grad = _default_fast_grad(fast_grad)
 
     def init_fn(key, in_shape):
         check_spatial_in_shape(kind, n, in_shape)
@@ -201,12 +199,11 @@ def _conv_layer(kind, n, filters, kernel_size, strides, padding, dilation, group
         check_last_dim(kind, x, params["w"].shape[-2] * groups, "channels")
         pads = resolve_padding(pad_spec, x.shape[1:-1], effective, stride)
         w = params["w"].astype(x.dtype)
-        plain = stride == (1,) * n and dil == (1,) * n and groups == 1
-        if fast_grad and plain and _fits_full_conv(pads, kernel):
-            y = _conv_s1(x, w, pads)
+        if fast_grad and groups == 1:
+            y = conv_fast(x, w, stride, pads, dil)
         else:
             y = lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dil,
-                                         dimension_numbers=numbers,
+                                         dimension_numbers=dimension_numbers(n),
                                          feature_group_count=groups)
         if use_bias:
             y = y + params["b"].astype(x.dtype)
@@ -219,48 +216,6 @@ def _conv_layer(kind, n, filters, kernel_size, strides, padding, dilation, group
     return Layer(init_fn, apply_fn, kind=kind, config=config, name=name)
 
 
-def _fits_full_conv(pads: Pads, kernel: tuple[int, ...]) -> bool:
-    """The input gradient is a full convolution with pads k-1-p, which must not be negative."""
-    return all(0 <= p <= k - 1 for (lo, hi), k in zip(pads, kernel, strict=True) for p in (lo, hi))
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_s1(x: jax.Array, w: jax.Array, pads: Pads) -> jax.Array:
-    """Stride-1 channels-last convolution whose backward pass lays its convolutions out itself.
-
-    For y = x ⋆ w with pads (lo, hi) per axis and upstream gradient g = dL/dy:
-
-        dL/dx = g ⋆ flip(w)ᵀ   with pads (k-1-lo, k-1-hi): a full convolution, (*k, F, C)
-        dL/dw[u, c, f] = Σ_{n,i} x_pad[n, i+u, c] g[n, i, f]   (u, i multi-indices)
-              = a convolution of x viewed as (C, *S, N) with g viewed as (*S_out, N, F)
-
-    All are plain channels-last convolutions, which XLA:CPU runs with its fast kernel inside
-    loop bodies too (autodiff's own weight gradient is not, there).
-    """
-    return lax.conv_general_dilated(x, w, (1,) * len(pads), pads,
-                                    dimension_numbers=dimension_numbers(len(pads)))
-
-
-def _conv_s1_fwd(x, w, pads):
-    return _conv_s1(x, w, pads), (x, w)
-
-
-def _conv_s1_bwd(pads, residuals, g):
-    x, w = residuals
-    n = len(pads)
-    spatial = tuple(range(1, n + 1))
-    numbers = dimension_numbers(n)
-    full = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(w.shape[:n], pads, strict=True))
-    w_t = jnp.flip(w, tuple(range(n))).swapaxes(n, n + 1)
-    dx = lax.conv_general_dilated(g, w_t, (1,) * n, full, dimension_numbers=numbers)
-    dw = lax.conv_general_dilated(
-        jnp.transpose(x, (n + 1, *spatial, 0)), jnp.transpose(g, (*spatial, 0, n + 1)),
-        (1,) * n, pads, dimension_numbers=numbers,
-    )
-    return dx, jnp.transpose(dw, (*spatial, 0, n + 1))
-
-
-_conv_s1.defvjp(_conv_s1_fwd, _conv_s1_bwd)
 
 
 def ConvTranspose2D(
@@ -273,6 +228,7 @@ def ConvTranspose2D(
     w_init: Any = "glorot_uniform",
     b_init: Any = "zeros",
     use_bias: bool = True,
+    fast_grad: bool | None = None,
     name: str | None = None,
 ) -> Layer:
     """Transposed 2-D convolution (upsampling): (N, H, W, C) -> (N, H', W', filters).
@@ -318,12 +274,14 @@ def ConvTranspose2D(
             side).
         b_init: default zeros; ``"torch"``: U(±1/sqrt(kh kw F)), PyTorch's.
         use_bias: add a bias per filter.
+        fast_grad: as for `Conv2D` (`conv_transpose_fast`): default on with the CPU backend.
 
     Raises:
         LayerError: bad sizes or output_padding, or crops leaving no output.
     """
     return _conv_transpose_layer("ConvTranspose2D", 2, filters, kernel_size, strides, padding,
-                                 output_padding, dilation, w_init, b_init, use_bias, name)
+                                 output_padding, dilation, w_init, b_init, use_bias, fast_grad,
+                                 name)
 
 
 def transpose_crops(pad_spec: str | Pads, window: Sequence[int], strides: Sequence[int],
@@ -341,7 +299,7 @@ def transpose_crops(pad_spec: str | Pads, window: Sequence[int], strides: Sequen
 
 
 def _conv_transpose_layer(kind, n, filters, kernel_size, strides, padding, output_padding,
-                          dilation, w_init, b_init, use_bias, name) -> Layer:
+                          dilation, w_init, b_init, use_bias, fast_grad, name) -> Layer:
     """A transposed convolution over `n` spatial axes (the body of `ConvTranspose2D`)."""
     check_filters(kind, filters, 1)
     kernel = as_tuple(kind, "kernel_size", kernel_size, n)
@@ -361,7 +319,7 @@ def _conv_transpose_layer(kind, n, filters, kernel_size, strides, padding, outpu
     out_pad = tuple(out_pad)
     w_fn, b_fn = initializers.get(w_init), initializers.get(b_init)
     effective = tuple((k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True))
-    numbers = dimension_numbers(n)
+    fast_grad = _default_fast_grad(fast_grad)
 
     def out_size(size):
         crops = transpose_crops(pad_spec, effective, stride, out_pad)
@@ -390,13 +348,9 @@ def _conv_transpose_layer(kind, n, filters, kernel_size, strides, padding, outpu
         check_spatial_input(kind, n, x)
         check_last_dim(kind, x, params["w"].shape[-2], "channels")
         crops, _ = out_size(x.shape[1:-1])
-        # The full output is a stride-1 convolution of the s-dilated input, zero padded by
-        # k_eff - 1, with the flipped kernel; cropping is padding less (negative pads crop).
-        pads = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(effective, crops,
-                                                                      strict=True))
-        w = jnp.flip(params["w"].astype(x.dtype), tuple(range(n)))
-        y = lax.conv_general_dilated(x, w, (1,) * n, pads, lhs_dilation=stride,
-                                     rhs_dilation=dil, dimension_numbers=numbers)
+        w = params["w"].astype(x.dtype)
+        transpose = conv_transpose_fast if fast_grad else conv_transpose
+        y = transpose(x, w, stride, crops, dil)
         if use_bias:
             y = y + params["b"].astype(x.dtype)
         return y, state
@@ -405,3 +359,135 @@ def _conv_transpose_layer(kind, n, filters, kernel_size, strides, padding, outpu
               "padding": pad_spec, "output_padding": out_pad, "dilation": dil,
               "use_bias": use_bias}
     return Layer(init_fn, apply_fn, kind=kind, config=config, name=name)
+
+
+# ----------------------------------------------------------------------------------------
+# The convolutions themselves, and backward passes that XLA:CPU runs fast inside loops.
+
+
+def _default_fast_grad(fast_grad: bool | None) -> bool:
+    return jax.default_backend() == "cpu" if fast_grad is None else bool(fast_grad)
+
+
+def _crop(x: jax.Array, pads: Pads) -> tuple[jax.Array, Pads]:
+    """`x` with the negative parts of `pads` cropped off its spatial axes, and the pads left.
+
+    Negative convolution padding would crop too, but JAX 0.10 differentiates a convolution
+    with negative padding wrongly (its weight gradient counts the cropped rows), so crops are
+    slices here and convolutions only ever pad.
+    """
+    index = tuple(slice(max(-lo, 0), size - max(-hi, 0))
+                  for size, (lo, hi) in zip(x.shape[1:-1], pads, strict=True))
+    return x[(slice(None), *index)], tuple((max(lo, 0), max(hi, 0)) for lo, hi in pads)
+
+
+def conv(x: jax.Array, w: jax.Array, strides: Sequence[int], pads: Pads,
+         dilation: Sequence[int]) -> jax.Array:
+    """y[n, i, f] = Σ_{u, c} x_pad[n, i*s + u*d, c] w[u, c, f] (i, u multi-indices), channels
+    last, w (*k, C, F), a negative pad crops; autodiff's backward pass."""
+    x, pads = _crop(x, pads)
+    return lax.conv_general_dilated(x, w, tuple(strides), pads, rhs_dilation=tuple(dilation),
+                                    dimension_numbers=dimension_numbers(len(pads)))
+
+
+def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int], crops: Pads,
+                   dilation: Sequence[int]) -> jax.Array:
+    """full[n, i*s + u*d, f] += x[n, i, c] w[u, c, f], cropped by (lo, hi) per axis (a negative
+    hi appends zeros); autodiff's backward pass.
+
+    The full output is a stride-1 convolution of the s-dilated input, zero padded by k_eff - 1,
+    with the flipped kernel; a crop is that much less padding, or a slice past the padding."""
+    n = len(crops)
+    pads = tuple(((k - 1) * d - lo, (k - 1) * d - hi)
+                 for k, d, (lo, hi) in zip(w.shape[:n], dilation, crops, strict=True))
+    y = lax.conv_general_dilated(x, jnp.flip(w, tuple(range(n))), (1,) * n,
+                                 tuple((max(lo, 0), max(hi, 0)) for lo, hi in pads),
+                                 lhs_dilation=tuple(strides), rhs_dilation=tuple(dilation),
+                                 dimension_numbers=dimension_numbers(n))
+    return _crop(y, pads)[0]
+
+
+def _weight_grad(a: jax.Array, b: jax.Array, strides: Sequence[int], pads: Pads,
+                 dilation: Sequence[int]) -> jax.Array:
+    """out[u, p, q] = Σ_{n, i} a_pad[n, u*d + i*s, p] b[n, i, q]: both weight gradients.
+
+    One plain channels-last convolution: a viewed as (P, *S, N) (batch P, features N) with b
+    viewed as a (*S_b, N, Q) kernel dilated by s, window strides d; (P, *k, Q) -> (*k, P, Q).
+    """
+    n = len(pads)
+    spatial = tuple(range(1, n + 1))
+    a, pads = _crop(a, pads)
+    out = lax.conv_general_dilated(
+        jnp.transpose(a, (n + 1, *spatial, 0)), jnp.transpose(b, (*spatial, 0, n + 1)),
+        tuple(dilation), pads, rhs_dilation=tuple(strides),
+        dimension_numbers=dimension_numbers(n),
+    )
+    return jnp.transpose(out, (*spatial, 0, n + 1))
+
+
+def _end_pads(x_size, y_size, kernel, strides, pads, dilation) -> Pads:
+    """(lo, hi') per axis with hi' = (out - 1) s + k_eff - in - lo: the pads that make the
+    convolution of an `x_size` input cover exactly the `y_size` output (a strided convolution
+    may leave the last rows of its input unused; hi' then crops them)."""
+    return tuple((lo, (o - 1) * s + (k - 1) * d + 1 - i - lo)
+                 for i, o, k, s, d, (lo, _) in zip(x_size, y_size, kernel, strides, dilation,
+                                                   pads, strict=True))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_fast(x: jax.Array, w: jax.Array, strides: tuple[int, ...], pads: Pads,
+              dilation: tuple[int, ...]) -> jax.Array:
+    """`conv` with a backward pass that lays its convolutions out itself.
+
+    For y = conv(x, w) and upstream gradient g = dL/dy (k_eff = (k-1)d + 1 per axis):
+
+        dL/dx = conv_transpose(g, wᵀ) with crops (lo, hi'), wᵀ = w with C and F swapped: the
+                s-dilated g convolved with the flipped kernel
+        dL/dw[u, c, f] = Σ_{n,i} x_pad[n, u*d + i*s, c] g[n, i, f]   (`_weight_grad`)
+
+    with hi' from `_end_pads`. Each is one plain channels-last convolution, which XLA:CPU runs
+    with its fast kernel inside loop bodies too; autodiff's weight gradient is a convolution
+    laid out feature-major that it runs with a naive kernel there (8x slower in a strided CNN).
+    Values equal autodiff's to float rounding (tests/test_conv_fast_grad.py).
+    """
+    return conv(x, w, strides, pads, dilation)
+
+
+def _conv_fast_fwd(x, w, strides, pads, dilation):
+    return conv_fast(x, w, strides, pads, dilation), (x, w)
+
+
+def _conv_fast_bwd(strides, pads, dilation, residuals, g):
+    x, w = residuals
+    n = len(pads)
+    exact = _end_pads(x.shape[1:-1], g.shape[1:-1], w.shape[:n], strides, pads, dilation)
+    dx = conv_transpose(g, w.swapaxes(n, n + 1), strides, exact, dilation)
+    return dx, _weight_grad(x, g, strides, exact, dilation)
+
+
+conv_fast.defvjp(_conv_fast_fwd, _conv_fast_bwd)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_transpose_fast(x: jax.Array, w: jax.Array, strides: tuple[int, ...], crops: Pads,
+                        dilation: tuple[int, ...]) -> jax.Array:
+    """`conv_transpose` with a backward pass of plain convolutions (the mirror of `conv_fast`):
+
+        dL/dx = conv(g, wᵀ) with pads = crops (a strided convolution of g)
+        dL/dw[u, c, f] = Σ_{n,i} g_pad[n, u*d + i*s, f] x[n, i, c]   (`_weight_grad`, swapped)
+    """
+    return conv_transpose(x, w, strides, crops, dilation)
+
+
+def _conv_transpose_fast_fwd(x, w, strides, crops, dilation):
+    return conv_transpose_fast(x, w, strides, crops, dilation), (x, w)
+
+
+def _conv_transpose_fast_bwd(strides, crops, dilation, residuals, g):
+    x, w = residuals
+    n = len(crops)
+    dx = conv(g, w.swapaxes(n, n + 1), strides, crops, dilation)
+    return dx, _weight_grad(g, x, strides, crops, dilation).swapaxes(n, n + 1)
+
+
+conv_transpose_fast.defvjp(_conv_transpose_fast_fwd, _conv_transpose_fast_bwd)
