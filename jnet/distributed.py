@@ -60,8 +60,9 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jnet import checkpoint as _checkpoint
+from jnet.errors import ArgumentError, ArgumentTypeError
+from jnet.typing import PyTree
 
-PyTree = Any
 DATA = "data"
 
 
@@ -92,20 +93,21 @@ def make_mesh(devices: Sequence[jax.Device] | int | None = None, *,
     elif isinstance(devices, int):
         available = jax.devices()
         if not 1 <= devices <= len(available):
-            raise ValueError(f"jnet.distributed.make_mesh: asked for {devices} devices, this job "
-                             f"has {len(available)} ({available[0].platform}). On CPU, set "
-                             "XLA_FLAGS=--xla_force_host_platform_device_count=N before jax "
-                             "starts to get N virtual devices.")
+            raise ArgumentError(
+                f"jnet.distributed.make_mesh: asked for {devices} devices, this job has "
+                f"{len(available)} ({available[0].platform}). On CPU, set "
+                "XLA_FLAGS=--xla_force_host_platform_device_count=N before jax starts to get N "
+                "virtual devices.")
         devices = available[:devices]
     devices = list(devices)
     if not devices:
-        raise ValueError("jnet.distributed.make_mesh: got an empty device list.")
+        raise ArgumentError("jnet.distributed.make_mesh: got an empty device list.")
     return Mesh(np.asarray(devices), (axis,), axis_types=(AxisType.Auto,))
 
 
 def _check_axis(mesh: Mesh, axis: str, role: str) -> None:
     if axis not in mesh.shape:
-        raise ValueError(
+        raise ArgumentError(
             f"jnet.distributed: the {role} {axis!r} is not an axis of the mesh, whose axes are "
             f"{dict(mesh.shape)}. Build the mesh with that axis name (`make_mesh(axis="
             f"{axis!r})`) or pass {role.replace(' ', '_')}= one of {list(mesh.shape)}.")
@@ -117,9 +119,10 @@ def as_plan(mesh: Mesh | Plan, *, batch_axis: str = DATA,
     plan = mesh if isinstance(mesh, Plan) else None
     if plan is None:
         if not isinstance(mesh, Mesh):
-            raise TypeError(f"jnet.distributed: expected a jax.sharding.Mesh or a "
-                            f"jnet.distributed.Plan, got {type(mesh).__name__}. Build one with "
-                            "`jnet.distributed.data_parallel()` or `make_mesh()`.")
+            raise ArgumentTypeError(
+                f"jnet.distributed: expected a jax.sharding.Mesh or a jnet.distributed.Plan, got "
+                f"{type(mesh).__name__}. Build one with `jnet.distributed.data_parallel()` or "
+                "`make_mesh()`.")
         plan = Plan(mesh, batch_axis, param_axis)
     _check_axis(plan.mesh, plan.batch_axis, "batch axis")
     if plan.param_axis is not None:
@@ -202,7 +205,7 @@ def batch_sharding(plan: Mesh | Plan, ndim: int = 1) -> NamedSharding:
 def _check_batch_size(n: int, plan: Plan, where: str, what: str = "the batch") -> None:
     if n % plan.size:
         multiple = plan.size * max(1, round(n / plan.size))
-        raise ValueError(
+        raise ArgumentError(
             f"{where}: {what} has {n} examples, which the {plan.size} devices of mesh axis "
             f"{plan.batch_axis!r} cannot split evenly. Use a batch size that is a multiple of "
             f"{plan.size} (e.g. {multiple}), or a mesh with a device count that divides {n}.")
@@ -222,8 +225,9 @@ def shard_batch(batch: PyTree, plan: Mesh | Plan) -> PyTree:
     def one(x):
         x = np.asarray(x) if not isinstance(x, jax.Array) else x
         if x.ndim == 0:
-            raise ValueError("jnet.distributed.shard_batch: every leaf of a batch needs a leading "
-                             f"batch axis, got a scalar {x!r}.")
+            raise ArgumentError(
+                "jnet.distributed.shard_batch: every leaf of a batch needs a leading batch axis, "
+                f"got a scalar {x!r}.")
         # the global batch when every process of the mesh feeds its own rows (a 1-D mesh)
         _check_batch_size(x.shape[0] * processes, plan, "jnet.distributed.shard_batch",
                           "the global batch")
@@ -308,7 +312,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if local_device_count is None and env.get("JNET_LOCAL_DEVICES"):
         local_device_count = int(env["JNET_LOCAL_DEVICES"])
     if None in (coordinator_address, num_processes, process_id):
-        raise ValueError(
+        raise ArgumentError(
             "jnet.distributed.initialize: need coordinator_address ('host:port' of process 0), "
             "num_processes and process_id, as arguments or as JNET_COORDINATOR / "
             f"JNET_NUM_PROCESSES / JNET_PROCESS_ID (got {coordinator_address!r}, "

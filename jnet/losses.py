@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet.activations import log_softmax, softplus
+from jnet.errors import ArgumentError, DataError, public
 
 ArrayLike = Any
 REDUCTIONS = ("mean", "sum", "none")
@@ -36,31 +37,29 @@ def _shape(x: ArrayLike) -> tuple[int, ...]:
     return tuple(jnp.shape(x))
 
 
-def _check_same_shape(fn: str, a_name: str, a: ArrayLike, b_name: str, b: ArrayLike) -> None:
+def _check_same_shape(a_name: str, a: ArrayLike, b_name: str, b: ArrayLike) -> None:
     if _shape(a) != _shape(b):
-        raise ValueError(
-            f"{fn}: expected {b_name} of the same shape as {a_name} {_shape(a)}, got "
+        raise DataError(
+            f"expected {b_name} of the same shape as {a_name} {_shape(a)}, got "
             f"{_shape(b)}. jnet does not broadcast targets; reshape them to match."
         )
 
 
-def _reduce(fn: str, losses: jax.Array, reduction: str, where: ArrayLike | None) -> jax.Array:
+def _reduce(losses: jax.Array, reduction: str, where: ArrayLike | None) -> jax.Array:
     """Apply the optional per-example mask `where`, then `reduction` (module docstring)."""
     if reduction not in REDUCTIONS:
-        raise ValueError(
-            f"{fn}: expected reduction in {REDUCTIONS}, got {reduction!r}."
-        )
+        raise ArgumentError(f"expected reduction in {REDUCTIONS}, got {reduction!r}.")
     if where is not None:
         mask = jnp.asarray(where)
         loss_shape = losses.shape
         if mask.shape != loss_shape[: mask.ndim] or mask.ndim == 0:
-            raise ValueError(
-                f"{fn}: expected `where` of shape {loss_shape[:1]} (one flag per example) or "
+            raise ArgumentError(
+                f"expected `where` of shape {loss_shape[:1]} (one flag per example) or "
                 f"{loss_shape} (one per element), got {mask.shape}."
             )
         if mask.dtype != jnp.bool_:
-            raise ValueError(
-                f"{fn}: expected a boolean `where` mask, got dtype {mask.dtype}. "
+            raise ArgumentError(
+                f"expected a boolean `where` mask, got dtype {mask.dtype}. "
                 "Use e.g. `where=mask.astype(bool)`."
             )
         mask = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (losses.ndim - mask.ndim)),
@@ -88,14 +87,15 @@ def _check_labels_in_range(labels: ArrayLike, num_classes: int) -> None:
     labels = np.asarray(labels)
     bad = (labels < 0) | (labels >= num_classes)
     if bad.any():
-        raise ValueError(
-            f"softmax_cross_entropy: integer labels must lie in [0, {num_classes}) for logits "
+        raise DataError(
+            f"integer labels must lie in [0, {num_classes}) for logits "
             f"with {num_classes} classes on the last axis, got label {int(labels[bad][0])} "
             f"({int(bad.sum())} out of range). Check the label encoding or the number of "
             "output units."
         )
 
 
+@public("jnet.losses.softmax_cross_entropy")
 def softmax_cross_entropy(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -119,7 +119,7 @@ def softmax_cross_entropy(
     last axis. Stable for any finite logits (through `log_softmax`); a logit of −inf (masked
     class) is fine as long as its target probability is 0.
 
-    Integer labels outside [0, C) raise a ValueError when the labels are concrete. Under
+    Integer labels outside [0, C) raise a `jnet.DataError` when the labels are concrete. Under
     `jax.jit` they cannot be checked; the loss of such an example is NaN (not a silent 0), so
     the problem shows in the metrics. PyTorch's `CrossEntropyLoss` matches this with
     ``reduction="mean"``; optax splits it into `softmax_cross_entropy` (targets) and
@@ -132,12 +132,11 @@ def softmax_cross_entropy(
         reduction: "mean", "sum" or "none" (per-element losses, shape ``logits.shape[:-1]``).
         where: optional boolean mask over examples (module docstring).
     """
-    fn = "softmax_cross_entropy"
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
     if logits.ndim == 0 or not jnp.issubdtype(logits.dtype, jnp.floating):
-        raise ValueError(
-            f"{fn}: expected floating-point logits with classes on the last axis, got shape "
+        raise DataError(
+            f"expected floating-point logits with classes on the last axis, got shape "
             f"{logits.shape} and dtype {logits.dtype}."
         )
     num_classes = logits.shape[-1]
@@ -155,15 +154,16 @@ def softmax_cross_entropy(
         losses = -jnp.sum(targets * logp, axis=-1)
     else:
         kind = "integer" if jnp.issubdtype(labels.dtype, jnp.integer) else str(labels.dtype)
-        raise ValueError(
-            f"{fn}: expected integer labels of shape {logits.shape[:-1]} (class indices) or "
+        raise DataError(
+            f"expected integer labels of shape {logits.shape[:-1]} (class indices) or "
             f"targets of shape {logits.shape} (one-hot / probabilities) for logits of shape "
             f"{logits.shape}, got {kind} labels of shape {labels.shape}. Float labels of shape "
             f"{logits.shape[:-1]} must be cast to int; one-hot targets must match the logits."
         )
-    return _reduce(fn, losses, reduction, where)
+    return _reduce(losses, reduction, where)
 
 
+@public("jnet.losses.sigmoid_binary_cross_entropy")
 def sigmoid_binary_cross_entropy(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -186,21 +186,21 @@ def sigmoid_binary_cross_entropy(
         labels: same shape as `logits`, values in [0, 1] (float, int or bool).
         reduction, where: see the module docstring; "none" keeps the shape of `logits`.
     """
-    fn = "sigmoid_binary_cross_entropy"
-    _check_same_shape(fn, "logits", logits, "labels", labels)
+    _check_same_shape("logits", logits, "labels", labels)
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels).astype(logits.dtype)
-    return _reduce(fn, softplus(logits) - logits * labels, reduction, where)
+    return _reduce(softplus(logits) - logits * labels, reduction, where)
 
 
-def _residual_loss(fn: str, pred: ArrayLike, target: ArrayLike,
+def _residual_loss(pred: ArrayLike, target: ArrayLike,
                    of_residual: Callable[[jax.Array], jax.Array], reduction: str,
                    where: ArrayLike | None) -> jax.Array:
     """`of_residual(pred − target)` elementwise, then reduced: the shared body of mse/mae/huber."""
-    _check_same_shape(fn, "pred", pred, "target", target)
-    return _reduce(fn, of_residual(jnp.asarray(pred) - jnp.asarray(target)), reduction, where)
+    _check_same_shape("pred", pred, "target", target)
+    return _reduce(of_residual(jnp.asarray(pred) - jnp.asarray(target)), reduction, where)
 
 
+@public("jnet.losses.mse")
 def mse(
     pred: ArrayLike,
     target: ArrayLike,
@@ -213,9 +213,10 @@ def mse(
     ∂ℓ/∂pred = 2·(pred − target). The regression loss (`RegressionOutput`). PyTorch's
     `MSELoss` and Keras's `MeanSquaredError` give the same mean; optax's `l2_loss` is half of it.
     """
-    return _residual_loss("mse", pred, target, jnp.square, reduction, where)
+    return _residual_loss(pred, target, jnp.square, reduction, where)
 
 
+@public("jnet.losses.mae")
 def mae(
     pred: ArrayLike,
     target: ArrayLike,
@@ -227,7 +228,7 @@ def mae(
 
     Less sensitive to outliers than `mse`; PyTorch's `L1Loss`.
     """
-    return _residual_loss("mae", pred, target, _abs_zero_grad_at_zero, reduction, where)
+    return _residual_loss(pred, target, _abs_zero_grad_at_zero, reduction, where)
 
 
 def _abs_zero_grad_at_zero(d: jax.Array) -> jax.Array:
@@ -235,6 +236,7 @@ def _abs_zero_grad_at_zero(d: jax.Array) -> jax.Array:
     return jnp.where(d == 0, jnp.zeros_like(d), jnp.abs(d))
 
 
+@public("jnet.losses.huber")
 def huber(
     pred: ArrayLike,
     target: ArrayLike,
@@ -253,10 +255,10 @@ def huber(
     is this divided by δ.
     """
     if delta <= 0:
-        raise ValueError(f"huber: expected delta > 0, got {delta}.")
+        raise ArgumentError(f"expected delta > 0, got {delta}. Pass a positive threshold.")
 
     def of_residual(d):
         abs_d = jnp.abs(d)
         return jnp.where(abs_d <= delta, 0.5 * jnp.square(d), delta * (abs_d - 0.5 * delta))
 
-    return _residual_loss("huber", pred, target, of_residual, reduction, where)
+    return _residual_loss(pred, target, of_residual, reduction, where)

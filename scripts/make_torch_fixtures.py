@@ -5,6 +5,12 @@ input ``x`` and PyTorch's output(s) ``y...`` for it, all float32 and tiny, so
 `tests/test_interop.py` checks jnet against PyTorch's numbers without PyTorch installed.
 
     python scripts/make_torch_fixtures.py        # rewrites tests/fixtures/torch_*.npz
+
+The sequence layers' cases (LayerNorm, Embedding, MultiheadAttention) need more than ``x``:
+a padding mask and the attention's configuration. They are written to
+``tests/fixtures/seq_<case>.npz`` (``sd/...``, ``x``, ``y``, and for attention ``mask``,
+``num_heads``, ``causal``) and checked by tests/test_layernorm.py, test_embedding.py and
+test_attention.py.
 """
 
 from __future__ import annotations
@@ -58,6 +64,48 @@ def outputs(module: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
     return {"y": out.numpy()}
 
 
+def make_sequence_cases(seed: int = 0) -> dict[str, dict]:
+    """The sequence layers' cases: name -> ``{"module", "x", ...}``. Attention cases add
+    ``mask`` (N, T) in jnet's convention (True on real steps; PyTorch's ``key_padding_mask`` is
+    its negation), ``num_heads`` and ``causal``. Biases and affine params are drawn away from
+    PyTorch's zero / one defaults so that the conversion of each one is checked."""
+    torch.manual_seed(seed)
+    norm = torch.nn.LayerNorm(6)
+    cases = {
+        "layernorm": {"module": norm, "x": torch.randn(2, 5, 6) * 3 + 1},
+        "embedding": {"module": torch.nn.Embedding(10, 4), "x": torch.randint(0, 10, (3, 5))},
+    }
+    lengths = torch.tensor([5, 3, 1])
+    mask = torch.arange(5)[None, :] < lengths[:, None]
+    for causal in (False, True):
+        attention = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+        cases["mha_causal" if causal else "mha"] = {
+            "module": attention, "x": torch.randn(3, 5, 8), "mask": mask, "num_heads": 2,
+            "causal": causal}
+    with torch.no_grad():
+        for case in cases.values():
+            for name, value in case["module"].named_parameters():
+                if name.endswith("bias") or isinstance(case["module"], torch.nn.LayerNorm):
+                    value.uniform_(-0.5, 1.5)
+    return cases
+
+
+def sequence_outputs(case: dict) -> dict[str, np.ndarray]:
+    """PyTorch's output ``{"y": ...}`` for a case of `make_sequence_cases` (eval mode). For
+    attention ``y`` is defined at real queries only: PyTorch computes something at padded
+    queries (jnet returns 0 there), so the tests compare real steps."""
+    module, x = case["module"], case["x"]
+    module.eval()
+    with torch.no_grad():
+        if not isinstance(module, torch.nn.MultiheadAttention):
+            return {"y": module(x).numpy()}
+        t = x.shape[1]
+        causal = torch.triu(torch.ones(t, t, dtype=torch.bool), 1) if case["causal"] else None
+        y, _ = module(x, x, x, key_padding_mask=~case["mask"], attn_mask=causal,
+                      need_weights=False)
+    return {"y": y.numpy()}
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, (module, x) in make_modules().items():
@@ -65,6 +113,13 @@ def main() -> None:
                   if v.dtype.is_floating_point}
         arrays.update(x=x.numpy(), **outputs(module, x))
         path = OUT / f"torch_{name}.npz"
+        np.savez_compressed(path, **arrays)
+        print(f"{path.relative_to(OUT.parent.parent)}: {path.stat().st_size} bytes")
+    for name, case in make_sequence_cases().items():
+        arrays = {f"sd/{k}": v.detach().numpy() for k, v in case["module"].state_dict().items()}
+        arrays.update({k: np.asarray(v) for k, v in case.items() if k != "module"})
+        arrays.update(sequence_outputs(case))
+        path = OUT / f"seq_{name}.npz"
         np.savez_compressed(path, **arrays)
         print(f"{path.relative_to(OUT.parent.parent)}: {path.stat().st_size} bytes")
 

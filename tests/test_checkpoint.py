@@ -5,6 +5,7 @@ import json
 import os
 import re
 import struct
+import zlib
 from typing import NamedTuple
 
 import jax
@@ -15,7 +16,7 @@ import pytest
 import safetensors.numpy
 
 from jnet import checkpoint
-from jnet.checkpoint import CheckpointError, CheckpointManager
+from jnet.checkpoint import CheckpointError, CheckpointManager, CorruptCheckpointError
 
 
 class AdamLike(NamedTuple):
@@ -108,7 +109,14 @@ def test_file_is_plain_safetensors_with_readable_names(tmp_path):
         meta = f.metadata()
     assert {"params/conv2d_0/w", "params/dense_1/w", "ints/0", "key", "keys"} <= names
     description = json.loads(meta["jnet"])
-    assert description["format"] == "jnet.checkpoint" and description["version"] == 1
+    assert description["format"] == "jnet.checkpoint" and description["version"] == 2
+    # The checksums are plain CRC-32s of the tensor bytes and of the two header strings.
+    w = np.asarray(tree["params"]["conv2d_0"]["w"])
+    leaf = description["tree"]["children"][description["tree"]["keys"].index("params")]
+    leaf = leaf["children"][leaf["keys"].index("conv2d_0")]
+    leaf = leaf["children"][leaf["keys"].index("w")]
+    assert leaf["crc32"] == zlib.crc32(w.astype("<f4").tobytes())
+    assert int(meta["jnet_crc32"]) == zlib.crc32(f"{meta['jnet']}\0{meta['user']}".encode())
     # Other tools read the natively stored tensors directly.
     with safetensors.safe_open(path, framework="np") as f:
         np.testing.assert_array_equal(f.get_tensor("params/conv2d_0/w"),
@@ -246,8 +254,8 @@ def test_truncated_and_foreign_files_give_clear_errors(tmp_path):
     for name, content in cases.items():
         bad = tmp_path / name
         bad.write_bytes(content)
-        expected = re.escape(f"'{bad}' is not a readable jnet checkpoint")
-        with pytest.raises(CheckpointError, match=expected):
+        expected = re.escape(f"jnet.checkpoint.load: '{bad}' is corrupt")
+        with pytest.raises(CorruptCheckpointError, match=expected):
             checkpoint.load(bad)
 
     foreign = tmp_path / "foreign.safetensors"
@@ -326,3 +334,16 @@ def test_training_tree_round_trip(tmp_path):
     like = jax.eval_shape(lambda: {k: tree[k] for k in arrays})  # nothing allocated
     like.update(step=0, history={"loss": [0.0] * 3, "val_loss": [0.0] * 3})  # matched by type
     _assert_same(tree, manager.restore(like=like))
+
+
+def test_version_1_file_of_jnet_0_1_loads():
+    """tests/fixtures/checkpoint_v1.safetensors: `_every_leaf_kind()` saved by jnet 0.1's
+    `checkpoint.save` (format version 1: no checksums, 0-d arrays stored as shape [1])."""
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "checkpoint_v1.safetensors")
+    with safetensors.safe_open(path, framework="np") as f:
+        assert json.loads(f.metadata()["jnet"])["version"] == 1
+        assert "jnet_crc32" not in f.metadata()
+    tree = _every_leaf_kind()
+    _assert_same(tree, checkpoint.load(path))
+    _assert_same(tree, checkpoint.load(path, like=tree))
+    assert checkpoint.read_metadata(path) == {"a": 1}

@@ -134,7 +134,7 @@ def test_sharded_checkpoint_round_trip(devices):
 @pytest.mark.parametrize("case", ["shard_batch", "step", "fit"])
 def test_indivisible_batch_is_a_clear_error(devices, case):
     message = devices["errors"][case]
-    assert message.startswith("ValueError")
+    assert message.startswith("Error/ValueError")  # a jnet.Error that is also a ValueError
     assert "12 examples" in message and "8 devices" in message and "multiple of 8" in message
 
 

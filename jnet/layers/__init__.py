@@ -22,6 +22,7 @@ from jnet.layers.activations import (
     Swish,
     Tanh,
 )
+from jnet.layers.attention import MultiHeadAttention
 from jnet.layers.base import (
     Head,
     Layer,
@@ -47,9 +48,10 @@ from jnet.layers.combinators import (
 from jnet.layers.conv import Conv1D, Conv2D, ConvTranspose2D
 from jnet.layers.dense import Dense
 from jnet.layers.dropout import Dropout
+from jnet.layers.embedding import Embedding
 from jnet.layers.heads import ClassificationOutput, RegressionOutput
 from jnet.layers.input import Input
-from jnet.layers.norm import BatchNorm
+from jnet.layers.norm import BatchNorm, LayerNorm
 from jnet.layers.pooling import (
     AvgPool1D,
     AvgPool2D,
@@ -78,6 +80,7 @@ __all__ = [
     "ConvTranspose2D",
     "Dense",
     "Dropout",
+    "Embedding",
     "FanInConcat",
     "FanInSum",
     "FanOut",
@@ -91,10 +94,12 @@ __all__ = [
     "LSTMCell",
     "Layer",
     "LayerError",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "MaxPool1D",
     "MaxPool2D",
+    "MultiHeadAttention",
     "PReLU",
     "ReLU",
     "RegressionOutput",

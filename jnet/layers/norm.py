@@ -1,4 +1,5 @@
-"""Batch normalization (Ioffe & Szegedy 2015) with running statistics kept in `state`."""
+"""Normalisation layers: batch normalization (Ioffe & Szegedy 2015), with running statistics
+kept in `state`, and layer normalization (Ba, Kiros & Hinton 2016)."""
 
 from __future__ import annotations
 
@@ -87,22 +88,8 @@ def BatchNorm(
         out_dtype = x.dtype
         # Statistics of bfloat16 / float16 activations lose too much in their own precision.
         x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-        reduce = tuple(range(x.ndim - 1))
         if train:
-            n = math.prod(x.shape[:-1])
-            if n < 2:
-                raise LayerError(
-                    "BatchNorm",
-                    f"training needs more than one value per channel to estimate a variance, got "
-                    f"a batch of shape {x.shape}. Use a batch size > 1 or train=False.",
-                )
-            mean = jnp.mean(x, axis=reduce)
-            var = jnp.mean(jnp.square(x - mean), axis=reduce)
-            stored_var = var * (n / (n - 1)) if unbiased_running_var else var
-            new_state = jax.lax.stop_gradient({
-                "mean": momentum * state["mean"] + (1 - momentum) * mean,
-                "var": momentum * state["var"] + (1 - momentum) * stored_var,
-            })
+            mean, var, new_state = _batch_statistics(x, state, momentum, unbiased_running_var)
         else:
             mean, var, new_state = state["mean"], state["var"], state
         y = (x - mean) * jax.lax.rsqrt(var + eps)
@@ -115,4 +102,100 @@ def BatchNorm(
     config = {"momentum": momentum, "eps": eps, "axis": axis, "scale": scale, "center": center,
               "unbiased_running_var": unbiased_running_var}
     return Layer(init_fn, apply_fn, kind="BatchNorm", config=config, name=name,
+                 keeps_float32=True)
+
+
+def _batch_statistics(x: jax.Array, state: dict, momentum: float,
+                      unbiased_running_var: bool) -> tuple[jax.Array, jax.Array, dict]:
+    """Batch mean and biased variance of channels-last `x` over every other axis, and the
+    updated running statistics (no gradient flows into them)."""
+    reduce = tuple(range(x.ndim - 1))
+    n = math.prod(x.shape[:-1])
+    if n < 2:
+        raise LayerError(
+            "BatchNorm",
+            f"training needs more than one value per channel to estimate a variance, got "
+            f"a batch of shape {x.shape}. Use a batch size > 1 or train=False.",
+        )
+    mean = jnp.mean(x, axis=reduce)
+    var = jnp.mean(jnp.square(x - mean), axis=reduce)
+    stored_var = var * (n / (n - 1)) if unbiased_running_var else var
+    new_state = jax.lax.stop_gradient({
+        "mean": momentum * state["mean"] + (1 - momentum) * mean,
+        "var": momentum * state["var"] + (1 - momentum) * stored_var,
+    })
+    return mean, var, new_state
+
+
+def LayerNorm(
+    eps: float = 1e-5,
+    scale: bool = True,
+    center: bool = True,
+    name: str | None = None,
+) -> Layer:
+    """Normalise each position over its last axis (Ba, Kiros & Hinton 2016), (N, ..., C) -> same.
+
+    With μ and σ² the mean and *biased* variance of the C values of the last axis, per example
+    and per position (no batch statistics, so training and evaluation compute the same thing):
+
+        y = γ (x − μ) / sqrt(σ² + eps) + β
+
+    Params: ``{"scale": γ (C,), "bias": β (C,)}`` (ones / zeros; dropped when ``scale=False`` /
+    ``center=False``). No state. Statistics are computed in at least float32 and the layer sets
+    ``keeps_float32``, so under `jnet.precision.mixed` it runs in float32; the output keeps the
+    input's dtype. ``mask=`` is ignored: each position is normalised on its own, so padded steps
+    never mix into real ones.
+
+    PyTorch: ``nn.LayerNorm(C)`` (weight = γ, bias = β, the same eps 1e-5 and biased variance;
+    ``elementwise_affine=False`` is ``scale=False, center=False``); Keras ``LayerNormalization``
+    uses eps 1e-3.
+
+    Args:
+        eps: added to the variance inside the square root, > 0.
+        scale, center: learn γ, β.
+        name: the layer's name inside a container.
+
+    Returns:
+        The `Layer`.
+
+    Raises:
+        LayerError: ``eps <= 0``; at init, per-example inputs without a feature axis; at apply,
+            non-floating inputs or a last axis other than the C the params were made for.
+    """
+    if not isinstance(eps, (int, float)) or eps <= 0:
+        raise LayerError("LayerNorm", f"eps must be a positive number, got {eps!r}.")
+
+    def init_fn(key, in_shape):
+        if len(in_shape) < 1:
+            raise LayerError(
+                "LayerNorm",
+                f"expected per-example inputs with a feature axis to normalise, got in_shape "
+                f"{in_shape}. Reshape scalars per example to (N, 1), or drop the LayerNorm.",
+            )
+        c = in_shape[-1]
+        params = {}
+        if scale:
+            params["scale"] = jnp.ones((c,), jnp.float32)
+        if center:
+            params["bias"] = jnp.zeros((c,), jnp.float32)
+        return in_shape, params, {}
+
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
+        check_float("LayerNorm", x)
+        for p in params.values():  # without params any C normalises; with them, theirs
+            check_last_dim("LayerNorm", x, p.shape[0])
+        out_dtype = x.dtype
+        # Statistics of bfloat16 / float16 activations lose too much in their own precision.
+        x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+        y = (x - mean) * jax.lax.rsqrt(var + eps)
+        if scale:
+            y = y * params["scale"]
+        if center:
+            y = y + params["bias"]
+        return y.astype(out_dtype), state
+
+    config = {"eps": eps, "scale": scale, "center": center}
+    return Layer(init_fn, apply_fn, kind="LayerNorm", config=config, name=name,
                  keeps_float32=True)

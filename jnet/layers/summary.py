@@ -19,8 +19,7 @@ import jax
 
 from jnet.errors import ArgumentError, ArgumentTypeError
 from jnet.layers.base import Layer, abstract_init, abstract_key, as_shape
-
-PyTree = Any
+from jnet.typing import PyTree
 
 
 class Row(NamedTuple):
@@ -116,12 +115,12 @@ def _fmt_count(n: int) -> str:
     return f"{n:,}"
 
 
-def _fmt_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    raise AssertionError("unreachable")
+    return f"{n:.1f} GiB"
 
 
 def _table(rows: list[Row], title: str, footer: list[str]) -> str:

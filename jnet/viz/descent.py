@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-PyTree = Any
+from jnet.errors import ArgumentError
+from jnet.typing import PyTree
+
 LossFn = Callable[[PyTree], jax.Array]
 
 
@@ -66,7 +68,7 @@ def descent_path(
         `Descent(path, losses)`.
     """
     if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"descent_path: steps must be a non-negative int, got {steps!r}.")
+        raise ArgumentError(f"descent_path: steps must be a non-negative int, got {steps!r}.")
     start = jax.tree.map(lambda p: jnp.asarray(p, dtype=jnp.result_type(p, float)), start)
     value_and_grad = jax.value_and_grad(loss_fn)
     limit = divergence_factor * jnp.maximum(jnp.abs(loss_fn(start)), 1.0)
@@ -113,7 +115,7 @@ def sweep_losses(
     """
     learning_rates = jnp.asarray(learning_rates, dtype=float)
     if learning_rates.ndim != 1 or learning_rates.size == 0:
-        raise ValueError(
+        raise ArgumentError(
             "sweep_losses: learning_rates must be a non-empty 1-D sequence, got shape "
             f"{learning_rates.shape}."
         )

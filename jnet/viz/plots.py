@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from jnet import activations
+from jnet.errors import ArgumentError
 from jnet.viz.descent import LossFn, Optimizer, descent_path, sweep_losses
 from jnet.viz.surfaces import Surface
 
@@ -97,12 +98,12 @@ def plot_activation(
     items = [name_or_fn] if isinstance(name_or_fn, str) or callable(name_or_fn) else \
         list(name_or_fn)
     if not items:
-        raise ValueError("plot_activation: got an empty list of activations; pass a name, "
-                         "a function or a non-empty list of them.")
+        raise ArgumentError("plot_activation: got an empty list of activations; pass a name, "
+                            "a function or a non-empty list of them.")
     low, high = map(float, x_range)
     if not low < high:
-        raise ValueError(f"plot_activation: x_range must be (low, high) with low < high, got "
-                         f"{x_range!r}.")
+        raise ArgumentError(f"plot_activation: x_range must be (low, high) with low < high, got "
+                            f"{x_range!r}.")
     fig, (f_ax, d_ax) = _activation_axes(ax, derivative)
     xs = jnp.linspace(low, high, num)
     for i, item in enumerate(items):
@@ -172,8 +173,8 @@ def optimizer_paths(
         The figure: left, contours (log-spaced levels) and paths; right, loss per step.
     """
     if not optimizers:
-        raise ValueError("optimizer_paths: `optimizers` is empty; pass {label: optimizer}, e.g. "
-                         "{'Adam': jnet.optim.adam(0.1)}.")
+        raise ArgumentError("optimizer_paths: `optimizers` is empty; pass {label: optimizer}, e.g. "
+                            "{'Adam': jnet.optim.adam(0.1)}.")
     surface = loss_fn_2d if isinstance(loss_fn_2d, Surface) else None
     if surface is not None:
         start = surface.start if start is None else start
@@ -182,11 +183,11 @@ def optimizer_paths(
         value_at_minimum = surface.value_at_minimum if value_at_minimum is None \
             else value_at_minimum
     if start is None:
-        raise ValueError("optimizer_paths: pass `start=(x, y)` (only a Surface has a default).")
+        raise ArgumentError("optimizer_paths: pass `start=(x, y)` (only a Surface has a default).")
     start = jnp.asarray(start, dtype=float)
     if start.shape != (2,):
-        raise ValueError(f"optimizer_paths: `start` must be a point (x, y), got shape "
-                         f"{start.shape}.")
+        raise ArgumentError(f"optimizer_paths: `start` must be a point (x, y), got shape "
+                            f"{start.shape}.")
 
     runs = {label: jax.jit(functools.partial(descent_path, loss_fn_2d, opt, steps=steps))(start)
             for label, opt in optimizers.items()}

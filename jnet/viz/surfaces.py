@@ -26,6 +26,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jnet.errors import ArgumentError
+
 Bounds = tuple[tuple[float, float], tuple[float, float]]
 
 
@@ -54,7 +56,7 @@ class Surface:
     def __call__(self, xy: jax.Array) -> jax.Array:
         xy = jnp.asarray(xy)
         if xy.shape != (2,):
-            raise ValueError(
+            raise ArgumentError(
                 f"Surface {self.name!r} takes one point of shape (2,), got shape {xy.shape}. "
                 "Use jax.vmap(surface) for a batch of points."
             )
@@ -86,7 +88,7 @@ def quadratic(condition_number: float = 10.0, angle: float = 0.0) -> Surface:
     exactly; a rotation takes that advantage away.
     """
     if not condition_number >= 1.0:
-        raise ValueError(
+        raise ArgumentError(
             f"quadratic: condition_number must be >= 1 (ratio of the Hessian's eigenvalues), "
             f"got {condition_number}."
         )
