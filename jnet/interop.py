@@ -10,6 +10,9 @@ PyTorch            jnet                                    conversion
 =================  ======================================  ===================================
 nn.Linear          Dense {"w": (in, out), "b"}             weight.T
 nn.Conv2d          Conv2D {"w": (kh, kw, I, O), "b"}       OIHW -> HWIO: transpose(2, 3, 1, 0)
+nn.Conv1d          Conv1D {"w": (k, I, O), "b"}            OIW -> WIO: transpose(2, 1, 0)
+nn.ConvTranspose2d ConvTranspose2D {"w": (kh, kw, I, O),   IOHW -> HWIO: transpose(2, 3, 0, 1)
+                   "b"}
 nn.BatchNorm2d     BatchNorm {"scale", "bias"},            weight, bias; running_mean,
                    state {"mean", "var"}                   running_var copied as stored
 nn.LSTM            LSTM {"w_ih": (F, 4H), "w_hh": (H, 4H), weight_ih_l0.T, weight_hh_l0.T,
@@ -49,7 +52,9 @@ from jnet.errors import ArgumentError
 __all__ = [
     "batchnorm_from_torch",
     "bidirectional_from_torch",
+    "conv1d_from_torch",
     "conv2d_from_torch",
+    "conv_transpose2d_from_torch",
     "dense_from_torch",
     "embedding_from_torch",
     "gru_from_torch",
@@ -99,7 +104,8 @@ def conv2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     Both compute cross-correlation, so no kernel flip. Strides, padding and dilation are
     constructor arguments on both sides (PyTorch's ``padding=p`` is jnet's ``padding=p``);
     inputs go from NCHW to NHWC with ``x.transpose(0, 2, 3, 1)``. Grouped convolutions
-    (``groups > 1``) have no jnet counterpart.
+    (``groups=G``, weight (O, I / G, kh, kw)) convert the same way into
+    ``Conv2D(..., feature_group_count=G)``.
     """
     w = _get(state_dict, prefix + "weight", "conv2d_from_torch")
     if w.ndim != 4:
@@ -186,6 +192,73 @@ def bidirectional_from_torch(state_dict: Mapping[str, Any], kind: str, prefix: s
     if convert is None:
         raise ValueError(f"bidirectional_from_torch: kind must be 'LSTM' or 'GRU', got {kind!r}.")
     return {d: convert(state_dict, prefix, layer, d) for d in ("forward", "backward")}
+
+
+def conv1d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.Conv1d`` -> `Conv1D` params: (O, I, k) weight to WIO, ``{"w": (k, I, O), "b"}``.
+
+    As `conv2d_from_torch` with one spatial axis: no kernel flip, the constructor arguments
+    carry over (``groups=G`` is ``feature_group_count=G``), inputs go from (N, C, L) to
+    (N, L, C) with ``x.transpose(0, 2, 1)``.
+
+    Args:
+        state_dict: the module's (or a model's) ``state_dict()`` as arrays.
+        prefix: the module's key prefix inside a model's state dict, e.g. ``"features.0."``.
+
+    Returns:
+        The params dict, float32 NumPy arrays (no ``"b"`` for ``bias=False``).
+
+    Raises:
+        KeyError: no ``weight`` under `prefix`.
+        ValueError: a weight that is not 3-D, or a bias not of its O entries.
+    """
+    w = _get(state_dict, prefix + "weight", "conv1d_from_torch")
+    if w.ndim != 3:
+        raise ArgumentError(
+            f"conv1d_from_torch: expected a 3-D (O, I, k) weight, got {w.shape}. Pass an "
+            "nn.Conv1d's state dict (for nn.Conv2d use conv2d_from_torch)."
+        )
+    params = {"w": np.ascontiguousarray(w.transpose(2, 1, 0))}
+    b = _get(state_dict, prefix + "bias", "conv1d_from_torch", optional=True)
+    if b is not None:
+        _check_shape("conv1d_from_torch", "bias", b, (w.shape[0],))
+        params["b"] = b
+    return params
+
+
+def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.ConvTranspose2d`` -> `ConvTranspose2D` params: ``{"w": (kh, kw, I, O), "b"}``.
+
+    PyTorch stores a transposed convolution's weight input channels first, (I, O, kh, kw):
+    ``w = weight.transpose(2, 3, 0, 1)``, no flip. ``ConvTranspose2d(I, O, k, stride=s,
+    padding=p, output_padding=op, dilation=d)`` is ``ConvTranspose2D(O, k, s, padding=p,
+    output_padding=op, dilation=d)`` (see `ConvTranspose2D` for how "SAME" maps).
+    ``groups > 1`` has no jnet counterpart.
+
+    Args:
+        state_dict: the module's (or a model's) ``state_dict()`` as arrays.
+        prefix: the module's key prefix inside a model's state dict, e.g. ``"decoder.up1."``.
+
+    Returns:
+        The params dict, float32 NumPy arrays (no ``"b"`` for ``bias=False``).
+
+    Raises:
+        KeyError: no ``weight`` under `prefix`.
+        ValueError: a weight that is not 4-D, or a bias not of its O entries.
+    """
+    what = "conv_transpose2d_from_torch"
+    w = _get(state_dict, prefix + "weight", what)
+    if w.ndim != 4:
+        raise ArgumentError(
+            f"{what}: expected a 4-D (I, O, kh, kw) weight, got {w.shape}. Pass an "
+            "nn.ConvTranspose2d's state dict."
+        )
+    params = {"w": np.ascontiguousarray(w.transpose(2, 3, 0, 1))}
+    b = _get(state_dict, prefix + "bias", what, optional=True)
+    if b is not None:
+        _check_shape(what, "bias", b, (w.shape[1],))
+        params["b"] = b
+    return params
 
 
 # ----------------------------------------------------------------------------------------

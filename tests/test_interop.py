@@ -18,7 +18,8 @@ from jnet import layers as L
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = sorted((ROOT / "tests" / "fixtures").glob("torch_*.npz"))
-MODULES = ["lstm", "lstm_bi", "gru", "linear", "conv2d", "batchnorm2d"]
+MODULES = ["lstm", "lstm_bi", "gru", "linear", "conv2d", "batchnorm2d", "conv1d",
+           "conv_transpose2d"]
 
 
 def nchw_to_nhwc(x):
@@ -52,6 +53,18 @@ def jnet_outputs(name: str, sd: dict, x: np.ndarray) -> dict:
         params = interop.conv2d_from_torch(sd)
         kh, kw, _, out = params["w"].shape
         layer = L.Conv2D(out, (kh, kw), strides=(1, 2), padding=1)
+        y, _ = layer.apply(params, {}, nchw_to_nhwc(x))
+        return {"y": np.transpose(y, (0, 3, 1, 2))}
+    if name == "conv1d":
+        params = interop.conv1d_from_torch(sd)
+        layer = L.Conv1D(params["w"].shape[2], 3, strides=2, padding=2, dilation=2,
+                         feature_group_count=2)
+        y, _ = layer.apply(params, {}, np.transpose(x, (0, 2, 1)))
+        return {"y": np.transpose(y, (0, 2, 1))}
+    if name == "conv_transpose2d":
+        params = interop.conv_transpose2d_from_torch(sd)
+        layer = L.ConvTranspose2D(params["w"].shape[3], (3, 2), strides=(2, 3), padding=1,
+                                  output_padding=(1, 0))
         y, _ = layer.apply(params, {}, nchw_to_nhwc(x))
         return {"y": np.transpose(y, (0, 3, 1, 2))}
     if name == "batchnorm2d":
