@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+import jnet
 from jnet import interop
 from jnet import layers as L
 
@@ -139,7 +140,7 @@ def test_live_torch_stacked_and_bias_free():
 
 def test_errors():
     sd = {"weight_ih_l0": np.zeros((16, 3)), "weight_hh_l0": np.zeros((16, 4))}
-    with pytest.raises(KeyError, match="pass the right prefix"):
+    with pytest.raises(jnet.ArgumentError, match="pass the right prefix"):
         interop.lstm_from_torch({"enc." + k: v for k, v in sd.items()})
     with pytest.raises(ValueError, match="expected weight_hh_l0 of shape"):
         interop.gru_from_torch(sd)  # an LSTM's (4H, H) weights are not a GRU's (3H, H)
@@ -147,10 +148,23 @@ def test_errors():
         interop.lstm_from_torch({**sd, "weight_hr_l0": np.zeros((2, 4))})
     with pytest.raises(ValueError, match="direction"):
         interop.lstm_from_torch(sd, direction="left")
-    with pytest.raises(KeyError, match="weight_ih_l0_reverse"):
+    with pytest.raises(jnet.ArgumentError, match="weight_ih_l0_reverse"):
         interop.bidirectional_from_torch(sd, "LSTM")
     with pytest.raises(ValueError, match="4-D OIHW"):
         interop.conv2d_from_torch({"weight": np.zeros((3, 3))})
     params = interop.lstm_from_torch(sd)  # bias=False: zero biases
     np.testing.assert_array_equal(params["b"], np.zeros(16))
     assert interop.dense_from_torch({"weight": np.ones((2, 3))}).keys() == {"w"}
+
+
+def test_float64_state_dicts_keep_their_dtype():
+    """A double-precision module converts to float64 params (not silently float32)."""
+    rng = np.random.default_rng(0)
+    sd = {"weight": rng.normal(size=(3, 4)), "bias": rng.normal(size=(3,))}
+    params = interop.dense_from_torch(sd)
+    assert params["w"].dtype == np.float64 and params["b"].dtype == np.float64
+    np.testing.assert_array_equal(params["w"], sd["weight"].T)
+    assert interop.dense_from_torch({k: v.astype(np.float32) for k, v in sd.items()})[
+        "w"].dtype == np.float32
+    with pytest.raises(jnet.ArgumentError, match="floating-point 'weight'"):
+        interop.dense_from_torch({"weight": np.ones((3, 4), np.int64)})

@@ -23,9 +23,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jnet.layers.base import Layer, LayerError, parameter_free
+from jnet.layers.base import Layer, LayerError, check_mask, parameter_free
 from jnet.layers.conv import check_spatial_in_shape, check_spatial_input
-from jnet.layers.recurrent import check_mask
 from jnet.layers.windows import (
     Padding,
     Pads,

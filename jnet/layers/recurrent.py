@@ -84,6 +84,7 @@ from jnet.layers.base import (
     check_float,
     check_in_shape_rank,
     check_last_dim,
+    check_mask,
     check_rank,
     init_child,
     split_key,
@@ -186,23 +187,6 @@ def _check_params(kind: str, params: PyTree, names: tuple[str, ...], gates: int)
             f"{params['w_hh'].shape} and {params['w_ih'].shape}.",
         )
     return hidden
-
-
-def check_mask(kind: str, mask: Any, n: int, t: int) -> jax.Array | None:
-    """`mask` as a boolean (N, T) array (None stays None); a `LayerError` for any other shape
-    or dtype. Shapes and dtypes are static, so under `jax.jit` this costs nothing."""
-    if mask is None:
-        return None
-    shape, dtype = jnp.shape(mask), jnp.result_type(mask)
-    if shape != (n, t) or dtype != jnp.bool_:
-        fix = ("Cast it with `mask.astype(bool)`." if shape == (n, t) else
-               "Build it with `jnet.data.mask_from_lengths(lengths, T)`.")
-        raise LayerError(
-            kind,
-            f"expected mask= as a boolean array of shape (N, T) = {(n, t)}, True on real steps, "
-            f"got shape {shape} dtype {dtype}. {fix}",
-        )
-    return jnp.asarray(mask)
 
 
 def _check_carry(kind: str, cell: _Cell, carry: Carry, n: int, hidden: int) -> Carry:
