@@ -115,12 +115,15 @@ class CheckpointError(Error, ValueError):
 
     Attributes:
         path: the checkpoint file or directory concerned (a str), or None.
+        result: when `jnet.fit` could not write a checkpoint, the training result so far (a
+            `FitResult`: nothing trained is lost); None otherwise.
     """
 
     def __init__(self, message: str = "", *, path: PathLike | None = None,
                  where: str | None = None):
         super().__init__(message, where=where)
         self.path = None if path is None else os.fspath(path)
+        self.result: Any = None
 
 
 class CorruptCheckpointError(CheckpointError):
