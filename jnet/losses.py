@@ -274,8 +274,8 @@ def huber(
     if not isinstance(delta, jax.core.Tracer) and (
             isinstance(delta, bool) or not isinstance(delta, (int, float, np.number, jax.Array))
             or np.ndim(delta) != 0 or not 0 < float(delta) < np.inf):
-        raise ArgumentError(f"expected delta as a finite number > 0, got {delta!r}. Pass a "
-                            "positive threshold such as 1.0.")
+        raise ArgumentError(f"expected delta > 0, got {delta!r}. Pass a positive finite "
+                            "threshold such as 1.0.")
 
     def of_residual(d):
         abs_d = jnp.abs(d)
