@@ -1162,7 +1162,8 @@ class CheckpointManager:
         return ranked[0] if ranked else None
 
     @public("jnet.checkpoint.CheckpointManager.save")
-    def save(self, step: int, tree: PyTree, metrics: Mapping[str, Any] | None = None) -> str:
+    def save(self, step: int, tree: PyTree, metrics: Mapping[str, Any] | None = None, *,
+             metadata: Any = None) -> str:
         """Save `tree` as checkpoint `step` (atomically), rotate, and return its path.
 
         Args:
@@ -1170,6 +1171,8 @@ class CheckpointManager:
             tree: what to save (see `jnet.checkpoint.save`).
             metrics: scalars (floats, or 0-d arrays) stored with the checkpoint; the one
                 named `monitor` ranks checkpoints for `keep_best` / `best_step`.
+            metadata: JSON-serialisable data stored too:
+                ``read_metadata(manager.path(step))["metadata"]`` reads it without the tensors.
 
         Returns:
             The path of the file written.
@@ -1190,7 +1193,7 @@ class CheckpointManager:
                                 f"but metrics only has {sorted(metrics)}. Pass it, or set "
                                 "monitor= to one of those.")
         path = self.path(step)
-        save(path, tree, metadata={"step": step, "metrics": metrics})
+        save(path, tree, metadata={"step": step, "metrics": metrics, "metadata": metadata})
         self._rotate(just_saved=step)
         return path
 
