@@ -594,7 +594,11 @@ def _array_dtype(name: str) -> np.dtype | None:
         dtype = jnp.dtype(name)
     except (TypeError, ValueError):
         return None
-    return None if dtype.kind in "OSUMm" or dtype.itemsize == 0 else dtype
+    # Objects, strings and dates are not array data (NumPy kinds O, S, U, M, m).
+    not_data = (np.object_, np.character, np.datetime64, np.timedelta64)
+    if dtype.itemsize == 0 or any(np.issubdtype(dtype, t) for t in not_data):
+        return None
+    return dtype
 
 
 def _leaf_problem(leaf: dict, where: str, version: int) -> str | None:
