@@ -82,7 +82,8 @@ def error(fn) -> str:
     try:
         fn()
     except (ValueError, TypeError) as e:
-        bases = "/".join(b.__name__ for b in (jnet.Error, ValueError) if isinstance(e, b))
+        bases = "/".join(b.__name__ for b in (jnet.Error, ValueError, TypeError)
+                         if isinstance(e, b))
         return f"{bases}: {e}"
     return "no error"
 
