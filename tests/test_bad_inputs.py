@@ -4,10 +4,6 @@ One table row per bad input: ``(id, thunk, expected class, regex)``. Each case c
 error is the expected `jnet.Error` subclass (and so keeps its built-in base, `ValueError` /
 `TypeError`), that its message matches the regex (which names the offending argument) and,
 for the training entry points, that no training step ran before it was raised.
-
-Cases that fail because of files other agents are rewriting now are marked
-``xfail(strict=True)`` with the file and the problem, so they turn into failures (and get
-unmarked) as soon as those files are fixed.
 """
 
 from __future__ import annotations
@@ -96,11 +92,6 @@ def _width(units):
     return L.serial(L.Dense(units, name="head"))
 
 
-def _not_mine(file: str, why: str):
-    """A case failing in a file this branch may not edit; the lead fixes it later."""
-    return pytest.mark.xfail(strict=True, reason=f"{file}: {why}")
-
-
 SEQ_MODEL = L.serial(L.Embedding(10, 4), L.LSTM(3, return_sequences=True))
 
 # (id, thunk, expected class, regex naming the argument[, marks])
@@ -109,10 +100,8 @@ CASES = [
     ("dense_units_zero", lambda: L.Dense(0), LayerError, "units"),
     ("dense_units_str", lambda: L.Dense("8"), LayerError, "units"),
     ("dense_units_float", lambda: L.Dense(8.0), LayerError, "units"),
-    ("dense_units_bool", lambda: L.Dense(True), LayerError, "units",
-     _not_mine("jnet/layers/dense.py", "Dense(True) is accepted as units=1")),
-    ("dense_w_init_unknown", lambda: L.Dense(4, w_init="glorot_sideways"), Error, "w_init",
-     _not_mine("jnet/initializers.py", "get raises a plain ValueError naming no argument")),
+    ("dense_units_bool", lambda: L.Dense(True), LayerError, "units"),
+    ("dense_w_init_unknown", lambda: L.Dense(4, w_init="glorot_sideways"), Error, "w_init"),
     ("conv_filters_float", lambda: L.Conv2D(16.0, 3), LayerError, "filters"),
     ("conv_kernel_zero", lambda: L.Conv2D(4, 0), LayerError, "kernel_size"),
     ("conv_padding_unknown", lambda: L.Conv2D(4, 3, padding="full"), LayerError, "padding"),
@@ -238,9 +227,7 @@ CASES = [
      LayerError, "params"),
     ("state_of_other_model", lambda: _apply(L.BatchNorm(), (3,), X3,
                                             state=_initialised(L.BatchNorm(), (4,))[1]),
-     LayerError, "state", _not_mine("jnet/layers/norm.py", "BatchNorm checks x against its "
-                                    "running stats, so another model's state is reported as "
-                                    "inputs with the wrong channel count")),
+     LayerError, "state"),
     ("prelu_alpha_other_shape", lambda: _apply(L.PReLU(), (3,), X3,
                                                params={"alpha": jnp.ones(4)}), LayerError,
      "alpha"),
@@ -389,8 +376,7 @@ CASES = [
      r"\(N, 3\)"),
     ("fit_labels_out_of_range", lambda: _fit(y=np.array([0, 1, 2, 5])), DataError, "label"),
     ("fit_validation_not_pair", lambda: _fit(validation_data=[np.ones((2, 3))]), ArgumentError,
-     "validation_data",
-     _not_mine("jnet/training/fit.py", "raises a plain ValueError")),
+     "validation_data"),
     ("fit_resume_without_dir", lambda: _fit(resume=True), ArgumentError, "checkpoint_dir"),
     ("predict_wrong_shape", lambda: jnet.predict(
         _classifier(), *_initialised(_classifier(), (3,)), np.ones((4, 5), np.float32)),

@@ -189,10 +189,12 @@ def _validation(validation_data: Any, check_finite: bool) -> D.Arrays | None:
     if validation_data is None:
         return None
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-        raise DataError(
-            "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, mask_val), got "
-            f"{type(validation_data).__name__}"
-            f"{f' of length {len(validation_data)}' if isinstance(validation_data, (tuple, list)) else ''}.")  # noqa: E501
+        given = type(validation_data).__name__
+        if isinstance(validation_data, (tuple, list)):
+            given += f" of length {len(validation_data)}"
+        raise ArgumentError(
+            f"validation_data must be a tuple (x_val, y_val) or (x_val, y_val, mask_val), got "
+            f"{given}.")
     return D.prepare(*validation_data, check_finite=check_finite,
                      prefix="validation ").on_device()
 
