@@ -259,7 +259,8 @@ class _Writer:
         if isinstance(node, jax.Array):
             return self._array(path, np.asarray(node), origin="jax")
         treedef = jax.tree.structure(node)
-        if treedef.num_leaves == 1 and treedef.num_nodes == 1:
+        # jaxlib ships no stub for PyTreeDef, so mypy cannot see these attributes
+        if treedef.num_leaves == 1 and treedef.num_nodes == 1:  # type: ignore[attr-defined]
             raise CheckpointError(
                 f"cannot store the leaf at '{_path_str(path)}' of type "
                 f"{type(node).__name__}. Leaves must be arrays, Python int/float/bool/str, None "
@@ -620,9 +621,10 @@ def _leaf_problem(leaf: dict, where: str, version: int) -> str | None:
             return f"'{where}' has unknown storage {leaf['stored']!r} / origin " \
                    f"{leaf.get('origin')!r}"
     if kind == "scalar":
-        typ = _SCALAR_TYPES.get(leaf["type"])
+        scalar_type = _SCALAR_TYPES.get(leaf["type"])
         value = leaf.get("value")
-        if typ is None or not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        if scalar_type is None or not isinstance(value, scalar_type) or (
+                scalar_type is int and isinstance(value, bool)):
             return f"'{where}' is a scalar of type {leaf['type']!r} with value {value!r}"
     return None
 
@@ -717,11 +719,10 @@ def _tensor_table(header: dict, body: memoryview, path: str) -> dict:
             continue
         info = info if isinstance(info, dict) else {}
         offsets, shape = info.get("data_offsets"), info.get("shape")
-        valid = (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))
-                 and 0 <= offsets[0] <= offsets[1] <= len(body) and isinstance(shape, list)
-                 and all(_is_int(d) and d >= 0 for d in shape)
-                 and isinstance(info.get("dtype"), str))
-        if not valid:
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))
+                and 0 <= offsets[0] <= offsets[1] <= len(body) and isinstance(shape, list)
+                and all(_is_int(d) and d >= 0 for d in shape)
+                and isinstance(info.get("dtype"), str)):
             raise _corrupt(path, f"the safetensors entry of tensor '{name}' is malformed or "
                                  f"points outside the file ({info!r})")
         tensors[name] = (body[offsets[0]:offsets[1]], shape, info["dtype"])
@@ -764,6 +765,9 @@ def _check_tensors(tree: dict, version: int, tensors: dict, path: str) -> None:
         data, stored_shape, stored_dtype = tensors[name]
         if leaf["leaf"] == "array":
             dtype = _array_dtype(leaf["dtype"])
+            if dtype is None:
+                raise _corrupt(path, f"tensor '{name}' (at '{where}') has unknown dtype "
+                                     f"{leaf['dtype']!r}")
             nbytes = math.prod(shape) * dtype.itemsize
             if leaf["stored"] == "native":
                 code = _NATIVE_DTYPES.get(dtype.name)
@@ -815,7 +819,7 @@ class _Reader:
         data, shape = self._raw(leaf)
         try:
             key_data = np.frombuffer(data, dtype="<u4").reshape(shape)
-            key = jax.random.wrap_key_data(key_data, impl=leaf["impl"])
+            key = jax.random.wrap_key_data(jnp.asarray(key_data), impl=leaf["impl"])
         except (TypeError, ValueError) as e:
             raise _corrupt(self.path, f"PRNG key tensor '{leaf['tensor']}' cannot be rebuilt "
                                       f"({e})") from None
@@ -897,7 +901,8 @@ def _restore_leaf(like: Any, leaf: dict, reader: _Reader) -> tuple[Any, str | No
     if like is None or (isinstance(like, (bool, int, float, str))
                         and not isinstance(like, np.generic)):
         expected = ("none" if like is None else "str" if isinstance(like, str) else "scalar")
-        if kind != expected or (kind == "scalar" and leaf["type"] != _scalar_type(like).__name__):
+        if kind != expected or (kind == "scalar" and isinstance(like, (bool, int, float))
+                                and leaf["type"] != _scalar_type(like).__name__):
             return None, differs
         return reader.value(leaf), None
     if _is_key(like):
@@ -994,7 +999,8 @@ def _restore_into(like: PyTree, description: dict, reader: _Reader, path: PathLi
     saved = _leaves_by_path(description["tree"])
     flat, treedef = jax.tree_util.tree_flatten_with_path(like, is_leaf=lambda x: x is None)
     wanted = {tuple(str(_key_entry(k)) for k in key_path): leaf for key_path, leaf in flat}
-    values, problems = [], []
+    values: list[Any] = []
+    problems: list[tuple[str, str, str]] = []
     for where, like_leaf in wanted.items():
         if where not in saved:
             values.append(None)  # reported below, grouped by subtree

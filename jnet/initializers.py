@@ -311,7 +311,7 @@ def get(spec: str | Callable, argument: str = "spec") -> Init:
 def _with_context(init: Callable) -> Init:
     """`init` taking the context keywords, passing on only those its signature declares."""
     try:
-        params = inspect.signature(init).parameters.values()
+        params = tuple(inspect.signature(init).parameters.values())
     except (TypeError, ValueError):  # no signature to read (some builtins): pass nothing
         params = ()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):

@@ -32,12 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet.errors import Error, entry_point
-from jnet.typing import PyTree
+from jnet.typing import PyTree, Schedule
 
-Schedule = Callable[[jax.Array], jax.Array]
-"""A learning-rate schedule: `step -> lr`, `step` an int32 scalar array counting the updates
-already applied (0 for the first update), `lr` a scalar. It must be traceable (it runs under
-`jax.jit`)."""
+# A schedule (`jnet.typing.Schedule`) sees an int32 scalar array counting the updates already
+# applied and must be traceable: it runs under `jax.jit`.
 ScalarOrSchedule = float | jax.Array | Schedule
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -248,7 +246,7 @@ def as_schedule(learning_rate: ScalarOrSchedule) -> Schedule:
             f"{np.shape(learning_rate)}. To try several rates at once, jax.vmap over a function "
             "that builds the optimizer from one rate.")
     check_hyperparameter("learning_rate", learning_rate, fix=_LR_FIX)
-    return lambda step: learning_rate
+    return lambda step: jnp.asarray(learning_rate)
 
 
 def learning_rate_at(schedule: Schedule, step: jax.Array) -> jax.Array:

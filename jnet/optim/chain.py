@@ -67,7 +67,7 @@ def _check_params(params: PyTree) -> None:
 
 def _check_same_structure(grads: PyTree, params: PyTree) -> None:
     grads_def, params_def = jax.tree.structure(grads), jax.tree.structure(params)
-    if grads_def != params_def:
+    if grads_def != params_def:  # type: ignore[operator]  # jaxlib has no PyTreeDef stub
         raise OptimizerError(
             f"grads must have the structure of `params`.\n  grads:  {grads_def}\n"
             f"  params: {params_def}\nPass the gradient of the loss with respect to exactly "
@@ -88,7 +88,9 @@ def _check_state(opt_state: OptState, expected: PyTree) -> None:
             f"got {type(opt_state).__name__}. Call `opt_state = opt.init(params)` first.")
     got_def, want_def = jax.tree.structure(opt_state), jax.tree.structure(expected)
     shapes = [np.shape(x) for x in jax.tree.leaves(opt_state)]
-    if got_def != want_def or shapes != [x.shape for x in jax.tree.leaves(expected)]:
+    # jaxlib ships no stub for PyTreeDef, so mypy cannot see its __eq__
+    same_def = got_def == want_def  # type: ignore[operator]
+    if not same_def or shapes != [x.shape for x in jax.tree.leaves(expected)]:
         raise OptimizerError(
             f"opt_state does not come from this optimizer and these params (its structure or "
             f"shapes differ from `init(params)`'s).\n  given:    {got_def}\n  expected: "

@@ -52,7 +52,8 @@ def resolve_mask(mask: Mask, params: PyTree) -> PyTree:
     if mask is None:
         return jax.tree.map(lambda p: True, params)
     tree = mask(params) if callable(mask) else mask
-    if jax.tree.structure(tree) != jax.tree.structure(params):
+    # jaxlib ships no stub for PyTreeDef, so mypy cannot see its __eq__
+    if jax.tree.structure(tree) != jax.tree.structure(params):  # type: ignore[operator]
         raise OptimizerError(
             f"mask must have the structure of the params (one bool per array).\n  mask:   "
             f"{jax.tree.structure(tree)}\n  params: {jax.tree.structure(params)}\n{_MASK_FIX}")

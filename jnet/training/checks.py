@@ -15,8 +15,7 @@ import numpy as np
 
 from jnet.errors import ArgumentError, ArgumentTypeError, DataError
 from jnet.layers.base import Layer
-
-PyTree = Any
+from jnet.typing import PyTree
 
 
 def positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
@@ -97,7 +96,8 @@ def check_tree(name: str, given: PyTree, expected: PyTree, lead: tuple[int, ...]
     if extra:
         raise ArgumentError(f"{name} does not match the model: unexpected entry "
                             f"{name}{jax.tree_util.keystr(extra[0])}. {fix}")
-    if jax.tree.structure(given) != jax.tree.structure(expected):
+    # jaxlib ships no stub for PyTreeDef, so mypy cannot see its __eq__
+    if jax.tree.structure(given) != jax.tree.structure(expected):  # type: ignore[operator]
         raise ArgumentError(f"{name} does not match the model: same entries, different "
                             f"container types ({jax.tree.structure(given)} vs "
                             f"{jax.tree.structure(expected)}). {fix}")

@@ -285,6 +285,8 @@ def batches(
     Raises:
         DataError / ArgumentError: see `check_arrays` and `resolve_batch_size`.
     """
+    idx: jax.Array | np.ndarray
+    weight: jax.Array | np.ndarray
     with entry_point("jnet.data.batches"):
         data = prepare(x, y, mask, check_finite=False)
         size = resolve_batch_size(batch_size, data.n)

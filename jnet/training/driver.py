@@ -60,8 +60,11 @@ from jnet.training.loop import (
 )
 from jnet.training.progress import Progress
 from jnet.training.step import LossFn, model_metrics, resolve_loss, train_step_fn
+from jnet.typing import OptimizerLike, PyTree
 
-PyTree = Any
+OptimizerArg = str | OptimizerLike | Callable[..., OptimizerLike]
+"""What `fit` accepts as its optimizer: an optimizer, the name of a `jnet.optim` rule, or
+(with ``population=``) a function ``make_optimizer(**hyperparameters) -> optimizer``."""
 Callback = Callable[[int, dict, History], bool]
 
 
@@ -143,7 +146,7 @@ def _as_key(key: Any) -> jax.Array:
     )
 
 
-def _optimizer(optimizer: Any) -> Any:
+def _optimizer(optimizer: Any) -> OptimizerLike:
     """An optimizer from an optimizer or the name of a rule of `jnet.optim` (`jnet.optim.get`:
     an unknown name or an uncalled constructor is its clear error); any object with
     ``init`` / ``update`` passes as it is."""
@@ -330,7 +333,7 @@ class _Run:
             opt_state = _copy(opt_state)
         self.ts = TrainState(params, state, opt_state, jnp.zeros(lead, bool))
 
-    def _make_optimizer(self, hyper: dict) -> Any:
+    def _make_optimizer(self, hyper: dict) -> OptimizerLike:
         if self.hyper is None:
             return self.optimizer
         return _optimizer(self.a["optimizer"](**hyper))
@@ -345,7 +348,8 @@ class _Run:
             step, trees = for_fit(a["mesh"], train_step_fn(self.model, self.optimizer,
                                                             self.loss_fn, self.metric_fns),
                                   self.ts[:3], None if self.iterable else self.batch_size)
-            self.ts = TrainState(*trees, self.ts.diverged)
+            params, state, opt_state = trees
+            self.ts = TrainState(params, state, opt_state, self.ts.diverged)
 
         def build_step(hyper):
             return guarded(step or train_step_fn(self.model, self._make_optimizer(hyper),
@@ -353,7 +357,8 @@ class _Run:
 
         program = Program(build_step, population=self.size is not None, clock=self.clock)
         hyper = self.hyper or {}
-        if self.iterable:
+        self.run_epoch: IterableEpochs | ArrayEpochs
+        if self.arrays is None:  # an iterable of batches
             self.run_epoch = IterableEpochs(program, hyper, self.source, self.k_train)
         else:
             scan = a["scan"]
@@ -384,7 +389,9 @@ class _Run:
     def _restore(self) -> None:
         """Continue from the latest checkpoint, if any (header first, tensors once)."""
         self.history, self.epoch, self.step, self.stopped, self.best = History(), 0, 0, False, None
-        latest = self.manager.latest_step() if self.a["resume"] else None
+        if not self.a["resume"] or self.manager is None:  # resume=True implies a manager
+            return
+        latest = self.manager.latest_step()
         if latest is None:
             return
         meta = R.read_header(self.manager, latest)
@@ -464,7 +471,7 @@ class _Run:
         logs = {k: _host(values[k]) for k in ("loss", *self.metric_fns)}
         if lr is not None:
             logs["lr"] = _host(lr)
-        if self.evaluator is not None:
+        if self.evaluator is not None and self.validation is not None:
             val = self.evaluator(self.ts.params, self.ts.state, self.validation,
                                  self.a["validation_batch_size"])
             logs.update({f"val_{k}": v for k, v in val.items()})
@@ -474,7 +481,7 @@ class _Run:
         self.history.append(logs)
         self.epoch += 1
         if self.stopper is not None:
-            self._early_stopping()
+            self._early_stopping(self.stopper)
         for cb in self.callbacks:
             self.stopped = bool(cb(self.epoch - 1, dict(logs), self.history)) or self.stopped
         progress.epoch_end(self.epoch - 1, logs, compile_s=self.clock.compile_s
@@ -514,9 +521,10 @@ class _Run:
                 return
         at = int(np.argmax(diverged if diverged.ndim == 1 else diverged[hit.argmax()]))
         self.step += at  # the updates made before the step that diverged
-        latest = self.manager.latest_step() if self.manager is not None else None
-        where = (f" The last checkpoint is epoch {latest} in {self.manager.directory}."
-                 if latest else "")
+        where = ""
+        if self.manager is not None and (latest := self.manager.latest_step()):
+            where = f" The last checkpoint is epoch {latest} in {self.manager.directory}."
+
         raise TrainingDiverged(
             f"the training loss became NaN/inf at epoch {self.epoch + 1}, step {at + 1} of the "
             f"epoch (global step {self.step + 1}). Training stopped; err.result holds the "
@@ -524,13 +532,13 @@ class _Run:
             " Lower the learning rate, add gradient clipping, or check the loss inputs.",
             self._result(self.ts.params, self.ts.state, Timing(self.clock.compile_s, 0.0)))
 
-    def _early_stopping(self) -> None:
+    def _early_stopping(self, stopper: EarlyStopping) -> None:
         """Track the best epoch (per member) and decide whether to stop (all members)."""
-        table = np.asarray(self.history[self.stopper.monitor], np.float64)
+        table = np.asarray(self.history[_monitor(stopper)], np.float64)
         columns = table[:, None] if table.ndim == 1 else table
-        best_epochs = [self.stopper.best_epoch(list(c)) for c in columns.T]
-        self.stopped = all(self.stopper.should_stop(list(c)) for c in columns.T)
-        if not self.stopper.restore_best_weights:
+        best_epochs = [stopper.best_epoch(list(c)) for c in columns.T]
+        self.stopped = all(stopper.should_stop(list(c)) for c in columns.T)
+        if not stopper.restore_best_weights:
             return
         now = np.array([b == self.epoch - 1 for b in best_epochs])
         if self.size is None:
@@ -559,10 +567,17 @@ class _Run:
             params, state = self.best["params"], self.best["state"]
             if self.verbose and self.size is None:
                 best_epoch = int(self.best["epoch"])
-                value = self.history[self.stopper.monitor][best_epoch - 1]
+                value = self.history[_monitor(self.stopper)][best_epoch - 1]
                 progress.write(f"early stopping: restored the weights of epoch {best_epoch} "
                                f"({self.stopper.monitor}={value:.4g})")
         return self._result(params, state, timing)
+
+
+def _monitor(stopper: EarlyStopping) -> str:
+    """The name a resolved `EarlyStopping` monitors (`_Run._data` resolves it)."""
+    if stopper.monitor is None:
+        raise Error("jnet.fit: early stopping was not resolved before training (a jnet bug).")
+    return stopper.monitor
 
 
 def _host(value: Any) -> Any:
@@ -581,7 +596,7 @@ def _fits_on_device(*arrays: Any) -> bool:
 
 
 def fit(
-    model: Layer, optimizer: Any, x: Any, y: Any = None, *,
+    model: Layer, optimizer: OptimizerArg, x: Any, y: Any = None, *,
     epochs: int | None = None, steps: int | None = None, batch_size: int | None = 32,
     key: Any = None, mask: Any = None, validation_data: tuple | None = None,
     loss: LossFn | None = None, metrics: Sequence[Any] | None = None, shuffle: bool = True,

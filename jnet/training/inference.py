@@ -25,8 +25,7 @@ from jnet.training.checks import check_labels, positive_int
 from jnet.training.loop import Clock, Compiled, reduce_logs
 from jnet.training.metrics import Metric
 from jnet.training.step import LossFn, eval_step_fn, model_metrics, resolve_loss
-
-PyTree = Any
+from jnet.typing import PyTree
 
 _COMPILED: OrderedDict[tuple, Any] = OrderedDict()
 _COMPILED_MAX = 16

@@ -39,8 +39,7 @@ import numpy as np
 
 from jnet.errors import DataError
 from jnet.training import data as D
-
-PyTree = Any
+from jnet.typing import PyTree
 
 
 class TrainState(NamedTuple):
@@ -152,8 +151,8 @@ class Program:
 
 class ArrayEpochs:
     """Epochs over prepared in-memory `D.Arrays`: ``(ts, epoch, limit, progress) -> (ts, logs)``
-    with ``limit`` the number of steps to run this epoch (all, or what a ``steps=`` budget
-    leaves)."""
+    with ``limit`` the number of steps to run this epoch (None or all, or what a ``steps=``
+    budget leaves)."""
 
     def __init__(self, program: Program, hyper: dict, data: D.Arrays, k_train: jax.Array, *,
                  batch_size: int, drop_remainder: bool, shuffle: bool, scan: bool,
@@ -183,7 +182,9 @@ class ArrayEpochs:
     def _one_step(self, hyper, ts, batch, key, active):
         return self.program.build_step(hyper)(ts, batch, key, active)
 
-    def __call__(self, ts: TrainState, epoch: int, limit: int, progress) -> tuple[TrainState, dict]:
+    def __call__(self, ts: TrainState, epoch: int, limit: int | None,
+                 progress) -> tuple[TrainState, dict]:
+        limit = self.steps if limit is None else limit
         idx, weight, keys, active = self.plan(self.k_train, epoch, limit)
         if self.scan:
             return self._scans(ts, idx, weight, keys, active, limit, progress)

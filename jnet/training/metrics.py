@@ -9,15 +9,14 @@ differs from averaging per-batch means when the last batch is short).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jnet.errors import ArgumentError, ArgumentTypeError
-
-Metric = Callable[[jax.Array, jax.Array], jax.Array]
+from jnet.typing import Metric
 
 
 def accuracy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
@@ -54,7 +53,7 @@ def resolve_metrics(
     if isinstance(metrics, (str,)) or callable(metrics):
         metrics = [metrics]
     named = metrics.items() if isinstance(metrics, Mapping) else [(None, m) for m in metrics]
-    resolved = {}
+    resolved: dict[str, Metric] = {}
     for name, m in named:
         if isinstance(m, str):
             if m not in BUILTIN:

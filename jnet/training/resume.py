@@ -15,7 +15,7 @@ exact template of the tree from it and loads the tensors once.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +23,7 @@ import numpy as np
 
 from jnet.errors import ArgumentError, DataError
 from jnet.training.history import History
-
-PyTree = Any
+from jnet.typing import PyTree
 
 
 class Saved(NamedTuple):

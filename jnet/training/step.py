@@ -42,8 +42,8 @@ from jnet.errors import ArgumentError, ArgumentTypeError, entry_point, public
 from jnet.layers.base import Layer
 from jnet.training.data import Batch, as_batch
 from jnet.training.metrics import Metric, resolve_metrics, weighted_mean
-
-LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+from jnet.typing import Loss as LossFn
+from jnet.typing import OptimizerLike
 
 
 def resolve_loss(model: Layer, loss: LossFn | None) -> LossFn:
@@ -130,7 +130,7 @@ def _metrics(value: jax.Array, metrics: dict[str, Metric], outputs: Any, y: Any,
     return logs
 
 
-def train_step_fn(model: Layer, optimizer: Any, loss_fn: LossFn,
+def train_step_fn(model: Layer, optimizer: OptimizerLike, loss_fn: LossFn,
                   metrics: dict[str, Metric]) -> Callable:
     """The pure step of `make_train_step` from a resolved loss and metrics; errors raised
     while tracing it carry no `where` (the caller names itself)."""
@@ -154,7 +154,7 @@ def train_step_fn(model: Layer, optimizer: Any, loss_fn: LossFn,
 
 def make_train_step(
     model: Layer,
-    optimizer: Any,
+    optimizer: OptimizerLike,
     loss: LossFn | None = None,
     metrics: Any = None,
 ) -> Callable:
