@@ -312,22 +312,22 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     themselves blocked in a collective waiting for this process, and the job hangs.
     """
     env = os.environ
-    coordinator_address = coordinator_address or env.get("JNET_COORDINATOR")
-    num_processes = num_processes if num_processes is not None else env.get("JNET_NUM_PROCESSES")
-    process_id = process_id if process_id is not None else env.get("JNET_PROCESS_ID")
+    coordinator = coordinator_address or env.get("JNET_COORDINATOR")
+    processes = num_processes if num_processes is not None else env.get("JNET_NUM_PROCESSES")
+    pid = process_id if process_id is not None else env.get("JNET_PROCESS_ID")
     if local_device_count is None and env.get("JNET_LOCAL_DEVICES"):
         local_device_count = int(env["JNET_LOCAL_DEVICES"])
-    if None in (coordinator_address, num_processes, process_id):
+    if coordinator is None or processes is None or pid is None:
         raise ArgumentError(
             "jnet.distributed.initialize: need coordinator_address ('host:port' of process 0), "
             "num_processes and process_id, as arguments or as JNET_COORDINATOR / "
-            f"JNET_NUM_PROCESSES / JNET_PROCESS_ID (got {coordinator_address!r}, "
-            f"{num_processes!r}, {process_id!r}). scripts/launch.py sets them.")
+            f"JNET_NUM_PROCESSES / JNET_PROCESS_ID (got {coordinator!r}, "
+            f"{processes!r}, {pid!r}). scripts/launch.py sets them.")
     if local_device_count is not None:
         jax.config.update("jax_num_cpu_devices", int(local_device_count))
     # CPU devices of different processes talk through gloo; GPUs/TPUs ignore this setting.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address, int(num_processes), int(process_id))
+    jax.distributed.initialize(coordinator, int(processes), int(pid))
     if fail_fast:
         sys.excepthook = _exit_on_exception
 

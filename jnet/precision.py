@@ -41,7 +41,8 @@ import jax
 import jax.numpy as jnp
 
 from jnet.errors import ArgumentError, ArgumentTypeError
-from jnet.layers.base import Layer, PyTree, map_layers
+from jnet.layers.base import Layer, map_layers
+from jnet.typing import PyTree
 
 __all__ = ["cast_floating", "mixed"]
 

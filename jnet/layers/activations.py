@@ -211,7 +211,7 @@ def PReLU(alpha_init: float = 0.25, shared_axes: Sequence[int] | str | None = No
 
     def alpha_shape(in_shape: Shape) -> Shape:
         rank = len(in_shape)
-        if shared_axes == "all":
+        if isinstance(shared_axes, str):  # "all", the one string the check above lets in
             shared = set(range(rank))
         elif shared_axes is None:
             shared = set(range(rank - 1))

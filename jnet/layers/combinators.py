@@ -166,7 +166,7 @@ def residual(layer: Layer, name: str | None = None) -> Layer:
 
     return Layer(init_fn, apply_fn, kind="Residual", name=name, children=((inner, layer),),
                  child_shapes=lambda in_shape: (in_shape,),
-                 rebuild=lambda children: residual(*children, name=name), slug="residual")
+                 rebuild=lambda children: residual(children[0], name=name), slug="residual")
 
 
 def FanOut(num: int, name: str | None = None) -> Layer:

@@ -30,6 +30,7 @@ from jnet.layers.windows import (
     Padding,
     Pads,
     as_tuple,
+    explicit_pads,
     normalize_padding,
     resolve_padding,
     window_output_size,
@@ -291,7 +292,7 @@ def transpose_crops(pad_spec: str | Pads, window: Sequence[int], strides: Sequen
         crops = tuple((max(k - s, 0) // 2, k - s - max(k - s, 0) // 2)
                       for k, s in zip(window, strides, strict=True))
     else:
-        crops = pad_spec
+        crops = explicit_pads(pad_spec)
     return tuple((lo, hi - op) for (lo, hi), op in zip(crops, output_padding, strict=True))
 
 

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from jnet.layers.base import Layer, LayerError, as_shape, parameter_free
+from jnet.typing import Shape
 
 
 def Input(shape: int | Sequence[int], name: str | None = None) -> Layer:
@@ -20,30 +21,30 @@ def Input(shape: int | Sequence[int], name: str | None = None) -> Layer:
         shape: per-example shape, without the batch axis, e.g. ``(28, 28, 1)`` for NHWC images
             or ``(T, F)`` for sequences.
     """
-    shape = as_shape(shape)
-    if not all(isinstance(d, int) and d >= 1 for d in shape):
-        raise LayerError("Input", f"shape must be positive ints (no batch axis), got {shape!r}.")
+    dims: Shape = as_shape(shape)
+    if not all(isinstance(d, int) and d >= 1 for d in dims):
+        raise LayerError("Input", f"shape must be positive ints (no batch axis), got {dims!r}.")
 
     def check(x):
         if isinstance(x, (tuple, list, dict)):
             raise LayerError(
                 "Input",
-                f"expected one batch array of shape (N, {', '.join(map(str, shape))}), got a "
+                f"expected one batch array of shape (N, {', '.join(map(str, dims))}), got a "
                 f"{type(x).__name__}. A sequence mask is a keyword, not part of x: "
                 "`model.apply(params, state, x, mask=mask)`, `jnet.fit(..., mask=mask)`.",
             )
         x_shape = tuple(getattr(x, "shape", ()))
-        if x_shape[1:] != shape:
-            expected = ", ".join(("N", *map(str, shape)))
+        if x_shape[1:] != dims:
+            expected = ", ".join(("N", *map(str, dims)))
             raise LayerError(
                 "Input",
                 f"expected a batch of shape ({expected}), got {x_shape}. "
-                + _fix_hint(x_shape, shape),
+                + _fix_hint(x_shape, dims),
             )
         return x
 
-    layer = parameter_free("Input", check, config={"shape": shape}, name=name)
-    return dataclasses.replace(layer, input_shape=shape)
+    layer = parameter_free("Input", check, config={"shape": dims}, name=name)
+    return dataclasses.replace(layer, input_shape=dims)
 
 
 def _fix_hint(x_shape: tuple[int, ...], shape: tuple[int, ...]) -> str:

@@ -94,7 +94,7 @@ class _Walker:
 
     def children(self, layer: Layer, path: str, depth: int, in_shape: Any) -> None:
         """Rows for a container's children, each at the input shape the container routes."""
-        if not layer.children:
+        if not layer.children or layer.child_shapes is None:  # a leaf (a container has both)
             return
         prefix = f"{path}/" if path else ""
         shapes = layer.child_shapes(in_shape)

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
+from jnet.errors import ArgumentError
 from jnet.layers.base import LayerError
 
 Pads = tuple[tuple[int, int], ...]
@@ -79,8 +81,10 @@ def _as_pairs(padding: object, n: int) -> Pads | None:
     """`padding` (not a string) as `n` (lo, hi) pairs, or None when it has no valid form."""
     if isinstance(padding, int):
         padding = (padding,) * n
+    if not isinstance(padding, Iterable):
+        return None
     try:
-        items = tuple(padding)
+        items: tuple[Any, ...] = tuple(padding)
         if all(isinstance(p, int) for p in items):
             if len(items) == n:
                 items = tuple((p, p) for p in items)
@@ -112,6 +116,18 @@ def resolve_padding(padding: str | Pads, size: Sequence[int], window: Sequence[i
             total = max((math.ceil(n / s) - 1) * s + k - n, 0)
             pads.append((total // 2, total - total // 2))
         return tuple(pads)
+    return explicit_pads(padding)
+
+
+def explicit_pads(padding: str | Pads) -> Pads:
+    """`padding` from `normalize_padding` once "SAME" and "VALID" are handled: the pairs.
+
+    Raises:
+        ArgumentError: a string (`normalize_padding` was skipped).
+    """
+    if isinstance(padding, str):
+        raise ArgumentError(f"padding must be 'SAME', 'VALID' or (lo, hi) pairs from "
+                            f"normalize_padding, got {padding!r}.")
     return padding
 
 

@@ -128,7 +128,7 @@ def get(name_or_optimizer: str | Optimizer, **kwargs: Any) -> Optimizer:
 def _refuse(given: Any) -> NoReturn:
     """Raise the `OptimizerError` for a value `get` cannot turn into an optimizer."""
     name = getattr(given, "__name__", None)
-    if callable(given) and name in RULES and RULES[name] is given:
+    if callable(given) and isinstance(name, str) and name in RULES and RULES[name] is given:
         raise OptimizerError(f"name_or_optimizer is the constructor jnet.optim.{name} itself, "
                              f"not an optimizer. Call it: jnet.optim.{name}() (or pass "
                              f"{name!r}).")

@@ -16,12 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 
 from jnet import activations
 from jnet.errors import ArgumentError
 from jnet.viz.descent import LossFn, Optimizer, descent_path, sweep_losses
-from jnet.viz.surfaces import Surface
+from jnet.viz.surfaces import Bounds, Surface
 
 # The documented formula of each named activation and of its derivative (mathtext), as in the
 # docstrings of `jnet.activations`. Parameters appear by their symbol.
@@ -78,7 +78,7 @@ def plot_activation(
     ax: Axes | Sequence[Axes] | None = None,
     *,
     num: int = 400,
-) -> Figure:
+) -> Figure | SubFigure:
     """Plot one or several activations and their derivatives (by `jax.grad`, vmapped).
 
     Args:
@@ -93,7 +93,8 @@ def plot_activation(
         num: sample points (an even count keeps x = 0, where kinks sit, off the grid).
 
     Returns:
-        The figure. Legends give each documented formula (named activations).
+        The figure (the one `ax` belongs to, a `SubFigure` when it sits in one). Legends give
+        each documented formula (named activations).
     """
     items = [name_or_fn] if isinstance(name_or_fn, str) or callable(name_or_fn) else \
         list(name_or_fn)
@@ -111,7 +112,7 @@ def plot_activation(
         ys = np.asarray(jax.jit(jax.vmap(fn))(xs))
         colour = f"C{i}"
         f_ax.plot(xs, ys, color=colour, label=label + (f": {formula}" if formula else ""))
-        if derivative:
+        if d_ax is not None:  # derivative=True
             dys = np.asarray(jax.jit(jax.vmap(jax.grad(fn)))(xs))
             d_label = f"{label}′" + (f": {d_formula}" if d_formula else "")
             d_ax.plot(xs, dys, color=colour, linestyle="--" if d_ax is f_ax else "-",
@@ -128,7 +129,7 @@ def plot_activation(
     return fig
 
 
-def _activation_axes(ax, derivative: bool) -> tuple[Figure, tuple[Axes, Axes | None]]:
+def _activation_axes(ax, derivative: bool) -> tuple[Figure | SubFigure, tuple[Axes, Axes | None]]:
     if ax is None:
         fig = Figure(figsize=(10.0 if derivative else 5.5, 4.0), layout="constrained")
         axes = fig.subplots(1, 2 if derivative else 1, squeeze=False)[0]
@@ -145,7 +146,7 @@ def optimizer_paths(
     start: Sequence[float] | None = None,
     steps: int = 100,
     *,
-    bounds: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    bounds: Bounds | None = None,
     minimum: Sequence[float] | None = None,
     value_at_minimum: float | None = None,
     resolution: int = 200,
@@ -184,12 +185,12 @@ def optimizer_paths(
             else value_at_minimum
     if start is None:
         raise ArgumentError("optimizer_paths: pass `start=(x, y)` (only a Surface has a default).")
-    start = jnp.asarray(start, dtype=float)
-    if start.shape != (2,):
+    point = jnp.asarray(start, dtype=float)
+    if point.shape != (2,):
         raise ArgumentError(f"optimizer_paths: `start` must be a point (x, y), got shape "
-                            f"{start.shape}.")
+                            f"{point.shape}.")
 
-    runs = {label: jax.jit(functools.partial(descent_path, loss_fn_2d, opt, steps=steps))(start)
+    runs = {label: jax.jit(functools.partial(descent_path, loss_fn_2d, opt, steps=steps))(point)
             for label, opt in optimizers.items()}
     paths = {label: _finite_prefix(np.asarray(run.path)) for label, run in runs.items()}
     losses = {label: _finite_prefix(np.asarray(run.losses)) for label, run in runs.items()}
@@ -199,7 +200,7 @@ def optimizer_paths(
     fig = Figure(figsize=(12.0, 5.0), layout="constrained")
     path_ax, loss_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.2, 1.0]})
     _contours(path_ax, loss_fn_2d, bounds, resolution, value_at_minimum)
-    path_ax.plot(*np.asarray(start), "o", color="black", markersize=6, label="_start", zorder=5)
+    path_ax.plot(*np.asarray(point), "o", color="black", markersize=6, label="_start", zorder=5)
     if minimum is not None:
         path_ax.plot(*minimum, "*", color="gold", markeredgecolor="black", markersize=15,
                      label="_minimum", zorder=5)
@@ -259,7 +260,8 @@ def learning_rate_sweep(
     fig = Figure(figsize=(12.0, 4.5), layout="constrained")
     curve_ax, final_ax = fig.subplots(1, 2)
     colours = _rate_colours(len(rates))
-    finals, diverged = [], []
+    final_values: list[float] = []
+    diverged: list[int] = []
     best = int(np.nanargmin(np.where(np.isfinite(curves[:, -1]), curves[:, -1], np.inf))) \
         if np.isfinite(curves[:, -1]).any() else None
     for i, (rate, curve) in enumerate(zip(rates, curves, strict=True)):
@@ -274,8 +276,8 @@ def learning_rate_sweep(
         if len(kept) < steps + 1 and len(kept):
             curve_ax.plot(len(kept) - 1, kept[-1], "x", color=colours[i], markersize=9,
                           label="_diverged")
-        finals.append(kept[-1] if len(kept) else np.nan)
-    finals = np.asarray(finals)
+        final_values.append(kept[-1] if len(kept) else np.nan)
+    finals = np.asarray(final_values)
     converged = [i for i in range(len(rates)) if i not in diverged]
     _log_scale(curve_ax, curves.ravel(), value_at_minimum is not None)
     curve_ax.set(xlabel="step", ylabel="f − f*" if value_at_minimum is not None else "loss",
@@ -306,10 +308,12 @@ def _finite_prefix(values: np.ndarray) -> np.ndarray:
     return values[: int(np.argmax(bad)) if bad.any() else len(values)]
 
 
-def _box_around(points: np.ndarray, margin: float = 0.1) -> tuple[tuple[float, float], ...]:
+def _box_around(points: np.ndarray, margin: float = 0.1) -> Bounds:
+    """``((x_lo, x_hi), (y_lo, y_hi))`` around `(n, 2)` points, widened by `margin`."""
     low, high = points.min(axis=0), points.max(axis=0)
     pad = margin * np.maximum(high - low, 1e-3)
-    return tuple((float(lo), float(hi)) for lo, hi in zip(low - pad, high + pad, strict=True))
+    (x_lo, y_lo), (x_hi, y_hi) = low - pad, high + pad
+    return (float(x_lo), float(x_hi)), (float(y_lo), float(y_hi))
 
 
 def _contours(ax: Axes, loss_fn: LossFn, bounds, resolution: int,
