@@ -524,7 +524,6 @@ class _Run:
         where = ""
         if self.manager is not None and (latest := self.manager.latest_step()):
             where = f" The last checkpoint is epoch {latest} in {self.manager.directory}."
-
         raise TrainingDiverged(
             f"the training loss became NaN/inf at epoch {self.epoch + 1}, step {at + 1} of the "
             f"epoch (global step {self.step + 1}). Training stopped; err.result holds the "
