@@ -80,6 +80,7 @@ import safetensors
 import safetensors.numpy
 
 from jnet.errors import ArgumentError, ArgumentTypeError, Error, public
+from jnet.typing import PyTree
 
 __all__ = [
     "CheckpointError",
@@ -92,7 +93,6 @@ __all__ = [
     "save",
 ]
 
-PyTree = Any
 PathLike = str | os.PathLike
 
 FORMAT = "jnet.checkpoint"
@@ -1158,7 +1158,8 @@ class CheckpointManager:
         return ranked[0] if ranked else None
 
     @public("jnet.checkpoint.CheckpointManager.save")
-    def save(self, step: int, tree: PyTree, metrics: Mapping[str, Any] | None = None) -> str:
+    def save(self, step: int, tree: PyTree, metrics: Mapping[str, Any] | None = None, *,
+             metadata: Any = None) -> str:
         """Save `tree` as checkpoint `step` (atomically), rotate, and return its path.
 
         Args:
@@ -1166,6 +1167,8 @@ class CheckpointManager:
             tree: what to save (see `jnet.checkpoint.save`).
             metrics: scalars (floats, or 0-d arrays) stored with the checkpoint; the one
                 named `monitor` ranks checkpoints for `keep_best` / `best_step`.
+            metadata: JSON-serialisable data stored too:
+                ``read_metadata(manager.path(step))["metadata"]`` reads it without the tensors.
 
         Returns:
             The path of the file written.
@@ -1186,7 +1189,7 @@ class CheckpointManager:
                                 f"but metrics only has {sorted(metrics)}. Pass it, or set "
                                 "monitor= to one of those.")
         path = self.path(step)
-        save(path, tree, metadata={"step": step, "metrics": metrics})
+        save(path, tree, metadata={"step": step, "metrics": metrics, "metadata": metadata})
         self._rotate(just_saved=step)
         return path
 

@@ -61,8 +61,8 @@ from jax.sharding import PartitionSpec as P
 
 from jnet import checkpoint as _checkpoint
 from jnet.errors import ArgumentError, ArgumentTypeError
+from jnet.typing import PyTree
 
-PyTree = Any
 DATA = "data"
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import jax
 import numpy as np
 
 import jnet
@@ -70,17 +69,18 @@ def main(argv: list[str] | None = None) -> float:
     (x, y), (xv, yv), (xt, yt) = digits()
     model = build_model(args.model)
     print(jnet.summary(model))
-    optimizer = getattr(jnet.optim, args.optimizer)(args.lr)
+    optimizer = jnet.optim.get(args.optimizer, learning_rate=args.lr)
     start = time.perf_counter()
     result = jnet.fit(
         model, optimizer, x, y,
-        epochs=args.epochs, batch_size=args.batch_size or None, key=jax.random.key(args.seed),
+        epochs=args.epochs, batch_size=args.batch_size or None, key=args.seed,
         validation_data=(xv, yv), checkpoint_dir=args.checkpoint_dir, resume=args.resume,
         verbose=0 if args.quiet else 1,
     )
     seconds = time.perf_counter() - start
     test = jnet.evaluate(model, result.params, result.state, xt, yt)
-    print(f"trained {result.epoch} epochs ({result.step} steps) in {seconds:.1f} s; "
+    print(f"trained {result.epoch} epochs ({result.step} steps) in {seconds:.1f} s "
+          f"({result.timing.compile_s:.1f} s compiling); "
           f"test accuracy {test['accuracy']:.4f} (test loss {test['loss']:.4f}, "
           f"{len(yt)} held-out images)")
     return test["accuracy"]

@@ -49,10 +49,11 @@ def test_batches_numpy_stay_on_host_and_have_fixed_shape():
     y = np.arange(11)
     out = list(D.batches(x, y, 4, key=jax.random.key(3)))
     assert len(out) == 3
-    assert all(isinstance(xb, np.ndarray) and xb.shape == (4, 2) for xb, _, _ in out)
-    seen = np.concatenate([yb[w == 1] for _, yb, w in out])
+    assert all(isinstance(b.x, np.ndarray) and b.x.shape == (4, 2) for b in out)
+    assert all(b.mask is None for b in out)
+    seen = np.concatenate([b.y[b.weight == 1] for b in out])
     assert sorted(seen.tolist()) == list(range(11))
-    for xb, yb, _ in out:  # rows stay paired with their labels
+    for xb, yb, _, _ in out:  # rows stay paired with their labels
         np.testing.assert_array_equal(xb[:, 0], 2 * yb)
 
 
@@ -85,7 +86,8 @@ def test_nan_and_inf_in_data_are_reported_with_their_position():
 
 
 def test_pad_batch_pads_to_size_with_zero_weight():
-    xb, yb, w = D.pad_batch((np.arange(3.0)[:, None], np.arange(3), np.ones(3)), 5)
+    xb, yb, w, mask = D.pad_batch(D.Batch(np.arange(3.0)[:, None], np.arange(3), np.ones(3)), 5)
+    assert mask is None
     np.testing.assert_array_equal(yb, [0, 1, 2, 0, 1])
     np.testing.assert_array_equal(w, [1, 1, 1, 0, 0])
     assert xb.shape == (5, 1)

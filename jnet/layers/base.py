@@ -33,9 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from jnet.errors import Error
+from jnet.typing import PyTree, Shape
 
-Shape = tuple[int, ...]
-PyTree = Any
 InitFn = Callable[[jax.Array, Any], tuple[Any, PyTree, PyTree]]
 ApplyFn = Callable[..., tuple[Any, PyTree]]
 

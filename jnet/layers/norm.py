@@ -88,22 +88,8 @@ def BatchNorm(
         out_dtype = x.dtype
         # Statistics of bfloat16 / float16 activations lose too much in their own precision.
         x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-        reduce = tuple(range(x.ndim - 1))
         if train:
-            n = math.prod(x.shape[:-1])
-            if n < 2:
-                raise LayerError(
-                    "BatchNorm",
-                    f"training needs more than one value per channel to estimate a variance, got "
-                    f"a batch of shape {x.shape}. Use a batch size > 1 or train=False.",
-                )
-            mean = jnp.mean(x, axis=reduce)
-            var = jnp.mean(jnp.square(x - mean), axis=reduce)
-            stored_var = var * (n / (n - 1)) if unbiased_running_var else var
-            new_state = jax.lax.stop_gradient({
-                "mean": momentum * state["mean"] + (1 - momentum) * mean,
-                "var": momentum * state["var"] + (1 - momentum) * stored_var,
-            })
+            mean, var, new_state = _batch_statistics(x, state, momentum, unbiased_running_var)
         else:
             mean, var, new_state = state["mean"], state["var"], state
         y = (x - mean) * jax.lax.rsqrt(var + eps)
@@ -117,6 +103,28 @@ def BatchNorm(
               "unbiased_running_var": unbiased_running_var}
     return Layer(init_fn, apply_fn, kind="BatchNorm", config=config, name=name,
                  keeps_float32=True)
+
+
+def _batch_statistics(x: jax.Array, state: dict, momentum: float,
+                      unbiased_running_var: bool) -> tuple[jax.Array, jax.Array, dict]:
+    """Batch mean and biased variance of channels-last `x` over every other axis, and the
+    updated running statistics (no gradient flows into them)."""
+    reduce = tuple(range(x.ndim - 1))
+    n = math.prod(x.shape[:-1])
+    if n < 2:
+        raise LayerError(
+            "BatchNorm",
+            f"training needs more than one value per channel to estimate a variance, got "
+            f"a batch of shape {x.shape}. Use a batch size > 1 or train=False.",
+        )
+    mean = jnp.mean(x, axis=reduce)
+    var = jnp.mean(jnp.square(x - mean), axis=reduce)
+    stored_var = var * (n / (n - 1)) if unbiased_running_var else var
+    new_state = jax.lax.stop_gradient({
+        "mean": momentum * state["mean"] + (1 - momentum) * mean,
+        "var": momentum * state["var"] + (1 - momentum) * stored_var,
+    })
+    return mean, var, new_state
 
 
 def LayerNorm(

@@ -19,8 +19,7 @@ import jax
 
 from jnet.errors import ArgumentError, ArgumentTypeError
 from jnet.layers.base import Layer, abstract_init, abstract_key, as_shape
-
-PyTree = Any
+from jnet.typing import PyTree
 
 
 class Row(NamedTuple):

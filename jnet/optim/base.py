@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet.errors import Error, entry_point
+from jnet.typing import PyTree
 
-PyTree = Any
 Schedule = Callable[[jax.Array], jax.Array]
 """A learning-rate schedule: `step -> lr`, `step` an int32 scalar array counting the updates
 already applied (0 for the first update), `lr` a scalar. It must be traceable (it runs under

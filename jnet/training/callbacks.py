@@ -2,14 +2,20 @@
 
 A callback is any function ``cb(epoch, logs, history) -> bool`` called after each epoch
 (``epoch`` counts from 0, ``logs`` holds that epoch's values, ``history`` all of them so far);
-returning True stops training. `jnet.training.history.LivePlot` is one.
+returning True stops training. `jnet.training.history.LivePlot` is one. `fit` checks each
+callback's signature before training (`check_callbacks`), so a Keras-style
+``on_epoch_end(epoch, logs)`` is reported at once, not after the first epoch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from jnet.errors import ArgumentError, ArgumentTypeError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,12 +44,22 @@ class EarlyStopping:
     restore_best_weights: bool = True
 
     def __post_init__(self):
+        where = "EarlyStopping"
         if self.mode not in ("min", "max", "auto"):
-            raise ValueError(
-                f"EarlyStopping: mode must be 'min', 'max' or 'auto', got {self.mode!r}."
-            )
+            raise ArgumentError(f"mode must be 'min', 'max' or 'auto', got {self.mode!r}.",
+                                where=where)
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int):
+            raise ArgumentTypeError(
+                f"patience must be an int >= 1 (epochs without improvement), got "
+                f"{self.patience!r} ({type(self.patience).__name__}).", where=where)
         if self.patience < 1:
-            raise ValueError(f"EarlyStopping: patience must be >= 1, got {self.patience}.")
+            raise ArgumentError(f"patience must be >= 1, got {self.patience}.", where=where)
+        if isinstance(self.min_delta, bool) or not isinstance(self.min_delta, (int, float)):
+            raise ArgumentTypeError(f"min_delta must be a number, got {self.min_delta!r}.",
+                                    where=where)
+        if self.monitor is not None and not isinstance(self.monitor, str):
+            raise ArgumentTypeError(f"monitor must be a logged name such as 'val_loss', got "
+                                    f"{self.monitor!r}.", where=where)
 
     def resolved(self, has_validation: bool) -> EarlyStopping:
         """This config with `monitor` and `mode` made explicit."""
@@ -71,12 +87,45 @@ class EarlyStopping:
 
 
 def as_early_stopping(value: EarlyStopping | int | None) -> EarlyStopping | None:
-    """``early_stopping=`` of `jnet.fit`: an `EarlyStopping`, an int patience, or None."""
+    """``early_stopping=`` of `jnet.fit`: an `EarlyStopping`, an int patience, or None.
+
+    Raises:
+        ArgumentTypeError: anything else.
+    """
     if value is None or isinstance(value, EarlyStopping):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return EarlyStopping(patience=value)
-    raise TypeError(
-        f"jnet.fit: early_stopping must be an EarlyStopping(...), an int patience or None, got "
+    raise ArgumentTypeError(
+        f"early_stopping must be an EarlyStopping(...), an int patience or None, got "
         f"{type(value).__name__}."
     )
+
+
+def check_callbacks(callbacks: Sequence[Callable[..., Any]]) -> list[Callable[..., Any]]:
+    """The callbacks as a list, each checked to accept ``(epoch, logs, history)``.
+
+    Raises:
+        ArgumentTypeError: a callback that is not callable or cannot take three positional
+            arguments (e.g. Keras's ``on_epoch_end(epoch, logs)``).
+    """
+    if callable(callbacks):
+        callbacks = [callbacks]
+    checked = []
+    for cb in callbacks:
+        if not callable(cb):
+            raise ArgumentTypeError(f"callbacks must be functions cb(epoch, logs, history) -> "
+                                    f"bool, got {type(cb).__name__}.")
+        try:
+            inspect.signature(cb).bind(0, {}, None)
+        except TypeError:
+            raise ArgumentTypeError(
+                f"callback {getattr(cb, '__name__', cb)!r} has the signature "
+                f"{inspect.signature(cb)}, but fit calls cb(epoch, logs, history) -> bool (True "
+                "stops training). Wrap a Keras-style callback: "
+                "`lambda epoch, logs, history: on_epoch_end(epoch, logs)`."
+            ) from None
+        except ValueError:  # builtins without a signature: trust them
+            pass
+        checked.append(cb)
+    return checked

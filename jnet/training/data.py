@@ -1,6 +1,6 @@
 """Batching of in-memory arrays with an explicit shuffle key and fixed batch shapes.
 
-The batch size picks the seed's three regimes of gradient descent:
+The batch size picks the three regimes of gradient descent:
 
     batch_size=None   full batch: one step per epoch on all N examples (GD)
     batch_size=1      one example per step, N steps per epoch (SGD)
@@ -15,7 +15,13 @@ batch (BatchNorm statistics) see data from the right distribution; they do count
 most k - 1 repeated examples in one batch per epoch. PyTorch's ``DataLoader`` and Keras instead
 yield a smaller last batch, which costs a second compilation under ``jax.jit``.
 
-A batch is a tuple ``(x, y, weight)``; ``weight`` has shape ``(batch,)``.
+A batch is a `Batch` ``(x, y, weight, mask)``: ``weight`` has shape ``(batch,)``; ``mask``
+is None or a boolean ``(batch, T)`` array, True on the real time steps of padded sequences
+(`mask_from_lengths` builds one). The mask travels with x: every gather, shuffle and pad
+applies the same rows to both.
+
+`prepare` checks in-memory training data once (shapes, mask, NaN / inf) and returns the
+`Arrays` both epoch paths of `jnet.fit` read.
 """
 
 from __future__ import annotations
@@ -23,33 +29,119 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-Batch = tuple[Any, Any, Any]
+from jnet.errors import ArgumentError, ArgumentTypeError, DataError, entry_point
 
 
-def check_arrays(x: Any, y: Any, *, where: str = "jnet.fit", check_finite: bool = True) -> int:
-    """Check `x` / `y` before training; return the number of examples N.
+class Batch(NamedTuple):
+    """One batch: inputs, targets, per-example weights ``(batch,)`` and an optional boolean
+    ``(batch, T)`` sequence mask (None: every step is real)."""
 
-    Raises ValueError when the leading axes differ or (with ``check_finite``) when a
-    floating-point array holds NaN or inf: one pass over the data, done once, so that a bad
-    value is reported where it is rather than as a NaN loss some epochs later.
+    x: Any
+    y: Any
+    weight: Any = None
+    mask: Any = None
+
+
+def as_array(a: Any, name: str) -> Any:
+    """`a` unchanged when it is an array; a Python list / tuple converted with `np.asarray`.
+
+    Raises:
+        DataError: a ragged list (no rectangular array), or something that is not data.
+    """
+    if hasattr(a, "shape") and hasattr(a, "dtype"):
+        return a
+    if isinstance(a, (list, tuple)):
+        try:
+            return np.asarray(a)
+        except ValueError as e:  # ragged nesting
+            raise DataError(
+                f"{name} is a Python {type(a).__name__} that is not rectangular ({e}). Pass a "
+                "NumPy or JAX array of shape (N, ...), e.g. `np.asarray(x, np.float32)`, "
+                "padding sequences to one length and passing mask=."
+            ) from None
+    raise DataError(
+        f"{name} must be an array (NumPy or JAX) with examples on axis 0, got "
+        f"{type(a).__name__}. Convert it with `np.asarray`."
+    )
+
+
+def mask_from_lengths(lengths: Any, max_len: int) -> jax.Array:
+    """Boolean ``(N, max_len)`` mask, True where ``t < lengths[n]`` (the real steps).
+
+    Args:
+        lengths: ``(N,)`` integer lengths of the sequences, each in ``[0, max_len]``.
+        max_len: T, the padded length.
+
+    Returns:
+        A boolean array of shape ``(N, max_len)``.
+
+    Raises:
+        DataError: concrete lengths outside ``[0, max_len]`` or not of shape ``(N,)``.
+        ArgumentError: `max_len` is not a non-negative int.
+    """
+    with entry_point("jnet.data.mask_from_lengths"):
+        if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 0:
+            raise ArgumentError(f"max_len must be a non-negative int (T), got {max_len!r}.")
+        if jnp.ndim(lengths) != 1:
+            raise DataError(f"lengths must have shape (N,), got shape {jnp.shape(lengths)}.")
+        if not isinstance(lengths, jax.core.Tracer):
+            values = np.asarray(lengths)
+            if values.size and (values.min() < 0 or values.max() > max_len):
+                raise DataError(
+                    f"lengths must lie in [0, {max_len}] (the padded length T), got values "
+                    f"from {values.min()} to {values.max()}. Pad the sequences to the longest "
+                    "length, or pass that length as max_len."
+                )
+        return jnp.arange(max_len)[None, :] < jnp.asarray(lengths)[:, None]
+
+
+def check_mask(mask: Any, x: Any, name: str = "mask") -> None:
+    """Raise `DataError` unless `mask` is a boolean ``(N, T)`` array matching ``x.shape[:2]``."""
+    if mask is None:
+        return
+    shape, x_shape = tuple(jnp.shape(mask)), tuple(jnp.shape(x))
+    if jnp.result_type(mask) != jnp.bool_:
+        raise DataError(
+            f"{name} must be boolean (True on real time steps), got dtype "
+            f"{jnp.result_type(mask)}. Build it with `jnet.data.mask_from_lengths(lengths, T)` "
+            "or compare, e.g. `mask = tokens != pad_id`."
+        )
+    if len(shape) != 2 or shape != x_shape[:2]:
+        raise DataError(
+            f"{name} must have shape (N, T) = x.shape[:2] = {x_shape[:2]}, got {shape}. One "
+            "row per example, one entry per time step."
+        )
+
+
+def check_arrays(x: Any, y: Any, mask: Any = None, *, check_finite: bool = True,
+                 prefix: str = "") -> int:
+    """Check `x` / `y` / `mask` before training; return the number of examples N.
+
+    One pass over the data, done once, so that a bad value is reported where it is rather than
+    as a NaN loss some epochs later. `prefix` names the arrays in messages (``"validation "``).
+
+    Raises:
+        DataError: no batch axis, lengths that differ on axis 0, an empty dataset, a mask that
+            is not boolean (N, T), or (with ``check_finite``) NaN / inf in a float array.
     """
     if jnp.ndim(x) == 0:
-        raise ValueError(f"{where}: x must have a leading batch axis, got a scalar.")
+        raise DataError(f"{prefix}x must have a leading batch axis, got a scalar.")
     n = int(jnp.shape(x)[0])
     if y is not None and (jnp.ndim(y) == 0 or int(jnp.shape(y)[0]) != n):
-        raise ValueError(
-            f"{where}: x and y must hold the same number of examples along axis 0, got "
+        raise DataError(
+            f"{prefix}x and y must hold the same number of examples along axis 0, got "
             f"x.shape={tuple(jnp.shape(x))} and y.shape={tuple(jnp.shape(y))}. Pass matching "
             "arrays (one target per input example)."
         )
     if n == 0:
-        raise ValueError(f"{where}: got an empty dataset (x.shape={tuple(jnp.shape(x))}).")
+        raise DataError(f"got an empty {prefix}dataset (x.shape={tuple(jnp.shape(x))}).")
+    check_mask(mask, x, f"{prefix}mask")
     if check_finite:
         for name, arr in (("x", x), ("y", y)):
             if arr is None or not jnp.issubdtype(jnp.result_type(arr), jnp.inexact):
@@ -57,30 +149,34 @@ def check_arrays(x: Any, y: Any, *, where: str = "jnet.fit", check_finite: bool 
             finite = np.isfinite(np.asarray(arr))
             if not finite.all():
                 bad = np.argwhere(~finite)[0]
-                raise ValueError(
-                    f"{where}: {name} contains {int((~finite).sum())} NaN/inf value(s), the first "
-                    f"at index {tuple(int(i) for i in bad)} (example {int(bad[0])}). Clean or "
-                    "impute the data before training, or pass check_finite=False to skip this "
-                    "check."
+                raise DataError(
+                    f"{prefix}{name} contains {int((~finite).sum())} NaN/inf value(s), the "
+                    f"first at index {tuple(int(i) for i in bad)} (example {int(bad[0])}). Clean "
+                    "or impute the data before training, or pass check_finite=False to skip "
+                    "this check."
                 )
     return n
 
 
-def resolve_batch_size(batch_size: int | None, n: int, *, where: str = "jnet.fit") -> int:
-    """The batch size used for N examples: None -> N; larger than N -> N, with a warning."""
+def resolve_batch_size(batch_size: int | None, n: int) -> int:
+    """The batch size used for N examples: None -> N; larger than N -> N, with a warning.
+
+    Raises:
+        ArgumentTypeError / ArgumentError: not an int, or not positive.
+    """
     if batch_size is None:
         return n
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(
-            f"{where}: batch_size must be a positive int or None (full batch), got {batch_size!r}."
+        raise ArgumentTypeError(
+            f"batch_size must be a positive int or None (full batch), got {batch_size!r}."
         )
     if batch_size <= 0:
-        raise ValueError(
-            f"{where}: batch_size must be a positive int or None (full batch), got {batch_size}."
+        raise ArgumentError(
+            f"batch_size must be a positive int or None (full batch), got {batch_size}."
         )
     if batch_size > n:
         warnings.warn(
-            f"{where}: batch_size={batch_size} is larger than the dataset ({n} examples); using "
+            f"batch_size={batch_size} is larger than the dataset ({n} examples); using "
             f"batch_size={n} (full-batch gradient descent). Pass batch_size=None to say so.",
             stacklevel=3,
         )
@@ -104,13 +200,16 @@ def epoch_plan(
 
     ``key=None`` keeps the data order. Pure and jit-able for static `n` / `batch_size`: the
     epoch's shuffle is one `jax.random.permutation`, so a given key always gives the same batches.
+
+    Raises:
+        ArgumentError: ``drop_remainder`` leaves no batch.
     """
     order = jnp.arange(n) if key is None else jax.random.permutation(key, n)
     steps = steps_per_epoch(n, batch_size, drop_remainder)
     if steps == 0:
-        raise ValueError(
-            f"epoch_plan: drop_remainder=True with batch_size={batch_size} > {n} examples leaves "
-            "no batch. Use a smaller batch_size or drop_remainder=False."
+        raise ArgumentError(
+            f"drop_remainder=True with batch_size={batch_size} > {n} examples leaves no batch. "
+            "Use a smaller batch_size or drop_remainder=False."
         )
     total = steps * batch_size
     weight = jnp.ones((total,), jnp.float32)
@@ -122,6 +221,48 @@ def epoch_plan(
     return order.reshape(steps, batch_size), weight.reshape(steps, batch_size)
 
 
+class Arrays(NamedTuple):
+    """In-memory data checked once by `prepare`; both epoch paths of `fit` read it.
+
+    Attributes:
+        x, y, mask: ``(N, ...)``, ``(N, ...)`` or None, boolean ``(N, T)`` or None; device
+            arrays for the scan path, as given (NumPy stays on the host) for the per-step path.
+    """
+
+    x: Any
+    y: Any
+    mask: Any
+
+    @property
+    def n(self) -> int:
+        """N, the number of examples."""
+        return int(jnp.shape(self.x)[0])
+
+    def take(self, idx: Any, weight: Any) -> Batch:
+        """The batch of rows `idx` (any leading shape) with `weight`; x, y and mask together."""
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return Batch(self.x[idx], pick(self.y), weight, pick(self.mask))
+
+    def on_device(self) -> Arrays:
+        """The same data as device arrays (copied once)."""
+        put = lambda a: None if a is None else jnp.asarray(a)  # noqa: E731
+        return Arrays(jnp.asarray(self.x), put(self.y), put(self.mask))
+
+
+def prepare(x: Any, y: Any, mask: Any = None, *, check_finite: bool = True,
+            prefix: str = "") -> Arrays:
+    """`Arrays` from the user's ``x, y, mask`` (lists converted), checked once.
+
+    Raises:
+        DataError: see `check_arrays`.
+    """
+    x = as_array(x, f"{prefix}x")
+    y = None if y is None else as_array(y, f"{prefix}y")
+    mask = None if mask is None else as_array(mask, f"{prefix}mask")
+    check_arrays(x, y, mask, check_finite=check_finite, prefix=prefix)
+    return Arrays(x, y, mask)
+
+
 def batches(
     x: Any,
     y: Any,
@@ -129,56 +270,72 @@ def batches(
     *,
     key: jax.Array | None = None,
     drop_remainder: bool = False,
+    mask: Any = None,
 ) -> Iterator[Batch]:
-    """Yield ``(x_batch, y_batch, weight)`` over one epoch of in-memory arrays (NumPy or JAX).
+    """Yield one epoch of `Batch` ``(x, y, weight, mask)`` over in-memory arrays.
 
     `key` shuffles (None keeps the order); every batch has `batch_size` rows (see the module
     docstring for the padded last batch). NumPy inputs give NumPy batches gathered on the host.
+    `mask` (boolean ``(N, T)``) is gathered with x; the batch's mask is None without one.
 
     Example:
-        >>> for xb, yb, w in jnet.data.batches(x, y, 64, key=jax.random.key(0)):
-        ...     params, state, opt_state, m = step(params, state, opt_state, (xb, yb, w), k)
+        >>> for batch in jnet.data.batches(x, y, 64, key=jax.random.key(0)):
+        ...     params, state, opt_state, m = step(params, state, opt_state, batch, k)
+
+    Raises:
+        DataError / ArgumentError: see `check_arrays` and `resolve_batch_size`.
     """
-    n = check_arrays(x, y, where="jnet.data.batches", check_finite=False)
-    size = resolve_batch_size(batch_size, n, where="jnet.data.batches")
-    idx, weight = epoch_plan(key, n, size, drop_remainder=drop_remainder)
-    on_host = isinstance(x, np.ndarray)
-    if on_host:
+    with entry_point("jnet.data.batches"):
+        data = prepare(x, y, mask, check_finite=False)
+        size = resolve_batch_size(batch_size, data.n)
+        idx, weight = epoch_plan(key, data.n, size, drop_remainder=drop_remainder)
+    if isinstance(data.x, np.ndarray):
         idx, weight = np.asarray(idx), np.asarray(weight)
     for i in range(idx.shape[0]):
-        yield x[idx[i]], (None if y is None else y[idx[i]]), weight[i]
+        yield data.take(idx[i], weight[i])
 
 
-def as_batch(item: Any, *, where: str = "jnet.fit") -> Batch:
-    """Normalise one item of a user's iterable, ``(x, y)`` or ``(x, y, weight)``, to a Batch."""
-    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-        raise ValueError(
-            f"{where}: each batch of an iterable dataset must be a tuple (x, y) or "
-            f"(x, y, weight), got {type(item).__name__}"
-            f"{f' of length {len(item)}' if isinstance(item, (tuple, list)) else ''}."
+def as_batch(item: Any) -> Batch:
+    """One item of a user's iterable, ``(x, y)``, ``(x, y, weight)``, ``(x, y, weight, mask)``
+    or a `Batch`, as a `Batch` with its weight filled in (ones when absent).
+
+    Raises:
+        DataError: not such a tuple, or parts that disagree on the batch axis.
+    """
+    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3, 4):
+        length = f" of length {len(item)}" if isinstance(item, (tuple, list)) else ""
+        raise DataError(
+            "each batch must be a tuple (x, y), (x, y, weight), (x, y, weight, mask) or a "
+            f"jnet.data.Batch, got {type(item).__name__}{length}."
         )
-    xb, yb = item[0], item[1]
+    xb, yb, weight, mask = (*item, None, None)[:4]
     n = int(jnp.shape(xb)[0])
-    if int(jnp.shape(yb)[0]) != n:
-        raise ValueError(
-            f"{where}: a batch has x.shape={tuple(jnp.shape(xb))} but y.shape="
-            f"{tuple(jnp.shape(yb))}; they must agree on the batch axis."
+    if yb is not None and int(jnp.shape(yb)[0]) != n:
+        raise DataError(
+            f"a batch has x.shape={tuple(jnp.shape(xb))} but y.shape={tuple(jnp.shape(yb))}; "
+            "they must agree on the batch axis."
         )
-    weight = np.ones((n,), np.float32) if len(item) == 2 else item[2]
-    return xb, yb, weight
+    check_mask(mask, xb, "a batch's mask")
+    weight = np.ones((n,), np.float32) if weight is None else weight
+    return Batch(xb, yb, weight, mask)
 
 
 def pad_batch(batch: Batch, size: int) -> Batch:
-    """Pad a short batch up to `size` rows by repeating its rows with weight 0 (no recompile)."""
-    xb, yb, w = batch
-    n = int(jnp.shape(xb)[0])
+    """Pad a short batch up to `size` rows by repeating its rows with weight 0 (no recompile).
+
+    Raises:
+        DataError: the batch is larger than `size`.
+    """
+    n = int(jnp.shape(batch.x)[0])
     if n == size:
         return batch
     if n > size:
-        raise ValueError(
-            f"jnet.fit: a batch of the iterable dataset has {n} examples, more than the first "
-            f"batch's {size}. Yield batches of one size (a shorter last batch is fine)."
+        raise DataError(
+            f"a batch of the iterable dataset has {n} examples, more than the first batch's "
+            f"{size}. Yield batches of one size (a shorter last batch is fine)."
         )
     rows = np.arange(size) % n
-    w_pad = np.concatenate([np.asarray(w, np.float32), np.zeros((size - n,), np.float32)])
-    return xb[rows], yb[rows], w_pad
+    weight = np.concatenate([np.asarray(batch.weight, np.float32),
+                             np.zeros((size - n,), np.float32)])
+    pick = lambda a: None if a is None else a[rows]  # noqa: E731
+    return Batch(batch.x[rows], pick(batch.y), weight, pick(batch.mask))

@@ -3,12 +3,29 @@
 ``history["loss"]`` is the list of per-epoch training losses, ``history["val_loss"]`` the
 validation losses, ``history["lr"]`` the learning rate at the end of each epoch, and so on for
 every metric (Keras's ``History.history``, as a small object you can also index directly).
+
+A population run (``jnet.fit(..., population=...)``) records a ``(P,)`` array per epoch for
+each name, one value per member; ``history.member(i)`` is member i's own history and
+``history.plot()`` draws one curve per member. `History` is a pytree (registered here), so a
+`FitResult` holding it can be checkpointed whole.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+import jax
+import numpy as np
+
+from jnet.errors import ArgumentError
+
+
+def _value(v: Any) -> float | np.ndarray:
+    """A logged value: a float, or a float array of per-member values."""
+    v = np.asarray(v, np.float64)
+    return float(v) if v.ndim == 0 else v
 
 
 def _pyplot():
@@ -25,16 +42,22 @@ def _pyplot():
 class History(Mapping):
     """Per-epoch values of every logged quantity: a read-only mapping ``name -> list[float]``."""
 
-    def __init__(self, values: Mapping[str, list[float]] | None = None):
-        self._values: dict[str, list[float]] = {k: list(v) for k, v in (values or {}).items()}
+    def __init__(self, values: Mapping[str, Any] | None = None):
+        self._values: dict[str, list] = {k: [_value(e) for e in v]
+                                         for k, v in (values or {}).items()}
 
-    def append(self, logs: Mapping[str, float]) -> None:
+    def append(self, logs: Mapping[str, Any]) -> None:
         """Record one epoch's logs (new names start here; names missing this epoch get NaN)."""
-        epochs = len(self)
+        epochs = self.epochs
         for name in logs:
             self._values.setdefault(name, [float("nan")] * epochs)
         for name, values in self._values.items():
-            values.append(float(logs.get(name, float("nan"))))
+            values.append(_value(logs.get(name, float("nan"))))
+
+    def member(self, i: int) -> History:
+        """Member `i`'s history of a population run (per-epoch floats)."""
+        return History({k: [v[i] if isinstance(v, np.ndarray) else v for v in values]
+                        for k, values in self._values.items()})
 
     def __getitem__(self, name: str) -> list[float]:
         return self._values[name]
@@ -57,20 +80,27 @@ class History(Mapping):
         return {k: list(v) for k, v in self._values.items()}
 
     def __repr__(self) -> str:
-        last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self._values.items() if v)
+        last = ", ".join(f"{k}={np.median(v[-1]):.4g}" for k, v in self._values.items() if v)
         return f"History(epochs={self.epochs}{', last: ' + last if last else ''})"
 
     def plot(self, keys: list[str] | None = None, *, fig: Any = None, title: str | None = None):
         """Draw each quantity against the epoch, training and validation on one axes.
 
         One panel per base name (``loss``, ``accuracy``, ``lr``, ...): the training curve and,
-        when present, the ``val_`` curve of the same quantity. The learning rate panel uses a
-        log scale. matplotlib is imported here (the ``plot`` extra). Returns the figure.
+        when present, the ``val_`` curve of the same quantity (one of each per member for a
+        population). The x axis shows whole epochs; the learning rate panel uses a log scale.
+        matplotlib is imported here (the ``plot`` extra). Returns the figure.
 
         Args:
             keys: base names to draw (default: all).
             fig: a matplotlib figure to draw into (cleared first), e.g. for live updates.
             title: a title over the panels.
+
+        Returns:
+            The matplotlib figure.
+
+        Raises:
+            ArgumentError: a key that was never logged.
         """
         plt = _pyplot()
         bases = [k for k in self._values if not k.startswith("val_")]
@@ -78,53 +108,82 @@ class History(Mapping):
         if keys is not None:
             missing = [k for k in keys if k not in bases]
             if missing:
-                raise KeyError(f"History.plot: no values named {missing}; recorded: {bases}.")
+                raise ArgumentError(f"no values named {missing}; recorded: {bases}.",
+                                    where="History.plot")
             bases = list(keys)
         if fig is None:
             fig = plt.figure(figsize=(4.2 * max(len(bases), 1), 3.2))
         else:
             fig.clear()
-        epochs = range(1, self.epochs + 1)
+        from matplotlib.ticker import MaxNLocator
+
+        epochs = np.arange(1, self.epochs + 1)
         for i, base in enumerate(bases):
             ax = fig.add_subplot(1, max(len(bases), 1), i + 1)
             for name, style in ((base, "-o"), (f"val_{base}", "--s")):
                 if name in self._values:
-                    ax.plot(epochs, self._values[name], style, markersize=3,
-                            label="validation" if name.startswith("val_") else "train")
+                    self._curves(ax, epochs, name, style)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_title(base)
             if base == "lr":
                 ax.set_yscale("log")
-            if f"val_{base}" in self._values:
-                ax.legend()
+            if f"val_{base}" in self._values or self._population(base):
+                ax.legend(fontsize="small")
             ax.grid(alpha=0.3)
         if title:
             fig.suptitle(title)
         fig.tight_layout()
         return fig
 
+    def _population(self, name: str) -> bool:
+        return any(isinstance(v, np.ndarray) for v in self._values.get(name, ()))
+
+    def _curves(self, ax: Any, epochs: np.ndarray, name: str, style: str) -> None:
+        """Draw `name` on `ax`: one curve, or one per member of a population."""
+        kind = "validation" if name.startswith("val_") else "train"
+        values = self._values[name]
+        if not self._population(name):
+            ax.plot(epochs, values, style, markersize=3, label=kind)
+            return
+        table = np.stack([np.broadcast_to(v, np.shape(values[-1])) for v in values])
+        for i in range(table.shape[1]):
+            ax.plot(epochs, table[:, i], style, markersize=3, color=f"C{i % 10}",
+                    label=f"{kind} {i}")
+
+
+jax.tree_util.register_pytree_node(
+    History, lambda h: ((h.history,), None), lambda _, children: History(children[0])
+)
+
 
 class LivePlot:
-    """Callback that redraws ``history.plot()`` after each epoch, in place, in a notebook.
+    """Callback that redraws ``history.plot()`` after each epoch.
 
-    Use ``jnet.fit(..., live_plot=True)`` or ``callbacks=[LivePlot()]``. Outside IPython it does
-    nothing (the progress bar already reports each epoch).
+    In a notebook it updates one figure in place; elsewhere (a script) it rewrites the PNG at
+    `path` after each epoch (default ``history.png`` in the working directory) and closes the
+    figure so none pile up. Use ``jnet.fit(..., live_plot=True)`` (or ``live_plot="run.png"``)
+    or ``callbacks=[LivePlot()]``.
+
+    Args:
+        keys: base names to draw (default: all).
+        path: the PNG written outside a notebook.
     """
 
-    def __init__(self, keys: list[str] | None = None):
+    def __init__(self, keys: list[str] | None = None, path: str | os.PathLike | None = None):
         self.keys = keys
+        self.path = os.fspath(path) if path is not None else "history.png"
         self._handle = None
         self._fig = None
 
-    def __call__(self, epoch: int, logs: Mapping[str, float], history: History) -> bool:
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
-            return False
-        if get_ipython() is None:
-            return False
+    def __call__(self, epoch: int, logs: Mapping[str, Any], history: History) -> bool:
         plt = _pyplot()
+        display = _notebook_display()
+        if display is None:
+            fig = history.plot(self.keys)
+            fig.savefig(self.path)
+            plt.close(fig)
+            return False
         if self._fig is None:
             self._fig = plt.figure()
             plt.close(self._fig)  # keep the inline backend from showing a second copy
@@ -134,3 +193,14 @@ class LivePlot:
         else:
             self._handle.update(fig)
         return False
+
+
+def _notebook_display() -> Any:
+    """IPython's `display` inside a running notebook kernel, else None."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return display if shell is not None and hasattr(shell, "kernel") else None

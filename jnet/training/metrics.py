@@ -15,6 +15,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jnet.errors import ArgumentError, ArgumentTypeError
+
 Metric = Callable[[jax.Array, jax.Array], jax.Array]
 
 
@@ -56,26 +58,30 @@ def resolve_metrics(
     for name, m in named:
         if isinstance(m, str):
             if m not in BUILTIN:
-                raise ValueError(
-                    f"jnet.fit: unknown metric {m!r}; built-in metrics are {sorted(BUILTIN)}. "
+                raise ArgumentError(
+                    f"unknown metric {m!r}; built-in metrics are {sorted(BUILTIN)}. "
                     "Pass a function fn(outputs, targets) -> per-example values for others."
                 )
             fn, default = BUILTIN[m], "accuracy" if m == "acc" else m
         elif callable(m):
             fn, default = m, getattr(m, "__name__", f"metric_{len(resolved)}")
         else:
-            raise TypeError(
-                f"jnet.fit: a metric must be a name or a function fn(outputs, targets) -> "
+            raise ArgumentTypeError(
+                f"a metric must be a name or a function fn(outputs, targets) -> "
                 f"per-example values, got {type(m).__name__}."
             )
         resolved[default if name is None else name] = fn
     if "loss" in resolved:
-        raise ValueError("jnet.fit: 'loss' is always reported; do not pass it as a metric.")
+        raise ArgumentError("'loss' is always reported; do not pass it as a metric.")
     return resolved
 
 
 def weighted_mean(values: jax.Array, weight: jax.Array) -> jax.Array:
-    """``sum(values * weight) / sum(weight)`` over the batch (0 for an all-zero weight)."""
-    values = jnp.reshape(values, (weight.shape[0], -1)).mean(axis=1)
+    """``sum(values * weight) / sum(weight)`` (0 for an all-zero weight).
+
+    `weight` is ``(N,)`` per example (then `values` is first averaged over its non-batch axes)
+    or ``(N, T)`` per time step (`values` ``(N, T)``: a token-level mean).
+    """
+    values = jnp.reshape(values, (*weight.shape, -1)).mean(axis=-1)
     total = jnp.sum(weight)
     return jnp.sum(values * weight) / jnp.where(total > 0, total, 1.0)

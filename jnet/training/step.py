@@ -2,16 +2,32 @@
 
     step = jnet.make_train_step(model, optimizer)            # loss from the model's head
     step = jax.jit(step, donate_argnums=(0, 1, 2))
-    params, state, opt_state, metrics = step(params, state, opt_state, (x, y, w), key)
+    params, state, opt_state, metrics = step(params, state, opt_state, batch, key)
+
+A batch is ``(x, y)``, ``(x, y, weight)``, ``(x, y, weight, mask)`` or a `jnet.data.Batch`;
+the mask (boolean ``(N, T)``, True on real time steps) goes to ``model.apply(..., mask=)``.
 
 Objective of one step, for a batch with per-example weights w (1 for real examples, 0 for the
 padding of a short last batch, see `jnet.training.data`):
 
     L(θ) = Σ_i w_i ℓ(f_θ(x_i), y_i) / Σ_i w_i
 
-so a padded example adds nothing to the loss or the gradient. `metrics` holds device arrays:
-``loss`` and each metric (weighted means over the batch), ``count`` = Σ w, and ``lr``, the
-learning rate the optimizer used (read from its state), so nothing forces a host sync.
+so a padded example adds nothing to the loss or the gradient.
+
+Per-step targets. When a mask is given and the targets are per time step (``y.shape[:2]`` and
+the outputs' ``shape[:2]`` both equal the mask's ``(N, T)``), the loss and every metric are
+evaluated at each step (the per-example function applied to the slices ``[:, t]``, giving
+``(N, T)`` values) and averaged with weights ``w_i * mask[i, t]``:
+
+    L(θ) = Σ_{i,t} w_i m_it ℓ(f_θ(x)_it, y_it) / Σ_{i,t} w_i m_it
+
+a token-level mean over the real steps, as PyTorch's ``ignore_index`` with mean reduction:
+padded steps count for nothing. Otherwise (one target per sequence) the mask only reaches the
+model.
+
+`metrics` holds device arrays: ``loss`` and each metric (weighted means over the batch) and
+``count`` = Σ w (Σ w m with per-step targets), so nothing forces a host sync. The learning rate
+is not a step log: read it once per epoch with `jnet.optim.current_learning_rate`.
 """
 
 from __future__ import annotations
@@ -22,27 +38,32 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jnet.errors import ArgumentError, ArgumentTypeError, entry_point, public
 from jnet.layers.base import Layer
+from jnet.training.data import Batch, as_batch
 from jnet.training.metrics import Metric, resolve_metrics, weighted_mean
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def resolve_loss(
-    model: Layer, loss: LossFn | None, *, where: str = "jnet.make_train_step"
-) -> LossFn:
-    """The per-example loss: `loss` if given, else the model's output head, else a clear error."""
+def resolve_loss(model: Layer, loss: LossFn | None) -> LossFn:
+    """The per-example loss: `loss` if given, else the model's output head.
+
+    Raises:
+        ArgumentTypeError: `loss` is not callable.
+        ArgumentError: no loss and no output head.
+    """
     if loss is not None:
         if not callable(loss):
-            raise TypeError(
-                f"{where}: loss must be a function fn(outputs, targets) -> per-example losses, "
-                f"got {type(loss).__name__}."
+            raise ArgumentTypeError(
+                "loss must be a function fn(outputs, targets) -> per-example losses, got "
+                f"{type(loss).__name__}."
             )
         return loss
     head = getattr(model, "head", None)
     if head is None:
-        raise ValueError(
-            f"{where}: the model has no output layer and no loss was given. End the model in "
+        raise ArgumentError(
+            "the model has no output layer and no loss was given. End the model in "
             "`ClassificationOutput()` / `RegressionOutput()`, or pass loss=fn with "
             "fn(outputs, targets) -> per-example losses, e.g. "
             "`functools.partial(jnet.losses.mse, reduction='none')`."
@@ -50,80 +71,85 @@ def resolve_loss(
     return head.loss
 
 
-def unpack_batch(batch: Any) -> tuple[Any, Any, jax.Array]:
-    """``(x, y)`` or ``(x, y, weight)`` -> ``(x, y, weight)`` (weight 1 when absent)."""
-    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-        raise ValueError(
-            "train step: batch must be a tuple (x, y) or (x, y, weight), got "
-            f"{type(batch).__name__}."
-        )
-    x, y = batch[0], batch[1]
-    weight = batch[2] if len(batch) == 3 else jnp.ones((jnp.shape(x)[0],), jnp.float32)
-    return x, y, jnp.asarray(weight, jnp.float32)
-
-
-def _per_example(loss_fn: LossFn, outputs: jax.Array, y: Any, n: int) -> jax.Array:
-    values = loss_fn(outputs, y)
-    if jnp.ndim(values) == 0 or jnp.shape(values)[0] != n:
-        raise ValueError(
-            f"jnet training: the loss must return per-example values of shape ({n},), got shape "
-            f"{tuple(jnp.shape(values))}. Use reduction='none' (jnet.losses) or drop the mean."
-        )
-    return values
-
-
-def batch_metrics(
-    loss: jax.Array, metrics: dict[str, Metric], outputs: jax.Array, y: Any, weight: jax.Array
-) -> dict[str, jax.Array]:
-    """The batch's `loss`, each metric (weighted means) and its count of real examples."""
-    values = {"loss": loss}
-    for name, fn in metrics.items():
-        values[name] = weighted_mean(fn(outputs, y), weight)
-    values["count"] = jnp.sum(weight)
-    return values
-
-
-def learning_rate(opt_state: Any) -> jax.Array | None:
-    """The learning rate recorded in an optimizer state, or None if it records none.
-
-    jnet optimizers keep the rate used at the last step in their state (a field or key named
-    ``learning_rate`` or ``lr``); chained transformations nest states, so search depth-first.
-    """
-    for name in ("learning_rate", "lr"):
-        value = _find(opt_state, name)
-        if value is not None:
-            return value
-    return None
-
-
-def _find(tree: Any, name: str) -> Any:
-    if isinstance(tree, dict):
-        if name in tree:
-            return tree[name]
-        children = list(tree.values())
-    elif hasattr(tree, "_fields"):  # NamedTuple
-        if name in tree._fields:
-            return getattr(tree, name)
-        children = list(tree)
-    elif hasattr(tree, "__dataclass_fields__"):
-        if name in tree.__dataclass_fields__:
-            return getattr(tree, name)
-        children = [getattr(tree, f) for f in tree.__dataclass_fields__]
-    elif isinstance(tree, (tuple, list)):
-        children = list(tree)
-    else:
-        return None
-    for child in children:
-        found = _find(child, name)
-        if found is not None:
-            return found
-    return None
-
-
 def model_metrics(model: Layer, metrics: Any) -> dict[str, Metric]:
     """``metrics=`` as `jnet.fit` takes it, as ``{name: fn}`` (None: accuracy for a
     classification head, see `resolve_metrics`)."""
     return resolve_metrics(metrics, model.head.task if model.head is not None else None)
+
+
+def unpack_batch(batch: Any) -> Batch:
+    """A step's batch as a `Batch` with a float32 weight (ones when absent)."""
+    batch = as_batch(batch)
+    return batch._replace(weight=jnp.asarray(batch.weight, jnp.float32))
+
+
+def _per_step(outputs: Any, y: Any, mask: Any) -> bool:
+    """Whether targets are per time step of the mask (see the module docstring)."""
+    if mask is None or y is None or jnp.ndim(y) < 2:
+        return False
+    steps = tuple(jnp.shape(mask))
+    return tuple(jnp.shape(y)[:2]) == steps and tuple(jnp.shape(outputs)[:2]) == steps
+
+
+def _values(fn: Callable, name: str, outputs: Any, y: Any, weights: jax.Array) -> jax.Array:
+    """``fn`` per example ``(N,)``, or per step ``(N, T)`` when `weights` is ``(N, T)``.
+
+    Raises:
+        ArgumentError: `fn` returned something else than one value per example (or step).
+    """
+    if weights.ndim == 2:  # per-step targets: fn on each step's (N, ...) slice
+        values = jax.vmap(fn, in_axes=(1, 1), out_axes=1)(outputs, y)
+        expected = tuple(weights.shape)
+        got = tuple(jnp.shape(values))
+    else:
+        values = fn(outputs, y)
+        expected, got = (weights.shape[0],), tuple(jnp.shape(values))[:1]
+    if got != expected or jnp.ndim(values) == 0:
+        raise ArgumentError(
+            f"the {name} must return per-example values of shape {expected}, got shape "
+            f"{tuple(jnp.shape(values))}. Return one value per example (reduction='none' for "
+            "jnet.losses; no mean over the batch)."
+        )
+    return values
+
+
+def _weights(batch: Batch, outputs: Any) -> jax.Array:
+    """Per-example weights ``(N,)``, or ``weight * mask`` ``(N, T)`` for per-step targets."""
+    if _per_step(outputs, batch.y, batch.mask):
+        return batch.weight[:, None] * jnp.asarray(batch.mask, jnp.float32)
+    return batch.weight
+
+
+def _metrics(value: jax.Array, metrics: dict[str, Metric], outputs: Any, y: Any,
+             weights: jax.Array) -> dict[str, jax.Array]:
+    """The batch's `loss`, each metric (weighted means) and its `count` of real examples."""
+    logs = {"loss": value}
+    for name, fn in metrics.items():
+        logs[name] = weighted_mean(_values(fn, f"metric {name!r}", outputs, y, weights), weights)
+    logs["count"] = jnp.sum(weights)
+    return logs
+
+
+def train_step_fn(model: Layer, optimizer: Any, loss_fn: LossFn,
+                  metrics: dict[str, Metric]) -> Callable:
+    """The pure step of `make_train_step` from a resolved loss and metrics; errors raised
+    while tracing it carry no `where` (the caller names itself)."""
+
+    def objective(params, state, batch, key):
+        outputs, new_state = model.apply(params, state, batch.x, key=key, train=True,
+                                         mask=batch.mask)
+        weights = _weights(batch, outputs)
+        value = weighted_mean(_values(loss_fn, "loss", outputs, batch.y, weights), weights)
+        return value, (outputs, new_state, weights)
+
+    def train_step(params, state, opt_state, batch, key):
+        batch = unpack_batch(batch)
+        (value, (outputs, new_state, weights)), grads = jax.value_and_grad(
+            objective, has_aux=True)(params, state, batch, key)
+        params, opt_state = optimizer.update(grads, opt_state, params)
+        return params, new_state, opt_state, _metrics(value, metrics, outputs, batch.y, weights)
+
+    return train_step
 
 
 def make_train_step(
@@ -143,43 +169,48 @@ def make_train_step(
             values`` or a ``{name: fn}`` dict, computed on the training batch's outputs (no
             extra forward pass). Default: accuracy for a classification head.
 
-    The batch is ``(x, y)`` or ``(x, y, weight)``; the loss is the weighted mean above. `key`
-    feeds dropout (the model runs with ``train=True``). Returned metrics are device arrays:
-    ``loss``, the metrics, ``count`` and, when the optimizer state records it, ``lr``.
+    Returns:
+        The step. Its batch is ``(x, y)``, ``(x, y, weight)``, ``(x, y, weight, mask)`` or a
+        `jnet.data.Batch`; the loss is the weighted mean of the module docstring. `key` feeds
+        dropout (the model runs with ``train=True``). Returned metrics are device arrays:
+        ``loss``, the metrics and ``count``.
+
+    Raises:
+        ArgumentError / ArgumentTypeError: no loss, a bad loss or metric; when the step is
+            traced, a loss or metric that does not return per-example values.
+        DataError: when the step is traced, a malformed batch.
     """
-    loss_fn = resolve_loss(model, loss)
-    metrics = model_metrics(model, metrics)
-
-    def objective(params, state, x, y, weight, key):
-        outputs, new_state = model.apply(params, state, x, key=key, train=True)
-        per_example = _per_example(loss_fn, outputs, y, weight.shape[0])
-        return weighted_mean(per_example, weight), (outputs, new_state)
-
-    def train_step(params, state, opt_state, batch, key):
-        x, y, weight = unpack_batch(batch)
-        (value, (outputs, new_state)), grads = jax.value_and_grad(objective, has_aux=True)(
-            params, state, x, y, weight, key
+    if not hasattr(optimizer, "update"):
+        raise ArgumentTypeError(
+            f"optimizer must have update(grads, opt_state, params), got "
+            f"{type(optimizer).__name__}. Pass e.g. jnet.optim.adam(1e-3).",
+            where="jnet.make_train_step",
         )
-        params, opt_state = optimizer.update(grads, opt_state, params)
-        logs = batch_metrics(value, metrics, outputs, y, weight)
-        lr = learning_rate(opt_state)
-        if lr is not None:
-            logs["lr"] = jnp.asarray(lr, jnp.float32)
-        return params, new_state, opt_state, logs
+    with entry_point("jnet.make_train_step"):
+        step = train_step_fn(model, optimizer, resolve_loss(model, loss),
+                             model_metrics(model, metrics))
+    return public("jnet.make_train_step")(step)
 
-    return train_step
+
+def eval_step_fn(model: Layer, loss_fn: LossFn, metrics: dict[str, Metric]) -> Callable:
+    """Pure evaluation step ``(params, state, batch) -> metrics`` (``train=False``, no key)."""
+
+    def eval_step(params, state, batch):
+        batch = unpack_batch(batch)
+        outputs, _ = model.apply(params, state, batch.x, train=False, mask=batch.mask)
+        weights = _weights(batch, outputs)
+        value = weighted_mean(_values(loss_fn, "loss", outputs, batch.y, weights), weights)
+        return _metrics(value, metrics, outputs, batch.y, weights)
+
+    return eval_step
 
 
 def make_eval_step(model: Layer, loss: LossFn | None = None, metrics: Any = None) -> Callable:
     """Pure evaluation step ``(params, state, batch) -> metrics`` (``train=False``, no key);
-    `loss` and `metrics` as in `make_train_step`."""
-    loss_fn = resolve_loss(model, loss, where="jnet.evaluate")
-    metrics = model_metrics(model, metrics)
+    `loss`, `metrics` and the batch as in `make_train_step`.
 
-    def eval_step(params, state, batch):
-        x, y, weight = unpack_batch(batch)
-        outputs, _ = model.apply(params, state, x, train=False)
-        value = weighted_mean(_per_example(loss_fn, outputs, y, weight.shape[0]), weight)
-        return batch_metrics(value, metrics, outputs, y, weight)
-
-    return eval_step
+    Raises:
+        ArgumentError / ArgumentTypeError: as `make_train_step`.
+    """
+    with entry_point("jnet.make_eval_step"):
+        return eval_step_fn(model, resolve_loss(model, loss), model_metrics(model, metrics))

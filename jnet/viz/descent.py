@@ -17,8 +17,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jnet.errors import ArgumentError
+from jnet.typing import PyTree
 
-PyTree = Any
 LossFn = Callable[[PyTree], jax.Array]
 
 
