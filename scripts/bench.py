@@ -59,9 +59,12 @@ from bench.floors import (  # noqa: E402
     Step,
     cnn_bn_dropout,
     floor_cnn,
+    floor_cnn1d,
     floor_mlp,
+    floor_strided_cnn,
     floor_train_step,
     recurrent,
+    transformer,
 )
 
 # ----------------------------------------------------------------------------------------
@@ -89,6 +92,10 @@ def random_batches(n_batches: int, shape: tuple[int, ...], classes: int = 10
 # Workloads: each builds both implementations from one jnet init.
 
 
+class MissingLayer(Exception):
+    """A workload whose jnet layer is not on this branch yet: reported, not run."""
+
+
 @dataclass
 class Impl:
     make_step: Callable[[], Step]  # a fresh Python function each call: forces a fresh trace
@@ -105,6 +112,7 @@ class Workload:
     rtol: float  # agreement of the first losses / parameters
     info: dict = field(default_factory=dict)
     torch: Callable[[bool], torch_side.Runner] | None = None  # compiled? -> a torch runner
+    fit: Callable[[Config], dict] | None = None  # times `jnet.fit` itself (scan and not)
 
 
 def _fresh(tree):
@@ -115,9 +123,12 @@ def _keys(n: int) -> list[jax.Array]:
     return [jax.random.fold_in(jax.random.key(42), i) for i in range(n)]
 
 
-def _children_params(model, tree) -> list:
-    """The non-empty params / state of a serial model's children, in order."""
-    return [tree[name] for name, _ in model.children if tree[name]]
+def _leaf_params(model, tree) -> list:
+    """The non-empty params / state of the model's leaf layers (depth first), in order: the
+    floors' lists."""
+    if not model.children:
+        return [tree] if tree else []
+    return [leaf for name, child in model.children for leaf in _leaf_params(child, tree[name])]
 
 
 def _jnet_step(model, optimizer) -> Callable[[], Step]:
@@ -137,7 +148,8 @@ def _jnet_step(model, optimizer) -> Callable[[], Step]:
 
 def train_workload(name: str, model, optimizer_name: str, forward: Callable, batches: list,
                    rtol: float = 2e-4, mixed: bool = False,
-                   torch_spec: torch_side.TorchSpec | None = None) -> Workload:
+                   torch_spec: torch_side.TorchSpec | None = None, time_fit: bool = False
+                   ) -> Workload:
     import jnet
 
     jnet_opt, floor_rule, _ = OPTIMIZERS[optimizer_name]
@@ -147,8 +159,8 @@ def train_workload(name: str, model, optimizer_name: str, forward: Callable, bat
     _, params, state = jax.jit(model.init)(jax.random.key(0))
     batches = [jax.device_put(b) for b in batches]
     rule = floor_rule()
-    floor_params = _children_params(model, params)
-    floor_state = _children_params(model, state)
+    floor_params = _leaf_params(model, params)
+    floor_state = _leaf_params(model, state)
     impls = {
         "jnet": Impl(_jnet_step(model, optimizer),
                      _fresh((params, state, optimizer.init(params)))),
@@ -163,7 +175,30 @@ def train_workload(name: str, model, optimizer_name: str, forward: Callable, bat
                     {"optimizer": optimizer_name,
                      "params": sum(a.size for a in jax.tree.leaves(params)),
                      "batch": tuple(batches[0][0].shape),
-                     "compute_dtype": "bfloat16" if mixed else "float32"}, torch_runner)
+                     "compute_dtype": "bfloat16" if mixed else "float32"}, torch_runner,
+                    (lambda cfg: fit_timing(model, optimizer, batches, cfg)) if time_fit else None)
+
+
+def fit_timing(model, optimizer, batches: list, cfg: Config) -> dict:
+    """ms per step of `jnet.fit` itself over the workload's batches as one data set (epochs of
+    len(batches) steps), with its default ``scan`` (each epoch one `lax.scan`) and with
+    ``scan=False`` (one jitted step per batch): the median over the epochs after the first
+    (which compiles), from epoch-end callbacks. Shuffles, gathers and metrics included."""
+    import jnet
+
+    x = np.concatenate([np.asarray(b[0]) for b in batches])
+    y = np.concatenate([np.asarray(b[1]) for b in batches])
+    out = {}
+    for label, scan in (("fit_scan", None), ("fit_no_scan", False)):
+        ends = [time.perf_counter()]
+        jnet.fit(model, optimizer, x, y, epochs=1 + max(2, cfg.rounds), key=jax.random.key(0),
+                 batch_size=len(batches[0][0]), scan=scan, verbose=0, check_finite=False,
+                 callbacks=[lambda epoch, logs, history, ends=ends: ends.append(
+                     time.perf_counter())])
+        epochs = np.diff(ends)
+        out[f"{label}_first_epoch_s"] = float(epochs[0])
+        out[f"{label}_step_s"] = float(np.median(epochs[1:])) / len(batches)
+    return out
 
 
 def optim_workload(rule_name: str, n_arrays: int, size: int) -> Workload:
@@ -224,6 +259,34 @@ def workload_builders(only: set[str] | None, quick: bool) -> list[Callable[[], W
             L.Flatten(), L.Dense(128), L.ReLU(), *([L.Dropout(0.5)] if bn else []),
             L.Dense(10), L.ClassificationOutput())
 
+    def strided_cnn():  # 28 -> 14 -> 7: SAME with a 4x4 kernel and stride 2 pads (1, 1)
+        return L.serial(
+            L.Input((28, 28, 1)), L.Conv2D(32, (4, 4), strides=2, padding="SAME"), L.ReLU(),
+            L.Conv2D(64, (4, 4), strides=2, padding="SAME"), L.ReLU(), L.Flatten(),
+            L.Dense(128), L.ReLU(), L.Dense(10), L.ClassificationOutput())
+
+    seq1d_shape = (8, 32, 16) if quick else (64, 128, 16)
+
+    def cnn1d():
+        if not hasattr(L, "Conv1D"):
+            raise MissingLayer("cnn1d needs jnet.layers.Conv1D (from the conv branch); "
+                               "`git merge main` once it has landed")
+        return L.serial(L.Input(seq1d_shape[1:]), L.Conv1D(32, 5, padding="SAME"), L.ReLU(),
+                        L.Conv1D(64, 5, padding="SAME"), L.ReLU(), L.Flatten(), L.Dense(10),
+                        L.ClassificationOutput())
+
+    (n_tok, t_tok), vocab, width, heads = (8, 16) if quick else (32, 64), 1000, 128, 4
+    encoder = L.serial(
+        L.Input((t_tok,)), L.Embedding(vocab, width),
+        L.residual(L.serial(L.LayerNorm(), L.MultiHeadAttention(heads))),
+        L.residual(L.serial(L.LayerNorm(), L.Dense(4 * width), L.ReLU(), L.Dense(width))),
+        L.Flatten(), L.Dense(10), L.ClassificationOutput())
+
+    def token_batches():
+        rng = np.random.default_rng(2)
+        return [(rng.integers(0, vocab, (n_tok, t_tok)).astype(np.int32),
+                 rng.integers(0, 10, n_tok).astype(np.int32)) for _ in range(n)]
+
     cnn_bn = cnn(True)
     dropout_index = [layer.kind for _, layer in cnn_bn.children].index("Dropout")
     T = torch_side
@@ -253,6 +316,15 @@ def workload_builders(only: set[str] | None, quick: bool) -> list[Callable[[], W
         "gru": lambda: train_workload(
             "gru", rnn_model(L.GRU(128)), "rmsprop", recurrent("gru"), seq(),
             torch_spec=T.TorchSpec(T.rnn("gru"), "rmsprop")),
+        "cnn_strided": lambda: train_workload(
+            "cnn_strided", strided_cnn(), "momentum", floor_strided_cnn, img(), time_fit=True,
+            torch_spec=T.TorchSpec(T.cnn(False, (7, 7, 64), stride=2), "momentum", image=True)),
+        "transformer": lambda: train_workload(
+            "transformer", encoder, "adam", transformer(heads), token_batches(),
+            torch_spec=T.TorchSpec(T.transformer(heads), "adam", integer_inputs=True)),
+        "cnn1d": lambda: train_workload(
+            "cnn1d", cnn1d(), "adam", floor_cnn1d, random_batches(n, seq1d_shape),
+            torch_spec=T.TorchSpec(T.cnn1d(2, (seq1d_shape[1], 64)), "adam", image=True)),
         "mlp_bf16": lambda: train_workload(
             "mlp_bf16", mlp, "adam", lambda p, s, x, k: floor_mlp(p, s, x, k, jnp.bfloat16),
             digits_batches(n, 128), rtol=2e-2, mixed=True),
@@ -535,7 +607,21 @@ def table(results: list[dict]) -> str:
             "torch | compile s jnet / floor / torch.compile | peak MiB jnet / floor / torch "
             "| compiles | first losses agree (floor, torch) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    rows += [_train_row(r) for r in results if r["kind"] == "train"]
+    rows += [_train_row(r) if r["kind"] == "train" else f"| {r['name']} | {r['reason']} |"
+             for r in results if r["kind"] in ("train", "missing")]
+    fits = [r for r in results if "fit" in r]
+    if fits:
+        rows += ["", "| workload | `jnet.fit` ms/step: default (scan) / scan=False | floor "
+                 "step ms | torch step ms | default / floor | default / scan=False | "
+                 "default / torch |", "|---|---|---|---|---|---|---|"]
+    for r in fits:
+        fit, floor = r["fit"], r["impls"]["floor"]["step_median_s"]
+        torch_s = r["impls"].get("torch", {}).get("step_median_s")
+        rows.append(
+            f"| {r['name']} | {_ms(fit['fit_scan_step_s'])} / {_ms(fit['fit_no_scan_step_s'])} | "
+            f"{_ms(floor)} | {_slash([torch_s], _ms)} | **{fit['fit_scan_step_s'] / floor:.2f}**"
+            f" | {fit['fit_scan_step_s'] / fit['fit_no_scan_step_s']:.2f} | "
+            + ("–" if torch_s is None else f"**{fit['fit_scan_step_s'] / torch_s:.2f}**") + " |")
     opt = [r for r in results if r["kind"] == "optim" and "ratio" in r]
     if opt:
         shape = "x".join(map(str, opt[0]["info"]["array_shape"]))
@@ -637,9 +723,16 @@ def main(argv: list[str] | None = None) -> int:
     meter = CompileMeter()
     results = []
     for build in workload_builders(only, args.quick):
-        w = build()
+        try:
+            w = build()
+        except MissingLayer as e:
+            log(f"skipped: {e}")
+            results.append({"name": str(e).split()[0], "kind": "missing", "reason": str(e)})
+            continue
         log(f"{w.name} ...")
         results.append(run_workload(w, cfg, meter, log))
+        if w.fit is not None:
+            results[-1]["fit"] = w.fit(cfg)
         del w
     if cfg.memory:
         add_memory(results, cfg, args.quick, log)

@@ -260,3 +260,57 @@ def floor_train_step(forward: Callable, rule: tuple[Callable, Callable]) -> Step
         return (params, state, opt_state), loss
 
     return step
+
+
+def conv_strided(p, x, stride: int):
+    y = lax.conv_general_dilated(x, p["w"], (stride, stride), "SAME",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + p["b"]
+
+
+def floor_strided_cnn(params, state, x, key):
+    """Two stride-2 convolutions downsample instead of pooling."""
+    c1, c2, d1, d2 = params
+    h = jax.nn.relu(conv_strided(c2, jax.nn.relu(conv_strided(c1, x, 2)), 2))
+    h = jax.nn.relu(dense(d1, h.reshape(h.shape[0], -1)))
+    return dense(d2, h), state
+
+
+def floor_cnn1d(params, state, x, key):
+    """Conv1D ReLU Conv1D ReLU Flatten Dense, (N, T, C) channels last, SAME padding."""
+    c1, c2, d = params
+    for p in (c1, c2):
+        x = jax.nn.relu(lax.conv_general_dilated(x, p["w"], (1,), "SAME",
+                                                 dimension_numbers=("NWC", "WIO", "NWC"))
+                        + p["b"])
+    return dense(d, x.reshape(x.shape[0], -1)), state
+
+
+def layer_norm(p, x, eps=1e-5):
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    return (x - mean) * lax.rsqrt(var + eps) * p["scale"] + p["bias"]
+
+
+def self_attention(p, x, heads: int):
+    """Multi-head scaled dot-product self-attention, (N, T, E) -> (N, T, E), no mask."""
+    n, t, e = x.shape
+    q, k, v = jnp.split(x @ p["w_qkv"] + p["b_qkv"], 3, axis=-1)
+    q, k, v = (a.reshape(n, t, heads, e // heads) for a in (q, k, v))
+    logits = jnp.einsum("nqhd,nkhd->nhqk", q, k) / jnp.sqrt(jnp.float32(e // heads))
+    out = jnp.einsum("nhqk,nkhd->nqhd", jax.nn.softmax(logits, axis=-1), v)
+    return out.reshape(n, t, e) @ p["w_out"] + p["b_out"]
+
+
+def transformer(heads: int):
+    """Pre-LayerNorm encoder block on token ids: embed, x + MHA(LN(x)), x + MLP(LN(x)),
+    Flatten, Dense."""
+
+    def floor(params, state, ids, key):
+        emb, ln1, attn, ln2, d1, d2, head = params
+        h = emb["embedding"][ids]
+        h = h + self_attention(attn, layer_norm(ln1, h), heads)
+        h = h + dense(d2, jax.nn.relu(dense(d1, layer_norm(ln2, h))))
+        return dense(head, h.reshape(h.shape[0], -1)), state
+
+    return floor

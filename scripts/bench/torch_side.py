@@ -38,8 +38,9 @@ def threads() -> int:
 @dataclass
 class TorchSpec:
     """A workload in torch: `build(floor_params, floor_state)` -> (layers dict, forward(layers,
-    x, extra) -> logits); `optimizer` a name of `OPTIMIZERS`; `image` converts NHWC batches to
-    NCHW; `extra(i)` the per-batch extra input of step i (a dropout mask) or None."""
+    x, extra) -> logits); `optimizer` a name of `OPTIMIZERS`; `image`: move the channel axis
+    of the batches from last to 1 (NHWC -> NCHW, NTC -> NCT); `extra(i)` the per-batch extra
+    input of step i (a dropout mask) or None; `integer_inputs`: token ids."""
 
     build: Callable[[list, list], tuple[dict, Callable]]
     optimizer: str
@@ -155,8 +156,8 @@ class Runner:
 
         def x_of(x):
             x = np.asarray(x)
-            if spec.image:
-                x = x.transpose(0, 3, 1, 2)
+            if spec.image:  # channels last -> torch's channels first: NHWC -> NCHW, NTC -> NCT
+                x = np.moveaxis(x, -1, 1)
             return torch.from_numpy(np.array(x, np.int64 if spec.integer_inputs else np.float32,
                                              order="C"))
 
@@ -285,6 +286,59 @@ def rnn(kind: str) -> Callable:
         def forward(m, x, extra):
             out, _ = m["rnn"](x)
             return m["head"](out[:, -1])
+
+        return layers, forward
+
+    return build
+
+
+def cnn1d(padding: int, flat_tc: tuple[int, int]) -> Callable:
+    """Conv1d ReLU Conv1d ReLU Flatten Linear on (N, C, T) (batches converted from (N, T, C))."""
+
+    def build(params, state):
+        c1, c2, d = params
+        t, c = flat_tc
+        layers = {"c1": conv1d(c1, padding), "c2": conv1d(c2, padding),
+                  "d": linear(d, (1, t, c))}  # jnet flattens (t, c), torch (c, t)
+
+        def forward(m, x, extra):
+            x = _relu(m["c2"](_relu(m["c1"](x))))
+            return m["d"](x.flatten(1))
+
+        return layers, forward
+
+    return build
+
+
+def transformer(heads: int) -> Callable:
+    """nn.Embedding, pre-LayerNorm residual nn.MultiheadAttention and MLP, Flatten, Linear."""
+
+    def build(params, state):
+        from torch import nn
+
+        emb, ln1, attn, ln2, d1, d2, head = params
+        e = np.asarray(attn["w_out"]).shape[0]
+        mha = nn.MultiheadAttention(e, heads, batch_first=True)
+        embedding = nn.Embedding(*np.asarray(emb["embedding"]).shape)
+        norms = [nn.LayerNorm(e, eps=1e-5) for _ in range(2)]
+        with _no_grad():
+            embedding.weight.copy_(_t(emb["embedding"]))
+            mha.in_proj_weight.copy_(_t(np.asarray(attn["w_qkv"]).T))
+            mha.in_proj_bias.copy_(_t(attn["b_qkv"]))
+            mha.out_proj.weight.copy_(_t(np.asarray(attn["w_out"]).T))
+            mha.out_proj.bias.copy_(_t(attn["b_out"]))
+            for norm, p in zip(norms, (ln1, ln2), strict=True):
+                norm.weight.copy_(_t(p["scale"]))
+                norm.bias.copy_(_t(p["bias"]))
+        layers = {"emb": embedding, "ln1": norms[0], "attn": mha, "ln2": norms[1],
+                  "d1": linear(d1), "d2": linear(d2), "head": linear(head)}
+
+        def forward(m, ids, extra):
+            h = m["emb"](ids)
+            a = m["ln1"](h)
+            h = h + m["attn"](a, a, a, need_weights=False)[0]
+            h = h + m["d2"](_relu(m["d1"](m["ln2"](h))))
+            return m["head"](h.flatten(1))
 
         return layers, forward
 
