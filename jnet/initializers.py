@@ -36,10 +36,31 @@ still exactly ``scale / n``, as JAX, Keras and TensorFlow do. PyTorch's ``kaimin
 Defaults differ between libraries: PyTorch initialises ``nn.Linear`` / ``nn.Conv2d`` with
 ``kaiming_uniform_(a=sqrt(5))`` (= U(±1/sqrt(fan_in))) and its transposed ``(out, in)`` layout;
 Keras uses glorot_uniform for Dense and Conv2D, as jnet does.
+
+**The layer's context.** A bias init cannot see its weight, yet PyTorch draws every bias from
+U(±1/sqrt(fan_in)) with the *weight's* fan_in. So layers call each of their inits with two
+keyword arguments describing the layer, the same ones for the weight and the bias:
+
+- ``fan_in``: the fan_in PyTorch's default init uses for this layer: ``in`` for `Dense`,
+  ``prod(kernel) * C / groups`` for `Conv1D` / `Conv2D`, ``prod(kernel) * filters / groups``
+  for `ConvTranspose2D` (PyTorch and Keras count a transposed kernel from its output side),
+  ``hidden`` for every weight and bias of `LSTM` / `GRU` (PyTorch's 1/sqrt(hidden) rule).
+- ``summands``: how many PyTorch parameters one jnet parameter is the sum of: 2 for the `LSTM`
+  bias ``b`` (PyTorch's ``b_ih + b_hh``), else 1.
+
+Only `torch_default` (the name ``"torch"``) reads them: with ``w_init="torch", b_init="torch"``
+a layer is initialised as its PyTorch counterpart, distribution for distribution, without
+closures. Every other init here computes its fans from the shape it is given and ignores the
+context. `get` makes any init accept the context: a callable whose signature has neither
+``**kwargs`` nor those names is called without it, so ``init(key, shape, dtype)`` callables
+keep working; write ``def init(key, shape, dtype=jnp.float32, *, fan_in=None, **context)`` to
+read it.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -48,6 +69,7 @@ import jax
 import jax.numpy as jnp
 
 from jnet._rng import draw
+from jnet.errors import ArgumentError, ArgumentTypeError
 
 Init = Callable[..., jax.Array]
 """``init(key, shape, dtype=jnp.float32) -> array``."""
@@ -83,11 +105,11 @@ def variance_scaling(
             (JAX / Keras); False draws an untruncated normal (PyTorch).
     """
     if mode not in ("fan_in", "fan_out", "fan_avg"):
-        raise ValueError(
+        raise ArgumentError(
             f"variance_scaling: mode must be fan_in, fan_out or fan_avg, got {mode!r}."
         )
     if distribution not in ("uniform", "normal"):
-        raise ValueError(
+        raise ArgumentError(
             f"variance_scaling: distribution must be 'uniform' or 'normal', got {distribution!r}."
         )
 
@@ -155,7 +177,7 @@ def orthogonal(scale: float = 1.0) -> Init:
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
         shape = tuple(shape)
         if len(shape) < 2:
-            raise ValueError(
+            raise ArgumentError(
                 f"orthogonal: needs a shape with at least 2 dims, got {shape}. "
                 "Use it for matrices or kernels, not biases."
             )
@@ -208,6 +230,27 @@ def normal(stddev: float = 0.05, mean: float = 0.0) -> Init:
     return init
 
 
+def torch_default() -> Init:
+    """PyTorch's default init of Linear, Conv*d, ConvTranspose*d, LSTM and GRU parameters.
+
+    Draws U(±1/sqrt(fan_in)), with `fan_in` from the layer's context (see the module
+    docstring); for the weights of Linear and Conv*d this is ``kaiming_uniform_(a=sqrt(5))``,
+    for their biases and for every recurrent parameter PyTorch's explicit uniform. With
+    ``summands=k`` it draws the sum of k independent such uniforms (the LSTM's merged bias).
+    Called without a context (directly on a shape), fan_in is the shape's (`compute_fans`).
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32, *,
+             fan_in: int | None = None, summands: int = 1) -> jax.Array:
+        n = compute_fans(shape)[0] if fan_in is None else fan_in
+        bound = 1.0 / math.sqrt(n) if n > 0 else 0.0  # PyTorch: no inputs, zero bias
+        parts = draw(jax.random.uniform, key, (summands, *shape), dtype=dtype,
+                     minval=-bound, maxval=bound)
+        return jnp.sum(parts, axis=0)
+
+    return init
+
+
 _FACTORIES: dict[str, Callable[[], Init]] = {
     "glorot_uniform": glorot_uniform,
     "glorot_normal": glorot_normal,
@@ -224,32 +267,58 @@ _FACTORIES: dict[str, Callable[[], Init]] = {
     "ones": ones,
     "uniform": uniform,
     "normal": normal,
+    "torch": torch_default,
 }
+
+_CONTEXT = ("fan_in", "summands")
 
 
 def get(spec: str | Callable) -> Init:
-    """Resolve what a layer was given as an initializer into an ``init(key, shape, dtype)``.
+    """Resolve what a layer was given as an initializer into an
+    ``init(key, shape, dtype, *, fan_in=None, summands=1)``.
 
-    Accepts a name (``"he_normal"``, ``"zeros"``, ...; the factory's defaults are used), one of
+    Accepts a name (``"he_normal"``, ``"torch"``, ...; the factory's defaults are used), one of
     this module's factories, called or not (``he_normal`` and ``he_normal()`` both work), or any
-    other callable with the init signature, which is returned unchanged.
+    other callable with the init signature. The result takes the layer's context keywords
+    (module docstring) and passes on those the init declares.
+
+    Raises:
+        ArgumentError: an unknown name.
+        ArgumentTypeError: neither a name nor a callable.
     """
     if isinstance(spec, str):
         if spec not in _FACTORIES:
-            raise ValueError(
+            raise ArgumentError(
                 f"unknown initializer {spec!r}. Known names: {', '.join(sorted(_FACTORIES))}; "
                 "or pass a callable init(key, shape, dtype)."
             )
-        return _FACTORIES[spec]()
+        return _with_context(_FACTORIES[spec]())
     if not callable(spec):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"an initializer must be a name or a callable init(key, shape, dtype), got "
             f"{type(spec).__name__}. For a fixed value use jnet.initializers.constant(value)."
         )
     # Forgetting the call (`w_init=he_normal`) is the common slip; the factory has defaults.
     if any(spec is factory for factory in _FACTORIES.values()):
-        return spec()
-    return spec
+        return _with_context(spec())
+    return _with_context(spec)
+
+
+def _with_context(init: Callable) -> Init:
+    """`init` taking the context keywords, passing on only those its signature declares."""
+    try:
+        params = inspect.signature(init).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): pass nothing
+        params = ()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return init
+    takes = tuple(p.name for p in params if p.name in _CONTEXT)
+
+    @functools.wraps(init)
+    def with_context(key, shape, *dtype, **context):
+        return init(key, shape, *dtype, **{k: v for k, v in context.items() if k in takes})
+
+    return with_context
 
 
 __all__ = [
@@ -268,6 +337,7 @@ __all__ = [
     "normal",
     "ones",
     "orthogonal",
+    "torch_default",
     "uniform",
     "variance_scaling",
     "xavier_normal",

@@ -3,13 +3,18 @@
 torch is never imported: pass the state dict as NumPy arrays (or anything `np.asarray` takes),
 e.g. ``{k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}``. Every function
 takes an optional `prefix`, so one call picks a submodule out of a whole model's state dict
-(``prefix="encoder.lstm."``).
+(``prefix="encoder.lstm."``). Dtypes are kept: a float64 (``module.double()``) state dict gives
+float64 params, a float32 one float32 params; cast with ``jax.tree.map`` to change them. Every
+problem (a missing key, a wrong shape or dtype) is a `jnet.ArgumentError` naming the entry.
 
 =================  ======================================  ===================================
 PyTorch            jnet                                    conversion
 =================  ======================================  ===================================
 nn.Linear          Dense {"w": (in, out), "b"}             weight.T
 nn.Conv2d          Conv2D {"w": (kh, kw, I, O), "b"}       OIHW -> HWIO: transpose(2, 3, 1, 0)
+nn.Conv1d          Conv1D {"w": (k, I, O), "b"}            OIW -> WIO: transpose(2, 1, 0)
+nn.ConvTranspose2d ConvTranspose2D {"w": (kh, kw, I, O),   IOHW -> HWIO: transpose(2, 3, 0, 1)
+                   "b"}
 nn.BatchNorm2d     BatchNorm {"scale", "bias"},            weight, bias; running_mean,
                    state {"mean", "var"}                   running_var copied as stored
 nn.LSTM            LSTM {"w_ih": (F, 4H), "w_hh": (H, 4H), weight_ih_l0.T, weight_hh_l0.T,
@@ -49,7 +54,9 @@ from jnet.errors import ArgumentError
 __all__ = [
     "batchnorm_from_torch",
     "bidirectional_from_torch",
+    "conv1d_from_torch",
     "conv2d_from_torch",
+    "conv_transpose2d_from_torch",
     "dense_from_torch",
     "embedding_from_torch",
     "gru_from_torch",
@@ -65,16 +72,20 @@ def _get(state_dict: Mapping[str, Any], key: str, what: str, optional: bool = Fa
             return None
         near = sorted(k for k in state_dict if k.split(".")[-1] == key.split(".")[-1])
         hint = f" Keys with that name: {near[:5]}; pass the right prefix=." if near else ""
-        raise KeyError(
+        raise ArgumentError(
             f"{what}: the state dict has no {key!r}.{hint} It has {len(state_dict)} keys, e.g. "
             f"{sorted(state_dict)[:6]}."
         )
-    return np.asarray(state_dict[key], dtype=np.float32)
+    array = np.asarray(state_dict[key])
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ArgumentError(f"{what}: expected floating-point {key!r}, got dtype {array.dtype}. "
+                            "Pass the module's state dict as float arrays.")
+    return array  # the dtype is kept: a float64 module gives float64 params
 
 
 def _check_shape(what: str, name: str, array: np.ndarray, shape: tuple) -> None:
     if array.shape != shape:
-        raise ValueError(f"{what}: expected {name} of shape {shape}, got {array.shape}.")
+        raise ArgumentError(f"{what}: expected {name} of shape {shape}, got {array.shape}.")
 
 
 def dense_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
@@ -84,7 +95,7 @@ def dense_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """
     w = _get(state_dict, prefix + "weight", "dense_from_torch")
     if w.ndim != 2:
-        raise ValueError(f"dense_from_torch: expected a 2-D weight (out, in), got {w.shape}.")
+        raise ArgumentError(f"dense_from_torch: expected a 2-D weight (out, in), got {w.shape}.")
     params = {"w": w.T.copy()}
     b = _get(state_dict, prefix + "bias", "dense_from_torch", optional=True)
     if b is not None:
@@ -99,11 +110,12 @@ def conv2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     Both compute cross-correlation, so no kernel flip. Strides, padding and dilation are
     constructor arguments on both sides (PyTorch's ``padding=p`` is jnet's ``padding=p``);
     inputs go from NCHW to NHWC with ``x.transpose(0, 2, 3, 1)``. Grouped convolutions
-    (``groups > 1``) have no jnet counterpart.
+    (``groups=G``, weight (O, I / G, kh, kw)) convert the same way into
+    ``Conv2D(..., feature_group_count=G)``.
     """
     w = _get(state_dict, prefix + "weight", "conv2d_from_torch")
     if w.ndim != 4:
-        raise ValueError(f"conv2d_from_torch: expected a 4-D OIHW weight, got {w.shape}.")
+        raise ArgumentError(f"conv2d_from_torch: expected a 4-D OIHW weight, got {w.shape}.")
     params = {"w": np.ascontiguousarray(w.transpose(2, 3, 1, 0))}
     b = _get(state_dict, prefix + "bias", "conv2d_from_torch", optional=True)
     if b is not None:
@@ -135,10 +147,11 @@ def batchnorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> tup
 
 def _rnn_weights(state_dict, prefix, layer, direction, gates, what):
     if direction not in ("forward", "backward"):
-        raise ValueError(f"{what}: direction must be 'forward' or 'backward', got {direction!r}.")
+        raise ArgumentError(
+            f"{what}: direction must be 'forward' or 'backward', got {direction!r}.")
     suffix = f"_l{layer}" + ("_reverse" if direction == "backward" else "")
     if prefix + "weight_hr" + suffix in state_dict:
-        raise ValueError(
+        raise ArgumentError(
             f"{what}: the module has a projection (proj_size > 0, 'weight_hr{suffix}'), "
             "which jnet's LSTM does not implement."
         )
@@ -147,7 +160,7 @@ def _rnn_weights(state_dict, prefix, layer, direction, gates, what):
     hidden = w_hh.shape[-1]
     _check_shape(what, "weight_hh" + suffix, w_hh, (gates * hidden, hidden))
     _check_shape(what, "weight_ih" + suffix, w_ih, (gates * hidden, w_ih.shape[-1]))
-    zeros = np.zeros(gates * hidden, np.float32)  # bias=False modules have no biases
+    zeros = np.zeros(gates * hidden, w_ih.dtype)  # bias=False modules have no biases
     b_ih = _get(state_dict, f"{prefix}bias_ih{suffix}", what, optional=True)
     b_hh = _get(state_dict, f"{prefix}bias_hh{suffix}", what, optional=True)
     return (w_ih.T.copy(), w_hh.T.copy(), zeros if b_ih is None else b_ih,
@@ -184,8 +197,76 @@ def bidirectional_from_torch(state_dict: Mapping[str, Any], kind: str, prefix: s
     ``{"forward": ..., "backward": ...}``; `kind` is ``"LSTM"`` or ``"GRU"``."""
     convert = {"LSTM": lstm_from_torch, "GRU": gru_from_torch}.get(kind)
     if convert is None:
-        raise ValueError(f"bidirectional_from_torch: kind must be 'LSTM' or 'GRU', got {kind!r}.")
+        raise ArgumentError(
+            f"bidirectional_from_torch: kind must be 'LSTM' or 'GRU', got {kind!r}.")
     return {d: convert(state_dict, prefix, layer, d) for d in ("forward", "backward")}
+
+
+def conv1d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.Conv1d`` -> `Conv1D` params: (O, I, k) weight to WIO, ``{"w": (k, I, O), "b"}``.
+
+    As `conv2d_from_torch` with one spatial axis: no kernel flip, the constructor arguments
+    carry over (``groups=G`` is ``feature_group_count=G``), inputs go from (N, C, L) to
+    (N, L, C) with ``x.transpose(0, 2, 1)``.
+
+    Args:
+        state_dict: the module's (or a model's) ``state_dict()`` as arrays.
+        prefix: the module's key prefix inside a model's state dict, e.g. ``"features.0."``.
+
+    Returns:
+        The params dict, float32 NumPy arrays (no ``"b"`` for ``bias=False``).
+
+    Raises:
+        KeyError: no ``weight`` under `prefix`.
+        ValueError: a weight that is not 3-D, or a bias not of its O entries.
+    """
+    w = _get(state_dict, prefix + "weight", "conv1d_from_torch")
+    if w.ndim != 3:
+        raise ArgumentError(
+            f"conv1d_from_torch: expected a 3-D (O, I, k) weight, got {w.shape}. Pass an "
+            "nn.Conv1d's state dict (for nn.Conv2d use conv2d_from_torch)."
+        )
+    params = {"w": np.ascontiguousarray(w.transpose(2, 1, 0))}
+    b = _get(state_dict, prefix + "bias", "conv1d_from_torch", optional=True)
+    if b is not None:
+        _check_shape("conv1d_from_torch", "bias", b, (w.shape[0],))
+        params["b"] = b
+    return params
+
+
+def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.ConvTranspose2d`` -> `ConvTranspose2D` params: ``{"w": (kh, kw, I, O), "b"}``.
+
+    PyTorch stores a transposed convolution's weight input channels first, (I, O, kh, kw):
+    ``w = weight.transpose(2, 3, 0, 1)``, no flip. ``ConvTranspose2d(I, O, k, stride=s,
+    padding=p, output_padding=op, dilation=d)`` is ``ConvTranspose2D(O, k, s, padding=p,
+    output_padding=op, dilation=d)`` (see `ConvTranspose2D` for how "SAME" maps).
+    ``groups > 1`` has no jnet counterpart.
+
+    Args:
+        state_dict: the module's (or a model's) ``state_dict()`` as arrays.
+        prefix: the module's key prefix inside a model's state dict, e.g. ``"decoder.up1."``.
+
+    Returns:
+        The params dict, float32 NumPy arrays (no ``"b"`` for ``bias=False``).
+
+    Raises:
+        KeyError: no ``weight`` under `prefix`.
+        ValueError: a weight that is not 4-D, or a bias not of its O entries.
+    """
+    what = "conv_transpose2d_from_torch"
+    w = _get(state_dict, prefix + "weight", what)
+    if w.ndim != 4:
+        raise ArgumentError(
+            f"{what}: expected a 4-D (I, O, kh, kw) weight, got {w.shape}. Pass an "
+            "nn.ConvTranspose2d's state dict."
+        )
+    params = {"w": np.ascontiguousarray(w.transpose(2, 3, 0, 1))}
+    b = _get(state_dict, prefix + "bias", what, optional=True)
+    if b is not None:
+        _check_shape(what, "bias", b, (w.shape[1],))
+        params["b"] = b
+    return params
 
 
 # ----------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
 def make_modules(seed: int = 0) -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
     """The modules and inputs the fixtures (and the live torch tests) use. Inputs are in
-    PyTorch's layout: (N, T, F) with batch_first for RNNs, NCHW for images."""
+    PyTorch's layout: (N, T, F) with batch_first for RNNs, (N, C, L) for sequences, NCHW for
+    images."""
     torch.manual_seed(seed)
     bn = torch.nn.BatchNorm2d(3)
     with torch.no_grad():  # a few training batches so the running stats are not the defaults
@@ -43,6 +44,11 @@ def make_modules(seed: int = 0) -> dict[str, tuple[torch.nn.Module, torch.Tensor
         "conv2d": (torch.nn.Conv2d(2, 3, (3, 2), stride=(1, 2), padding=1),
                    torch.randn(2, 2, 6, 5)),
         "batchnorm2d": (bn, torch.randn(2, 3, 4, 4)),
+        "conv1d": (torch.nn.Conv1d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2),
+                   torch.randn(2, 4, 9)),
+        "conv_transpose2d": (torch.nn.ConvTranspose2d(2, 3, (3, 2), stride=(2, 3), padding=1,
+                                                      output_padding=(1, 0)),
+                             torch.randn(2, 2, 4, 3)),
     }
 
 

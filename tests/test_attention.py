@@ -263,7 +263,7 @@ def test_live_torch_bias_free_with_prefix():
 def test_converter_errors():
     sd = {"in_proj_weight": np.zeros((24, 8)), "in_proj_bias": np.zeros(24),
           "out_proj.weight": np.zeros((8, 8)), "out_proj.bias": np.zeros(8)}
-    with pytest.raises(KeyError, match="pass the right prefix"):
+    with pytest.raises(jnet.ArgumentError, match="pass the right prefix"):
         interop.multihead_attention_from_torch({"a." + k: v for k, v in sd.items()})
     with pytest.raises(jnet.Error, match="separate q/k/v projections"):
         interop.multihead_attention_from_torch({**sd, "q_proj_weight": np.zeros((8, 8))})

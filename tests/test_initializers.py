@@ -131,7 +131,15 @@ def test_get_accepts_names_factories_and_inits():
     # An uncalled factory is resolved with its defaults (the common slip `w_init=he_normal`).
     np.testing.assert_array_equal(I.get(I.zeros)(KEY, (3,)), np.zeros(3))
     custom = lambda key, shape, dtype=jnp.float32: jnp.full(shape, 7.0, dtype)  # noqa: E731
-    assert I.get(custom) is custom
+    # A plain init(key, shape, dtype) is called without the layer's context keywords ...
+    np.testing.assert_array_equal(I.get(custom)(KEY, (2,), fan_in=3, summands=2), [7.0, 7.0])
+    two_args = lambda key, shape: jnp.full(shape, 5.0)  # noqa: E731
+    np.testing.assert_array_equal(I.get(two_args)(KEY, (2,), fan_in=3), [5.0, 5.0])
+    # ... one that declares a context keyword gets it, one taking **context gets them all.
+    reads = lambda key, shape, dtype=jnp.float32, *, fan_in=None: jnp.full(shape, fan_in)  # noqa
+    np.testing.assert_array_equal(I.get(reads)(KEY, (1,), fan_in=3, summands=2), [3])
+    takes_all = lambda key, shape, dtype=jnp.float32, **c: jnp.full(shape, c["summands"])  # noqa
+    assert I.get(takes_all) is takes_all
     assert I.get(I.constant(2.0))(KEY, (1,))[0] == 2.0
 
 
@@ -144,3 +152,73 @@ def test_get_errors():
         I.variance_scaling(1.0, "fan_sum", "uniform")
     with pytest.raises(ValueError, match="distribution"):
         I.variance_scaling(1.0, "fan_in", "laplace")
+
+
+# PyTorch's default init, by name: layer, in_shape, and per param the bound b of U(±b) and the
+# number of summed uniforms, from PyTorch's rule 1/sqrt(fan_in) written out by hand:
+# Linear fan_in = in; Conv fan_in = C/groups * prod(k); ConvTranspose fan_in = F * prod(k);
+# LSTM / GRU 1/sqrt(hidden) everywhere, the LSTM's b = b_ih + b_hh (two uniforms).
+def _torch_init_cases():
+    t = dict(w_init="torch", b_init="torch")
+    rnn = dict(w_ih_init="torch", w_hh_init="torch", b_init="torch")
+    from jnet import layers as L
+
+    return {
+        "dense": (L.Dense(2048, **t), (48,), {"w": (48, 1), "b": (48, 1)}),
+        "conv1d": (L.Conv1D(2048, 5, **t), (9, 6), {"w": (30, 1), "b": (30, 1)}),
+        "conv1d_groups": (L.Conv1D(2048, 3, feature_group_count=2, **t), (9, 8),
+                          {"w": (12, 1), "b": (12, 1)}),
+        "conv2d": (L.Conv2D(2048, (3, 2), **t), (5, 5, 4), {"w": (24, 1), "b": (24, 1)}),
+        "conv_transpose2d": (L.ConvTranspose2D(2048, (2, 3), **t), (3, 3, 5),
+                             {"w": (6 * 2048, 1), "b": (6 * 2048, 1)}),
+        "lstm": (L.LSTM(512, unit_forget_bias=False, **rnn), (4, 8),
+                 {"w_ih": (512, 1), "w_hh": (512, 1), "b": (512, 2)}),
+        "gru": (L.GRU(512, **rnn), (4, 8),
+                {"w_ih": (512, 1), "w_hh": (512, 1), "b_ih": (512, 1), "b_hh": (512, 1)}),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_torch_init_cases()))
+def test_torch_init_distributions(case):
+    """Bounds, mean and variance of each param against U(±1/sqrt(fan_in)) (summed k times:
+    variance k / (3 fan_in), support ±k / sqrt(fan_in))."""
+    layer, in_shape, expected = _torch_init_cases()[case]
+    _, params, _ = layer.init(KEY, in_shape)
+    assert set(params) == set(expected)
+    for name, (fan_in, summands) in expected.items():
+        v = np.asarray(params[name], np.float64).ravel()
+        bound = summands / math.sqrt(fan_in)
+        var = summands / (3 * fan_in)
+        assert np.abs(v).max() <= bound, name
+        assert np.abs(v).max() > (0.9 if summands == 1 else 0.6) * bound, name
+        assert abs(v.mean()) < 5 * math.sqrt(var / v.size), name
+        np.testing.assert_allclose(v.var(), var, rtol=8 * math.sqrt(2 / v.size), err_msg=name)
+
+
+def test_torch_init_without_context_uses_the_shape():
+    w = np.asarray(I.get("torch")(KEY, (400, 300)))
+    assert 0.99 / 20 < np.abs(w).max() <= 1 / 20  # fan_in 400
+    b = np.asarray(I.torch_default()(KEY, (4000,), fan_in=25, summands=1))
+    assert 0.99 / 5 < np.abs(b).max() <= 1 / 5
+    assert np.all(np.asarray(I.torch_default()(KEY, (3,), fan_in=0)) == 0)  # PyTorch: bound 0
+
+
+def test_torch_fan_in_matches_pytorch_modules():
+    """The fan_in each layer passes is the one PyTorch itself uses: its freshly initialised
+    modules reach (but never pass) the same bounds."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    modules = {
+        "dense": torch.nn.Linear(48, 2048),
+        "conv1d": torch.nn.Conv1d(6, 2048, 5),
+        "conv1d_groups": torch.nn.Conv1d(8, 2048, 3, groups=2),
+        "conv2d": torch.nn.Conv2d(4, 2048, (3, 2)),
+        "conv_transpose2d": torch.nn.ConvTranspose2d(5, 2048, (2, 3)),
+        "lstm": torch.nn.LSTM(8, 512, batch_first=True),
+        "gru": torch.nn.GRU(8, 512, batch_first=True),
+    }
+    for case, (_, _, expected) in _torch_init_cases().items():
+        fan_in = next(iter(expected.values()))[0]
+        for name, p in modules[case].named_parameters():
+            top = p.detach().abs().max().item()
+            assert 0.9 / math.sqrt(fan_in) < top <= 1 / math.sqrt(fan_in), (case, name)

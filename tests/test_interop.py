@@ -13,12 +13,14 @@ import jax
 import numpy as np
 import pytest
 
+import jnet
 from jnet import interop
 from jnet import layers as L
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = sorted((ROOT / "tests" / "fixtures").glob("torch_*.npz"))
-MODULES = ["lstm", "lstm_bi", "gru", "linear", "conv2d", "batchnorm2d"]
+MODULES = ["lstm", "lstm_bi", "gru", "linear", "conv2d", "batchnorm2d", "conv1d",
+           "conv_transpose2d"]
 
 
 def nchw_to_nhwc(x):
@@ -52,6 +54,18 @@ def jnet_outputs(name: str, sd: dict, x: np.ndarray) -> dict:
         params = interop.conv2d_from_torch(sd)
         kh, kw, _, out = params["w"].shape
         layer = L.Conv2D(out, (kh, kw), strides=(1, 2), padding=1)
+        y, _ = layer.apply(params, {}, nchw_to_nhwc(x))
+        return {"y": np.transpose(y, (0, 3, 1, 2))}
+    if name == "conv1d":
+        params = interop.conv1d_from_torch(sd)
+        layer = L.Conv1D(params["w"].shape[2], 3, strides=2, padding=2, dilation=2,
+                         feature_group_count=2)
+        y, _ = layer.apply(params, {}, np.transpose(x, (0, 2, 1)))
+        return {"y": np.transpose(y, (0, 2, 1))}
+    if name == "conv_transpose2d":
+        params = interop.conv_transpose2d_from_torch(sd)
+        layer = L.ConvTranspose2D(params["w"].shape[3], (3, 2), strides=(2, 3), padding=1,
+                                  output_padding=(1, 0))
         y, _ = layer.apply(params, {}, nchw_to_nhwc(x))
         return {"y": np.transpose(y, (0, 3, 1, 2))}
     if name == "batchnorm2d":
@@ -126,7 +140,7 @@ def test_live_torch_stacked_and_bias_free():
 
 def test_errors():
     sd = {"weight_ih_l0": np.zeros((16, 3)), "weight_hh_l0": np.zeros((16, 4))}
-    with pytest.raises(KeyError, match="pass the right prefix"):
+    with pytest.raises(jnet.ArgumentError, match="pass the right prefix"):
         interop.lstm_from_torch({"enc." + k: v for k, v in sd.items()})
     with pytest.raises(ValueError, match="expected weight_hh_l0 of shape"):
         interop.gru_from_torch(sd)  # an LSTM's (4H, H) weights are not a GRU's (3H, H)
@@ -134,10 +148,23 @@ def test_errors():
         interop.lstm_from_torch({**sd, "weight_hr_l0": np.zeros((2, 4))})
     with pytest.raises(ValueError, match="direction"):
         interop.lstm_from_torch(sd, direction="left")
-    with pytest.raises(KeyError, match="weight_ih_l0_reverse"):
+    with pytest.raises(jnet.ArgumentError, match="weight_ih_l0_reverse"):
         interop.bidirectional_from_torch(sd, "LSTM")
     with pytest.raises(ValueError, match="4-D OIHW"):
         interop.conv2d_from_torch({"weight": np.zeros((3, 3))})
     params = interop.lstm_from_torch(sd)  # bias=False: zero biases
     np.testing.assert_array_equal(params["b"], np.zeros(16))
     assert interop.dense_from_torch({"weight": np.ones((2, 3))}).keys() == {"w"}
+
+
+def test_float64_state_dicts_keep_their_dtype():
+    """A double-precision module converts to float64 params (not silently float32)."""
+    rng = np.random.default_rng(0)
+    sd = {"weight": rng.normal(size=(3, 4)), "bias": rng.normal(size=(3,))}
+    params = interop.dense_from_torch(sd)
+    assert params["w"].dtype == np.float64 and params["b"].dtype == np.float64
+    np.testing.assert_array_equal(params["w"], sd["weight"].T)
+    assert interop.dense_from_torch({k: v.astype(np.float32) for k, v in sd.items()})[
+        "w"].dtype == np.float32
+    with pytest.raises(jnet.ArgumentError, match="floating-point 'weight'"):
+        interop.dense_from_torch({"weight": np.ones((3, 4), np.int64)})

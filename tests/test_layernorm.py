@@ -161,7 +161,7 @@ def test_converter_variants_and_errors():
     params = interop.layernorm_from_torch(prefixed, "enc.norm.")
     np.testing.assert_array_equal(params["scale"], np.full(3, 2.0))
     assert interop.layernorm_from_torch({"weight": np.ones(3)}).keys() == {"scale"}
-    with pytest.raises(KeyError, match="pass the right prefix"):
+    with pytest.raises(jnet.ArgumentError, match="pass the right prefix"):
         interop.layernorm_from_torch(prefixed)
     with pytest.raises(ValueError, match="1-D weight"):
         interop.layernorm_from_torch({"weight": np.ones((2, 3))})

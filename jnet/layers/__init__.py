@@ -45,14 +45,22 @@ from jnet.layers.combinators import (
     residual,
     serial,
 )
-from jnet.layers.conv import Conv2D
+from jnet.layers.conv import Conv1D, Conv2D, ConvTranspose2D
 from jnet.layers.dense import Dense
 from jnet.layers.dropout import Dropout
 from jnet.layers.embedding import Embedding
 from jnet.layers.heads import ClassificationOutput, RegressionOutput
 from jnet.layers.input import Input
 from jnet.layers.norm import BatchNorm, LayerNorm
-from jnet.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from jnet.layers.pooling import (
+    AvgPool1D,
+    AvgPool2D,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    MaxPool1D,
+    MaxPool2D,
+)
 from jnet.layers.recurrent import GRU, LSTM, Bidirectional, GRUCell, LSTMCell
 from jnet.layers.reshape import Flatten, Reshape
 
@@ -61,12 +69,15 @@ __all__ = [
     "GRU",
     "LSTM",
     "Activation",
+    "AvgPool1D",
     "AvgPool2D",
     "BatchNorm",
     "Bidirectional",
     "BinaryStep",
     "ClassificationOutput",
+    "Conv1D",
     "Conv2D",
+    "ConvTranspose2D",
     "Dense",
     "Dropout",
     "Embedding",
@@ -75,7 +86,9 @@ __all__ = [
     "FanOut",
     "Flatten",
     "GRUCell",
+    "GlobalAvgPool1D",
     "GlobalAvgPool2D",
+    "GlobalMaxPool1D",
     "Head",
     "Input",
     "LSTMCell",
@@ -84,6 +97,7 @@ __all__ = [
     "LayerNorm",
     "LeakyReLU",
     "Linear",
+    "MaxPool1D",
     "MaxPool2D",
     "MultiHeadAttention",
     "PReLU",

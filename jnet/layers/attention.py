@@ -17,10 +17,10 @@ from jnet.layers.base import (
     check_float,
     check_in_shape_rank,
     check_last_dim,
+    check_mask,
     check_rank,
     require_key,
 )
-from jnet.layers.recurrent import check_mask
 
 KIND = "MultiHeadAttention"
 

@@ -400,6 +400,23 @@ def check_last_dim(kind: str, x: Any, expected: int, what: str = "features") -> 
         )
 
 
+def check_mask(kind: str, mask: Any, n: int, t: int) -> jax.Array | None:
+    """`mask` as a boolean (N, T) array (None stays None); a `LayerError` for any other shape
+    or dtype. Shapes and dtypes are static, so under `jax.jit` this costs nothing."""
+    if mask is None:
+        return None
+    shape, dtype = jnp.shape(mask), jnp.result_type(mask)
+    if shape != (n, t) or dtype != jnp.bool_:
+        fix = ("Cast it with `mask.astype(bool)`." if shape == (n, t) else
+               "Build it with `jnet.data.mask_from_lengths(lengths, T)`.")
+        raise LayerError(
+            kind,
+            f"expected mask= as a boolean array of shape (N, T) = {(n, t)}, True on real steps, "
+            f"got shape {shape} dtype {dtype}. {fix}",
+        )
+    return jnp.asarray(mask)
+
+
 def require_key(kind: str, key: jax.Array | None) -> jax.Array:
     """Return `key`, or raise the error every random layer gives in training without one."""
     if key is None:

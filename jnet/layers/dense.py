@@ -24,11 +24,15 @@ def Dense(
 
     Args:
         units: output features.
-        w_init: default glorot_uniform, U(±sqrt(6 / (in + units))) (Keras's default). PyTorch
-            uses U(±1/sqrt(in)) and stores the weight transposed, (units, in):
-            ``w_jnet = w_torch.T``.
-        b_init: default zeros (PyTorch draws biases from U(±1/sqrt(in))).
+        w_init: default glorot_uniform, U(±sqrt(6 / (in + units))) (Keras's default).
+            ``"torch"``: PyTorch's U(±1/sqrt(in)). PyTorch stores the weight transposed,
+            (units, in): ``w_jnet = w_torch.T``.
+        b_init: default zeros; ``"torch"``: PyTorch's U(±1/sqrt(in)) (the weight's fan_in,
+            passed as the init's context, see `jnet.initializers`).
         use_bias: add ``b``.
+
+    Raises:
+        LayerError: `units` not a positive int; inputs without a feature axis.
     """
     if not isinstance(units, int) or units < 1:
         raise LayerError("Dense", f"units must be a positive int, got {units!r}.")
@@ -42,9 +46,10 @@ def Dense(
                 "Scalars per example need a feature axis: reshape to (N, 1).",
             )
         k_w, k_b = jax.random.split(key)
-        params = {"w": w_fn(k_w, (in_shape[-1], units))}
+        fan_in = in_shape[-1]
+        params = {"w": w_fn(k_w, (fan_in, units), fan_in=fan_in)}
         if use_bias:
-            params["b"] = b_fn(k_b, (units,))
+            params["b"] = b_fn(k_b, (units,), fan_in=fan_in)
         return (*in_shape[:-1], units), params, {}
 
     def apply_fn(params, state, x, *, key=None, train=False, mask=None):

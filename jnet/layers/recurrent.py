@@ -59,7 +59,10 @@ which keeps the recurrent Jacobian well conditioned at the start), biases zero, 
 LSTM's forget-gate bias (``unit_forget_bias=True``; Jozefowicz et al. 2015) so the cell
 remembers by default. Override with ``w_ih_init``, ``w_hh_init``, ``b_init`` (a
 `jnet.initializers` name or any ``init(key, shape, dtype)``); each is called once per gate on
-that gate's block, so every gate starts as if it were its own Dense layer.
+that gate's block, so every gate starts as if it were its own Dense layer. PyTorch's
+initialisation: ``w_ih_init="torch", w_hh_init="torch", b_init="torch"`` (plus
+``unit_forget_bias=False`` for an LSTM), where the LSTM's ``b`` is drawn as PyTorch's
+``b_ih + b_hh``, a sum of two uniforms.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ from jnet.layers.base import (
     check_float,
     check_in_shape_rank,
     check_last_dim,
+    check_mask,
     check_rank,
     init_child,
     split_key,
@@ -148,8 +152,12 @@ def _init_params(cell: _Cell, key: jax.Array, in_features: int, hidden: int, ini
     blocks = {"w_ih": (w_ih, (in_features, hidden)), "w_hh": (w_hh, (hidden, hidden))}
     blocks.update({name: (b, (hidden,)) for name in bias_names})
     keys = jax.random.split(key, (len(blocks), cell.gates))
+    # The context of PyTorch's rule, U(±1/sqrt(H)) for all (jnet.initializers); an LSTM's "b"
+    # stands for PyTorch's b_ih + b_hh.
+    summands = {"b": 2 if cell is _LSTM else 1}
     params = {
-        name: jnp.concatenate([init(k, shape, jnp.float32) for k in gate_keys], axis=-1)
+        name: jnp.concatenate([init(k, shape, jnp.float32, fan_in=hidden,
+                                    summands=summands.get(name, 1)) for k in gate_keys], axis=-1)
         for (name, (init, shape)), gate_keys in zip(blocks.items(), keys, strict=True)
     }
     if forget_bias:  # LSTM only: the f block is the second of (i, f, g, o)
@@ -179,23 +187,6 @@ def _check_params(kind: str, params: PyTree, names: tuple[str, ...], gates: int)
             f"{params['w_hh'].shape} and {params['w_ih'].shape}.",
         )
     return hidden
-
-
-def check_mask(kind: str, mask: Any, n: int, t: int) -> jax.Array | None:
-    """`mask` as a boolean (N, T) array (None stays None); a `LayerError` for any other shape
-    or dtype. Shapes and dtypes are static, so under `jax.jit` this costs nothing."""
-    if mask is None:
-        return None
-    shape, dtype = jnp.shape(mask), jnp.result_type(mask)
-    if shape != (n, t) or dtype != jnp.bool_:
-        fix = ("Cast it with `mask.astype(bool)`." if shape == (n, t) else
-               "Build it with `jnet.data.mask_from_lengths(lengths, T)`.")
-        raise LayerError(
-            kind,
-            f"expected mask= as a boolean array of shape (N, T) = {(n, t)}, True on real steps, "
-            f"got shape {shape} dtype {dtype}. {fix}",
-        )
-    return jnp.asarray(mask)
 
 
 def _check_carry(kind: str, cell: _Cell, carry: Carry, n: int, hidden: int) -> Carry:
