@@ -1,25 +1,33 @@
 #!/usr/bin/env python
-"""Does jnet cost anything? jnet's training steps against hand-written JAX floors.
+"""Does jnet cost anything? jnet's training steps against hand-written JAX floors and PyTorch.
 
-    .venv/bin/python scripts/bench.py                 # full run (a few minutes), table + JSON
+    .venv/bin/python scripts/bench.py                 # full run, table + JSON
     .venv/bin/python scripts/bench.py --quick         # a few steps per workload (CI smoke test)
     .venv/bin/python scripts/bench.py --only cnn,lstm --rounds 5 --json out.json
+    taskset -c 1 .venv/bin/python scripts/bench.py    # single-threaded jnet, floor and torch
 
-Every workload has two implementations fed the same initial weights (made by jnet, converted to
-the floor's plain lists) and the same batches and keys:
+Every workload has implementations fed the same initial weights (made by jnet, converted to
+the floor's plain lists and to torch modules) and the same batches and keys:
 
 - ``jnet``: the public API (`jnet.layers`, `jnet.optim`, `jnet.make_train_step`), jitted as
   `jnet.fit` does, with params, state and optimizer state donated;
-- ``floor``: the same model written directly with `jax.numpy` / `lax` in this file, as a JAX
-  expert would (no jnet import): `lax.reduce_window` max-pool, hand-written optimizer rules.
+- ``floor``: the same model written directly with `jax.numpy` / `lax` (`bench/floors.py`, no
+  jnet import), as a JAX expert would: `lax.reduce_window` max-pool, hand-written rules;
+- ``torch`` / ``torch.compile`` (when `import torch` works; `bench/torch_side.py`): PyTorch
+  eager, and with the model under `torch.compile` (optimizer step eager), as many intra-op
+  threads as this process may use CPUs (what XLA:CPU's pool uses).
 
 Per implementation and round: compile time of the first step (trace + lower + XLA compile, from
-JAX's monitoring events), step time with a sync after each step (median and minimum), steps/s
-of a back-to-back loop, ms/step inside one compiled `lax.scan` over many steps, the number of
-compilations of the step function after all steps (1 = no recompiles) and the losses of the
-first steps, which must agree between implementations (so the same work is timed).
-Implementations alternate in rounds (order flipped each round) so machine noise hits both;
-the table shows medians over rounds and the ratio jnet / floor.
+JAX's monitoring events; torch.compile: its first call minus one step), step time with a sync
+after each step (median and minimum), steps/s of a back-to-back loop, ms/step inside one
+compiled `lax.scan` over many steps (how `jnet.fit` runs an epoch), the number of compilations
+of the step function after all steps (1 = no recompiles) and the losses of the first steps,
+which must agree between implementations (so the same work is timed; torch: the first loss).
+Implementations alternate in rounds (order flipped each round) so machine noise hits all; the
+table shows medians over rounds and the ratios jnet / floor and jnet / torch. Peak memory
+(``--memory``, default in full runs): each implementation of each workload compiles and runs
+its steps in a fresh process. The strided CNN also times `jnet.fit` itself, with its default
+(scan) and ``scan=False``.
 
 The optimizer workloads time `update` alone over 10 arrays of 1M float32 parameters and report
 the achieved memory bandwidth (bytes read + written per step / time) against the bandwidth of
@@ -587,10 +595,7 @@ def _train_row(r: dict) -> str:
 
     agree = [("yes" if a["ok"] else "NO") + f" ({a['max_rel_diff']:.0e})"
              for a in (r["agreement"], r.get("agreement_torch")) if a]
-    compile_tc = get("torch.compile", "first_call_s")
-    if compile_tc is not None:  # the first call minus one compiled step
-        compile_tc -= get("torch.compile", "step_median_s")
-    compiles = [get("jnet", "compile_s"), get("floor", "compile_s"), compile_tc]
+    compiles = [get(i, "compile_s") for i in ("jnet", "floor", "torch.compile")]
     return (f"| {r['name']} | {_slash([get(i, 'step_median_s') for i in impls], _ms)}"
             f" | {ratio('step')} | {ratio('step_vs_torch')} | {ratio('step_vs_torch.compile')}"
             f" | {_slash([get(i, 'scan_step_s') for i in impls[:2]], _ms)}"
@@ -700,7 +705,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
                         help="also time torch.compile (default: not --quick)")
     parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # WORKLOAD:IMPL
     args = parser.parse_args(argv)
-    cfg = Config(rounds=1, steps=2, scan_steps=2) if args.quick else Config(3, 10, 3)
+    cfg = Config(rounds=1, steps=2, scan_steps=2) if args.quick else Config(3, 10, 4, 3)
     cfg.rounds = args.rounds or cfg.rounds
     cfg.steps = args.steps or cfg.steps
     cfg.torch_compile = not args.quick if args.torch_compile is None else args.torch_compile
