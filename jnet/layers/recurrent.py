@@ -31,7 +31,9 @@ that does not depend on h, ``x W_ih + b``, can be computed for all T steps in on
 before the loop (``hoist=True``, a (T, N, G·H) array) or per step inside it
 (``hoist=False``). The default (``hoist=None``) hoists on GPU/TPU and not on CPU, where XLA
 measured slower with it. `unroll=k` unrolls k steps per loop iteration (less loop overhead
-for small H, longer compiles).
+for small H, longer compiles). Without a mask, the LSTM and the reset-after GRU differentiate
+through a hand-written backward pass (`jax.custom_vjp`, same values and gradients) whose weight
+gradients are one matrix product over all steps after the reverse loop, not one per step.
 
 **Inputs.** ``x`` (N, T, F), plus two keywords of ``apply``:
 

@@ -152,6 +152,10 @@ class Runner:
         layers, forward = spec.build(floor_params, floor_state)
         self.model = _Model(layers, forward)
         self.initial = {k: v.clone() for k, v in self.model.state_dict().items()}
+        if compiled:  # time a real compile: no FX graph / kernel caches from earlier runs
+            import torch._inductor.config
+
+            torch._inductor.config.force_disable_caches = True
         self.fn = torch.compile(self.model) if compiled else self.model
 
         def x_of(x):
