@@ -177,6 +177,14 @@ def swish(x: ArrayLike, beta: float = 1.0) -> jax.Array:
     return x * sigmoid(beta * x)
 
 
+def _check_axis(x: jax.Array, axis: Any) -> None:
+    """Raise unless `axis` is an int axis of `x` (negatives count from the end)."""
+    if not isinstance(axis, int) or isinstance(axis, bool) or not -x.ndim <= axis < x.ndim:
+        raise ArgumentError(
+            f"axis must be an int in [{-x.ndim}, {x.ndim - 1}] for an input of shape "
+            f"{x.shape}, got {axis!r}. Classes are usually on the last axis: axis=-1.")
+
+
 def _shift_by_max(x: ArrayLike, axis: int) -> jax.Array:
     """x − max(x) along `axis`, the max held constant (softmax is shift-invariant).
 
@@ -184,6 +192,7 @@ def _shift_by_max(x: ArrayLike, axis: int) -> jax.Array:
     the result is −inf there rather than NaN from (−inf) − (−inf).
     """
     x = _float(x)
+    _check_axis(x, axis)
     peak = jnp.max(x, axis=axis, keepdims=True)
     peak = jnp.where(jnp.isfinite(peak), peak, jnp.zeros_like(peak))
     return x - jax.lax.stop_gradient(peak)

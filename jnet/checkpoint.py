@@ -115,12 +115,15 @@ class CheckpointError(Error, ValueError):
 
     Attributes:
         path: the checkpoint file or directory concerned (a str), or None.
+        result: when `jnet.fit` could not write a checkpoint, the training result so far (a
+            `FitResult`: nothing trained is lost); None otherwise.
     """
 
     def __init__(self, message: str = "", *, path: PathLike | None = None,
                  where: str | None = None):
         super().__init__(message, where=where)
         self.path = None if path is None else os.fspath(path)
+        self.result: Any = None
 
 
 class CorruptCheckpointError(CheckpointError):
@@ -591,7 +594,11 @@ def _array_dtype(name: str) -> np.dtype | None:
         dtype = jnp.dtype(name)
     except (TypeError, ValueError):
         return None
-    return None if dtype.kind in "OSUMm" or dtype.itemsize == 0 else dtype
+    # Objects, strings and dates are not array data (NumPy kinds O, S, U, M, m).
+    not_data = (np.object_, np.character, np.datetime64, np.timedelta64)
+    if dtype.itemsize == 0 or any(np.issubdtype(dtype, t) for t in not_data):
+        return None
+    return dtype
 
 
 def _leaf_problem(leaf: dict, where: str, version: int) -> str | None:
@@ -927,9 +934,15 @@ def _dtype_name(dtype: Any) -> str:
 
 
 def _place(x: jax.Array, like: Any) -> jax.Array:
-    """Put `x` where `like` lives (its sharding), when `like` says."""
+    """Put `x` where `like` lives (its sharding), when `like` says. A sharding that spans
+    several processes gets, on each process, only the shards of that process's devices."""
     sharding = getattr(like, "sharding", None)
-    return x if sharding is None else jax.device_put(x, sharding)
+    if sharding is None:
+        return x
+    if sharding.is_fully_addressable or jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jax.device_put(x, sharding)
+    data = np.asarray(x)
+    return jax.make_array_from_callback(data.shape, sharding, lambda index: data[index])
 
 
 _HINTS = {

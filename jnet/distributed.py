@@ -221,6 +221,12 @@ def shard_batch(batch: PyTree, plan: Mesh | Plan) -> PyTree:
     """
     plan = as_plan(plan)
     processes = len({d.process_index for d in plan.mesh.devices.flat})
+    rows = {np.shape(leaf)[0] for leaf in jax.tree.leaves(batch) if np.ndim(leaf)}
+    if len(rows) > 1:
+        raise ArgumentError(
+            "jnet.distributed.shard_batch: every leaf of the batch must hold the same number "
+            f"of rows (axis 0), got {sorted(rows)}. Pass matching arrays, e.g. (x, y) with one "
+            "target per example.")
 
     def one(x):
         x = np.asarray(x) if not isinstance(x, jax.Array) else x

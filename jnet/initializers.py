@@ -273,7 +273,7 @@ _FACTORIES: dict[str, Callable[[], Init]] = {
 _CONTEXT = ("fan_in", "summands")
 
 
-def get(spec: str | Callable) -> Init:
+def get(spec: str | Callable, argument: str = "spec") -> Init:
     """Resolve what a layer was given as an initializer into an
     ``init(key, shape, dtype, *, fan_in=None, summands=1)``.
 
@@ -282,6 +282,10 @@ def get(spec: str | Callable) -> Init:
     other callable with the init signature. The result takes the layer's context keywords
     (module docstring) and passes on those the init declares.
 
+    Args:
+        spec: the name or callable.
+        argument: the name of the argument it came in (``"w_init"``), for error messages.
+
     Raises:
         ArgumentError: an unknown name.
         ArgumentTypeError: neither a name nor a callable.
@@ -289,13 +293,13 @@ def get(spec: str | Callable) -> Init:
     if isinstance(spec, str):
         if spec not in _FACTORIES:
             raise ArgumentError(
-                f"unknown initializer {spec!r}. Known names: {', '.join(sorted(_FACTORIES))}; "
-                "or pass a callable init(key, shape, dtype)."
+                f"{argument}: unknown initializer {spec!r}. Known names: "
+                f"{', '.join(sorted(_FACTORIES))}; or pass a callable init(key, shape, dtype)."
             )
         return _with_context(_FACTORIES[spec]())
     if not callable(spec):
         raise ArgumentTypeError(
-            f"an initializer must be a name or a callable init(key, shape, dtype), got "
+            f"{argument} must be an initializer name or a callable init(key, shape, dtype), got "
             f"{type(spec).__name__}. For a fixed value use jnet.initializers.constant(value)."
         )
     # Forgetting the call (`w_init=he_normal`) is the common slip; the factory has defaults.

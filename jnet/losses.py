@@ -38,11 +38,28 @@ def _shape(x: ArrayLike) -> tuple[int, ...]:
 
 
 def _check_same_shape(a_name: str, a: ArrayLike, b_name: str, b: ArrayLike) -> None:
+    for name, value in ((a_name, a), (b_name, b)):
+        _check_numeric(name, value)
     if _shape(a) != _shape(b):
         raise DataError(
             f"expected {b_name} of the same shape as {a_name} {_shape(a)}, got "
             f"{_shape(b)}. jnet does not broadcast targets; reshape them to match."
         )
+
+
+def _check_numeric(name: str, value: ArrayLike) -> None:
+    """Raise unless `value` is an array of numbers or bools (or converts to one)."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(value).dtype
+        except (TypeError, ValueError):
+            dtype = np.dtype(object)
+    if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)
+            or jnp.issubdtype(dtype, jnp.floating)):
+        raise DataError(
+            f"expected {name} as an array of numbers, got {type(value).__name__} {value!r:.80}. "
+            "Pass a NumPy or JAX array.")
 
 
 def _reduce(losses: jax.Array, reduction: str, where: ArrayLike | None) -> jax.Array:
@@ -254,8 +271,11 @@ def huber(
     Same as PyTorch's `HuberLoss(delta)` and optax's `huber_loss`; PyTorch's `SmoothL1Loss`
     is this divided by δ.
     """
-    if delta <= 0:
-        raise ArgumentError(f"expected delta > 0, got {delta}. Pass a positive threshold.")
+    if not isinstance(delta, jax.core.Tracer) and (
+            isinstance(delta, bool) or not isinstance(delta, (int, float, np.number, jax.Array))
+            or np.ndim(delta) != 0 or not 0 < float(delta) < np.inf):
+        raise ArgumentError(f"expected delta > 0, got {delta!r}. Pass a positive finite "
+                            "threshold such as 1.0.")
 
     def of_residual(d):
         abs_d = jnp.abs(d)

@@ -96,6 +96,17 @@ def _with_policy(layer: Layer, dtype: Any, keep: Callable[[Layer], bool]) -> Lay
     return map_layers(policy, layer)
 
 
+def _dtype(what: str, value: Any) -> jnp.dtype:
+    """`value` as a NumPy dtype, or an `ArgumentError` naming `what`."""
+    try:
+        return jnp.dtype(value)
+    except TypeError:
+        raise ArgumentError(
+            f"{what} must be a dtype such as jnp.bfloat16 or 'float32', got {value!r}.",
+            where="jnet.precision.mixed",
+        ) from None
+
+
 def mixed(
     model: Layer,
     compute_dtype: Any = jnp.bfloat16,
@@ -128,7 +139,7 @@ def mixed(
             f"expected a jnet Layer (e.g. a `serial` model), got {type(model).__name__}.",
             where="jnet.precision.mixed",
         )
-    dtype = jnp.dtype(compute_dtype)
+    dtype = _dtype("compute_dtype", compute_dtype)
     if dtype not in _OFFERED:
         raise ArgumentError(
             f"compute_dtype must be bfloat16 or float32, got {dtype}. "
@@ -140,6 +151,12 @@ def mixed(
         raise ArgumentTypeError(
             f"keep_float32 must be a function layer -> bool, got {keep_float32!r}. To keep "
             "layers of your choice: `keep_float32=lambda layer: layer.keeps_float32 or ...`.",
+            where="jnet.precision.mixed",
+        )
+    if not jnp.issubdtype(_dtype("output_dtype", output_dtype), jnp.floating):
+        raise ArgumentError(
+            f"output_dtype must be a floating-point dtype, got {jnp.dtype(output_dtype)}: the "
+            "outputs feed the loss and its gradient. Keep the default float32.",
             where="jnet.precision.mixed",
         )
     keep = (lambda layer: layer.keeps_float32) if keep_float32 is None else keep_float32

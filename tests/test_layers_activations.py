@@ -125,7 +125,7 @@ def test_activation_by_callable_and_errors():
     y, _ = L.Activation(jnp.sin).apply({}, {}, jnp.asarray(X, jnp.float32))
     np.testing.assert_allclose(y, np.sin(X), rtol=1e-5, atol=1e-6)
     assert L.Activation(jnp.sin).init(jax.random.key(0), (3,))[0] == (3,)
-    with pytest.raises(LayerError, match=r"Activation layer: jnet.activations.get: unknown "
+    with pytest.raises(LayerError, match=r"Activation layer: fn_or_name: unknown "
                                          r"activation 'gelux'.*Valid names"):
         L.Activation("gelux")
     with pytest.raises(LayerError, match=r"Activation layer: calling prelu\(x\) failed.*alpha"):

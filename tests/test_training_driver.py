@@ -167,3 +167,32 @@ def test_vmap_over_fit_says_to_use_population():
 def test_training_diverged_is_a_jnet_error_and_a_floating_point_error():
     assert issubclass(jnet.TrainingDiverged, jnet.Error)
     assert issubclass(jnet.TrainingDiverged, FloatingPointError)
+
+
+def test_a_checkpoint_that_cannot_be_written_mid_run_keeps_the_training_result(tmp_path):
+    """After epoch 1 the checkpoint directory is replaced by a regular file, so epoch 2's
+    save fails: the CheckpointError carries the run so far (2 epochs trained), and those
+    params are exactly those of an uninterrupted 2-epoch run."""
+    import shutil
+
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    y = (x.sum(1) > 0).astype(np.int32)
+    model = L.serial(L.Input((3,)), L.Dense(2), L.ClassificationOutput())
+    directory = tmp_path / "ckpt"
+
+    def break_the_directory(epoch, logs, history):
+        if epoch == 1:
+            shutil.rmtree(directory)
+            directory.write_text("not a directory")
+        return False
+
+    kw = dict(epochs=3, batch_size=8, key=0, verbose=0)
+    with pytest.raises(jnet.checkpoint.CheckpointError) as err:
+        jnet.fit(model, "sgd", x, y, checkpoint_dir=directory, callbacks=[break_the_directory],
+                 **kw)
+    assert isinstance(err.value, jnet.Error) and err.value.result is not None
+    assert err.value.result.epoch == 2
+    assert "err.result holds the run so far" in "".join(getattr(err.value, "__notes__", []))
+    whole = jnet.fit(model, "sgd", x, y, **{**kw, "epochs": 2})
+    np.testing.assert_array_equal(err.value.result.params["dense_1"]["w"],
+                                  whole.params["dense_1"]["w"])

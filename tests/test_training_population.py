@@ -89,3 +89,23 @@ def test_population_with_an_optimizer_instead_of_a_factory_is_a_clear_error():
     with pytest.raises(jnet.ArgumentError, match="one length P"):
         jnet.fit(_model(), _adam, x, y, population={"learning_rate": [1e-3], "b1": [0.9, 0.8]},
                  epochs=1, key=0, verbose=0)
+
+
+def test_population_checkpoint_and_exact_resume(tmp_path):
+    """A population interrupted after 2 of 4 epochs and resumed from its checkpoint ends with
+    the parameters, optimizer states and histories of the uninterrupted run, bit for bit."""
+    x, y, _ = _data()
+    kw = dict(population={"learning_rate": LRS}, batch_size=16, verbose=0, key=3)
+    whole = jnet.fit(_model(0.1), _adam, x, y, epochs=4, **kw)
+    jnet.fit(_model(0.1), _adam, x, y, epochs=2, checkpoint_dir=tmp_path, **kw)
+    resumed = jnet.fit(_model(0.1), _adam, x, y, epochs=4, checkpoint_dir=tmp_path,
+                       resume=True, **kw)
+    assert resumed.epoch == 4
+    for a, b in zip(jax.tree.leaves((whole.params, whole.opt_state)),
+                    jax.tree.leaves((resumed.params, resumed.opt_state)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(whole.history["loss"]),
+                                  np.asarray(resumed.history["loss"]))
+    with pytest.raises(jnet.Error, match="population"):  # another population size: refused
+        jnet.fit(_model(0.1), _adam, x, y, epochs=4, checkpoint_dir=tmp_path, resume=True,
+                 **{**kw, "population": {"learning_rate": [0.1, 0.2, 0.3]}})

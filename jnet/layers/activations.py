@@ -19,8 +19,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jnet import activations
+from jnet.errors import Error
 from jnet.layers.base import Layer, LayerError, Shape, check_float, parameter_free
 
 
@@ -48,11 +50,22 @@ def elementwise_layer(
                           float_only=True)
 
 
+def _check_number(kind: str, what: str, value: Any) -> None:
+    """Raise unless `value` is a real number (checked at construction, not deep in a trace)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or (
+            not np.isfinite(value)):
+        raise LayerError(kind, f"{what} must be a finite real number, got "
+                               f"{type(value).__name__} {value!r}.")
+
+
 def BinaryStep(straight_through: bool = False, name: str | None = None) -> Layer:
     """y = 1 where x ≥ 0, else 0; gradient 0 (or 1 with ``straight_through=True``).
 
     See `jnet.activations.binary_step`.
     """
+    if not isinstance(straight_through, (bool, np.bool_)):
+        raise LayerError("BinaryStep", f"straight_through must be True or False, got "
+                                       f"{straight_through!r}.")
     fn = functools.partial(activations.binary_step, straight_through=straight_through)
     return elementwise_layer("BinaryStep", fn, name=name,
                              config={"straight_through": straight_through})
@@ -60,6 +73,7 @@ def BinaryStep(straight_through: bool = False, name: str | None = None) -> Layer
 
 def Linear(a: float = 1.0, name: str | None = None) -> Layer:
     """y = a·x (the identity by default). See `jnet.activations.linear`."""
+    _check_number("Linear", "a", a)
     return elementwise_layer("Linear", functools.partial(activations.linear, a=a), name=name,
                              config={"a": a})
 
@@ -84,6 +98,7 @@ def LeakyReLU(negative_slope: float = 0.01, name: str | None = None) -> Layer:
 
     See `jnet.activations.leaky_relu`.
     """
+    _check_number("LeakyReLU", "negative_slope", negative_slope)
     fn = functools.partial(activations.leaky_relu, negative_slope=negative_slope)
     return elementwise_layer("LeakyReLU", fn, name=name, config={"negative_slope": negative_slope},
                              slug="leaky_relu")
@@ -91,12 +106,14 @@ def LeakyReLU(negative_slope: float = 0.01, name: str | None = None) -> Layer:
 
 def ELU(alpha: float = 1.0, name: str | None = None) -> Layer:
     """y = x for x > 0, α·(eˣ − 1) otherwise. See `jnet.activations.elu`."""
+    _check_number("ELU", "alpha", alpha)
     return elementwise_layer("ELU", functools.partial(activations.elu, alpha=alpha), name=name,
                              config={"alpha": alpha}, slug="elu")
 
 
 def Swish(beta: float = 1.0, name: str | None = None) -> Layer:
     """y = x·σ(βx) (SiLU for β = 1). See `jnet.activations.swish`."""
+    _check_number("Swish", "beta", beta)
     return elementwise_layer("Swish", functools.partial(activations.swish, beta=beta), name=name,
                              config={"beta": beta})
 
@@ -136,8 +153,8 @@ def Activation(fn_or_name: str | Callable[..., jax.Array], name: str | None = No
     """
     try:
         fn = activations.get(fn_or_name)
-    except (ValueError, TypeError) as e:
-        raise LayerError("Activation", str(e)) from None
+    except Error as e:
+        raise LayerError("Activation", f"fn_or_name: {e.message}") from None
     label = fn_or_name if isinstance(fn_or_name, str) else getattr(fn, "__name__", repr(fn))
     call = functools.partial(fn, **kwargs) if kwargs else fn
 
@@ -184,6 +201,7 @@ def PReLU(alpha_init: float = 0.25, shared_axes: Sequence[int] | str | None = No
     `jnet.activations.prelu`.
     """
     kind = "PReLU"
+    _check_number(kind, "alpha_init", alpha_init)
     if isinstance(shared_axes, str) and shared_axes != "all":
         raise LayerError(
             kind,

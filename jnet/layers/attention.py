@@ -93,7 +93,7 @@ def MultiHeadAttention(
             f"dropout is the probability to drop an attention weight and must satisfy "
             f"0 <= dropout < 1, got {dropout!r}.",
         )
-    w_fn = initializers.get(w_init)
+    w_fn = initializers.get(w_init, "w_init")
 
     def init_fn(key, in_shape):
         check_in_shape_rank(KIND, in_shape, 2, "(T, E)",

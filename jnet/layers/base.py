@@ -31,8 +31,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jnet.errors import Error
+from jnet.errors import ArgumentTypeError, Error
 from jnet.typing import PyTree, Shape
 
 InitFn = Callable[[jax.Array, Any], tuple[Any, PyTree, PyTree]]
@@ -116,8 +117,19 @@ class Layer:
     slug: str = ""
     keeps_float32: bool = False
     side_inputs: tuple[str, ...] = ()
+    # in_shape -> the (params, state) `init` makes for it, as {path: shape}; None where init
+    # rejects that shape. Filled by `apply`'s params check; a fresh one per copy of the layer.
+    _expected: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
+        if self.name is not None and (not isinstance(self.name, str) or not self.name
+                                      or "/" in self.name):
+            raise LayerError(
+                self.kind,
+                f"name must be a non-empty str without '/' (it keys the params and the "
+                f"checkpoint paths, where '/' separates levels), got {self.name!r}. Pass e.g. "
+                "name='encoder_1'.",
+            )
         if not self.slug:
             object.__setattr__(self, "slug", snake_case(self.kind))
         if self.children and (self.child_shapes is None or self.rebuild is None):
@@ -138,8 +150,15 @@ class Layer:
             ``(out_shape, params, state)``: the per-example output shape and two pytrees.
 
         Raises:
-            LayerError: no shape to work with, or a shape the layer cannot take.
+            LayerError: no shape to work with, a shape the layer cannot take, or a `key` that
+                is not a PRNG key.
         """
+        if key is None or isinstance(key, (bool, int, float, str)):
+            raise LayerError(
+                self.kind,
+                f"init needs a PRNG key as key, got {key!r}. Pass one, e.g. "
+                "`layer.init(jax.random.key(0), in_shape)`.",
+            )
         if in_shape is None:
             if self.input_shape is None:
                 raise LayerError(
@@ -148,13 +167,20 @@ class Layer:
                     "`layer.init(key, (28, 28, 1))`, or start the model with `Input(shape)`.",
                 )
             in_shape = self.input_shape
-        elif self.input_shape is not None and as_shape(in_shape) != as_shape(self.input_shape):
+        in_shape = as_shape(in_shape, self.kind)
+        if any(d < 0 for d in jax.tree.leaves(in_shape)):
             raise LayerError(
                 self.kind,
-                f"init got in_shape {as_shape(in_shape)} but the model's Input fixes "
+                f"in_shape must hold non-negative sizes, got {in_shape}. Pass the per-example "
+                "shape without the batch axis, e.g. (28, 28, 1).",
+            )
+        if self.input_shape is not None and in_shape != as_shape(self.input_shape):
+            raise LayerError(
+                self.kind,
+                f"init got in_shape {in_shape} but the model's Input fixes "
                 f"{as_shape(self.input_shape)}. Drop the in_shape argument or change the Input.",
             )
-        return self.init_fn(key, as_shape(in_shape))
+        return self.init_fn(key, in_shape)
 
     def apply(
         self,
@@ -180,7 +206,9 @@ class Layer:
                 ``initial_state=`` of `LSTM` / `GRU`.
 
         Raises:
-            LayerError: a side input the layer does not take, or inputs it cannot use.
+            LayerError: a side input the layer does not take, a `train` that is not a bool,
+                inputs it cannot use, or params / state that do not match the layer's own
+                configuration (made by another model, or for inputs of another size).
         """
         unknown = sorted(set(side_inputs) - set(self.side_inputs))
         if unknown:
@@ -190,7 +218,62 @@ class Layer:
                 f"apply got the keyword(s) {unknown}, which this layer does not take; it takes "
                 f"{takes}. Pass side inputs to the layer that uses them.",
             )
-        return self.apply_fn(params, state, x, key=key, train=train, mask=mask, **side_inputs)
+        if not _is_bool(train):
+            raise LayerError(
+                self.kind,
+                f"train must be True or False, got {train!r}. Pass train=True for training "
+                "behaviour (dropout, batch statistics), train=False for evaluation.",
+            )
+        mismatch = self._trees_mismatch(params, state, x)
+        try:
+            out = self.apply_fn(params, state, x, key=key, train=train, mask=mask,
+                                **side_inputs)
+        except LayerError:
+            raise  # the layer's own check says it best
+        except Exception as e:
+            if mismatch:  # a raw KeyError / shape error caused by the foreign params
+                raise LayerError(self.kind, mismatch) from e
+            raise
+        if mismatch:  # never hand back outputs computed from params of another layer
+            raise LayerError(self.kind, mismatch)
+        return out
+
+    def _trees_mismatch(self, params: PyTree, state: PyTree, x: Any) -> str:
+        """What differs between (params, state) and those `init` makes for inputs like `x`
+        ("" when they match or cannot be compared).
+
+        Only leaves are checked, on a single batch array: containers check their children's
+        names themselves (`check_children`) and each child checks its own part; a layer fed a
+        tuple (a recurrent cell's ``(carry, x_t)``) has no in_shape to read off `x`. Shapes
+        are static, so under `jax.jit` this runs once, at tracing; the expected trees are
+        cached per input shape.
+        """
+        if self.children or not hasattr(x, "shape") or len(x.shape) < 1:
+            return ""
+        in_shape = tuple(int(d) for d in x.shape[1:])
+        if in_shape not in self._expected:
+            try:
+                _, want_params, want_state = abstract_init(self, abstract_key(), in_shape)
+                self._expected[in_shape] = (_shapes(want_params), _shapes(want_state))
+            except Exception:  # init rejects this shape: apply reports the input itself
+                self._expected[in_shape] = None
+        expected = self._expected[in_shape]
+        if expected is None:
+            return ""
+        problems = [_tree_diff(what, _shapes(tree), want)
+                    for what, tree, want in (("params", params, expected[0]),
+                                             ("state", state, expected[1]))]
+        problems = [p for p in problems if p]
+        if not problems:
+            return ""
+        return (f"{'; '.join(problems)} (what {self.kind}{self._config_text()} makes for "
+                f"inputs of shape {('N', *in_shape)}). They were made by another model or "
+                "for inputs of another size: pass the params and state from this model's "
+                "init (or a checkpoint of this model), or fix the layer before this one.")
+
+    def _config_text(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"({args})" if args else ""
 
     def named(self, name: str) -> Layer:
         """This layer under another name inside a container."""
@@ -216,14 +299,57 @@ class Layer:
         return f"{self.kind}({args}{named})"
 
 
+def _is_bool(value: Any) -> bool:
+    """A Python or NumPy bool, or a scalar boolean array (a traced `train` flag included)."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    return getattr(value, "dtype", None) == jnp.bool_ and jnp.ndim(value) == 0
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """``{"['w']": (3, 10), ...}``: every leaf's key path and shape; None leaves count as absent."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(path): tuple(leaf.shape if hasattr(leaf, "shape")
+                                              else np.shape(leaf)) for path, leaf in leaves}
+
+
+def _tree_diff(what: str, got: dict, want: dict) -> str:
+    """One sentence on how the leaves `got` differ from `want` ("" when they agree)."""
+    missing = [k for k in want if k not in got]
+    extra = [k for k in got if k not in want]
+    shapes = [f"{what}{k} has shape {got[k]}, expected {want[k]}"
+              for k in want if k in got and got[k] != want[k]]
+    parts = ([f"{what} lack {', '.join(missing)}"] if missing else []) + (
+        [f"{what} hold unexpected {', '.join(extra)}"] if extra else []) + shapes
+    return "; ".join(parts)
+
+
 def map_layers(fn: Callable[[Layer], Layer | None], layer: Layer) -> Layer:
     """Rebuild `layer` with `fn` applied top-down through the container protocol.
 
     `fn(layer)` returns a replacement (which is not descended into) or None to keep going:
     a container is then rebuilt around its mapped children and a leaf is kept as it is.
     """
+    if not isinstance(layer, Layer):
+        raise ArgumentTypeError(
+            f"layer must be a Layer (e.g. a `serial` model), got "
+            f"{type(layer).__name__} {layer!r}. Call it as map_layers(fn, model).",
+            where="jnet.layers.map_layers",
+        )
+    if not callable(fn):
+        raise ArgumentTypeError(
+            f"fn must be a function layer -> Layer or None, got {type(fn).__name__} "
+            f"{fn!r}. Call it as map_layers(fn, model).",
+            where="jnet.layers.map_layers",
+        )
     replaced = fn(layer)
     if replaced is not None:
+        if not isinstance(replaced, Layer):
+            raise ArgumentTypeError(
+                f"fn must return a Layer (the replacement) or None (keep going), but "
+                f"for {layer!r} it returned {type(replaced).__name__} {replaced!r}.",
+                where="jnet.layers.map_layers",
+            )
         return replaced
     if not layer.children:
         return layer
@@ -341,14 +467,29 @@ def snake_case(kind: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", "_", kind).lower()
 
 
-def as_shape(shape: Any) -> Any:
-    """Normalise a shape (or a tuple of shapes, for multi-input layers) to tuples of ints."""
-    if isinstance(shape, int):
-        return (shape,)
+def as_shape(shape: Any, kind: str = "Layer", what: str = "in_shape") -> Any:
+    """Normalise a shape (or a tuple of shapes, for multi-input layers) to tuples of ints.
+
+    Raises:
+        LayerError: anything else (a str, a float size, None), named as `what` of `kind`.
+    """
+    if _is_size(shape):
+        return (int(shape),)
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, np.ndarray)):
+        raise LayerError(
+            kind,
+            f"{what} must be a shape, a tuple of int sizes such as (28, 28, 1) (no batch axis), "
+            f"or a tuple of such shapes, got {type(shape).__name__} {shape!r}.",
+        )
     shape = tuple(shape)
-    if all(isinstance(d, int) for d in shape):
-        return shape
-    return tuple(as_shape(s) for s in shape)
+    if all(_is_size(d) for d in shape):
+        return tuple(int(d) for d in shape)
+    return tuple(as_shape(s, kind, what) for s in shape)
+
+
+def _is_size(d: Any) -> bool:
+    """An int size (NumPy ints included; bools are not sizes)."""
+    return isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_))
 
 
 # ----------------------------------------------------------------------------------------

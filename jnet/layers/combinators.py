@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from jnet.errors import ArgumentTypeError
 from jnet.layers.base import (
     Layer,
     LayerError,
@@ -157,6 +158,8 @@ def residual(layer: Layer, name: str | None = None) -> Layer:
         return in_shape, {inner: params}, {inner: state}
 
     def apply_fn(params, state, x, *, key=None, train=False, mask=None):
+        check_children("Residual", "params", params, [inner])
+        check_children("Residual", "state", state, [inner])
         fx, new_state = apply_child(inner, layer, params, state, x, key=key, train=train,
                                     mask=mask)
         return x + fx, {inner: new_state}
@@ -167,15 +170,30 @@ def residual(layer: Layer, name: str | None = None) -> Layer:
 
 
 def FanOut(num: int, name: str | None = None) -> Layer:
-    """Copy the input into a tuple of `num` identical branches."""
+    """Copy the input into a tuple of `num` identical branches (`num` >= 1)."""
+    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+        raise LayerError("FanOut", f"num (the number of branches) must be a positive int, got "
+                                   f"{num!r}. E.g. FanOut(2) before parallel(a, b).")
     return parameter_free("FanOut", lambda x: (x,) * num, out_shape=lambda s: (s,) * num,
                           config={"num": num}, name=name)
+
+
+def _check_branches(kind: str, shapes) -> None:
+    """Raise unless `shapes` is a tuple of per-example shapes, one per branch (a merge layer
+    needs the tuple a `parallel` or `FanOut` makes)."""
+    if not shapes or not all(isinstance(s, tuple) for s in shapes):
+        raise LayerError(
+            kind,
+            f"expected a tuple of branches (one per-example shape each), got in_shape "
+            f"{shapes}. Put it after `FanOut(n)` / `parallel(...)`, which make the branches.",
+        )
 
 
 def FanInSum(name: str | None = None) -> Layer:
     """Sum a tuple of same-shape branches."""
 
     def shape_fn(shapes):
+        _check_branches("FanInSum", shapes)
         if len({tuple(s) for s in shapes}) != 1:
             raise LayerError("FanInSum", f"expected branches of one shape, got {shapes}.")
         return shapes[0]
@@ -187,7 +205,15 @@ def FanInConcat(axis: int = -1, name: str | None = None) -> Layer:
     """Concatenate a tuple of branches along per-example `axis` (default: the last)."""
 
     def shape_fn(shapes):
-        ax = axis % len(shapes[0])
+        _check_branches("FanInConcat", shapes)
+        rank = len(shapes[0])
+        if not -rank <= axis < rank:
+            raise LayerError(
+                "FanInConcat",
+                f"axis {axis} is out of range for branches of per-example shapes {shapes} "
+                f"(valid: {-rank} to {rank - 1}; the batch axis is not counted).",
+            )
+        ax = axis % rank
         rest = {tuple(s[:ax]) + tuple(s[ax + 1:]) for s in shapes}
         if len(rest) != 1:
             raise LayerError(
@@ -206,5 +232,18 @@ def FanInConcat(axis: int = -1, name: str | None = None) -> Layer:
 
 
 def count_params(tree: PyTree) -> int:
-    """Total number of scalars in a pytree of arrays (or of `jax.ShapeDtypeStruct`)."""
+    """Total number of scalars in a pytree of arrays (or of `jax.ShapeDtypeStruct`).
+
+    Raises:
+        jnet.ArgumentTypeError: `tree` is a Layer (count its params: ``init`` first) or holds
+            leaves that are not arrays.
+    """
+    bad = [leaf for leaf in jax.tree.leaves(tree) if not hasattr(leaf, "shape")]
+    if isinstance(tree, Layer) or bad:
+        given = type(tree).__name__ if isinstance(tree, Layer) else repr(bad[0])
+        raise ArgumentTypeError(
+            f"tree must be a pytree of arrays (the params or state from `init`), got a leaf "
+            f"{given}. E.g. `count_params(model.init(key, in_shape)[1])`.",
+            where="jnet.layers.count_params",
+        )
     return sum(math.prod(getattr(leaf, "shape", ())) for leaf in jax.tree.leaves(tree))

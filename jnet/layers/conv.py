@@ -177,7 +177,7 @@ def _conv_layer(kind, n, filters, kernel_size, strides, padding, dilation, group
     stride = as_tuple(kind, "strides", strides, n)
     dil = as_tuple(kind, "dilation", dilation, n)
     pad_spec = normalize_padding(kind, padding, n)
-    w_fn, b_fn = initializers.get(w_init), initializers.get(b_init)
+    w_fn, b_fn = initializers.get(w_init, "w_init"), initializers.get(b_init, "b_init")
     effective = tuple((k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True))
     fast_grad = _default_fast_grad(fast_grad)
 
@@ -314,7 +314,7 @@ def _conv_transpose_layer(kind, n, filters, kernel_size, strides, padding, outpu
             f"{stride} or the dilation {dil} on its axis, got {output_padding!r}.",
         )
     out_pad = tuple(out_pad)
-    w_fn, b_fn = initializers.get(w_init), initializers.get(b_init)
+    w_fn, b_fn = initializers.get(w_init, "w_init"), initializers.get(b_init, "b_init")
     effective = tuple((k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True))
     fast_grad = _default_fast_grad(fast_grad)
 

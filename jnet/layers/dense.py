@@ -34,9 +34,9 @@ def Dense(
     Raises:
         LayerError: `units` not a positive int; inputs without a feature axis.
     """
-    if not isinstance(units, int) or units < 1:
+    if not isinstance(units, int) or isinstance(units, bool) or units < 1:
         raise LayerError("Dense", f"units must be a positive int, got {units!r}.")
-    w_fn, b_fn = initializers.get(w_init), initializers.get(b_init)
+    w_fn, b_fn = initializers.get(w_init, "w_init"), initializers.get(b_init, "b_init")
 
     def init_fn(key, in_shape):
         if len(in_shape) < 1:

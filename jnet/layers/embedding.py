@@ -53,7 +53,7 @@ def Embedding(
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise LayerError("Embedding", f"{what} must be a positive int, got {value!r}.")
     table_init = (initializers.normal(1.0) if embedding_init is None
-                  else initializers.get(embedding_init))
+                  else initializers.get(embedding_init, "embedding_init"))
 
     def init_fn(key, in_shape):
         return (*in_shape, features), {"embedding": table_init(key, (num_embeddings,

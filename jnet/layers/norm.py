@@ -82,6 +82,14 @@ def BatchNorm(
         check_float("BatchNorm", x)
         ax = channel_axis(jnp.ndim(x))
         c = state["mean"].shape[0]
+        made_for = {params[k].shape[0] for k in ("scale", "bias") if k in params}
+        if made_for and made_for != {c}:
+            raise LayerError(
+                "BatchNorm",
+                f"state holds running statistics for {c} channels but params are for "
+                f"{made_for.pop()}: the state comes from another model. Pass the state this "
+                "model's init (or its last training step) returned.",
+            )
         # The checks read the last axis; move the channel axis there once, compute, move back.
         x = jnp.moveaxis(x, ax, -1)
         check_last_dim("BatchNorm", x, c, "channels")

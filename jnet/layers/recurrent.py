@@ -150,7 +150,7 @@ _GRU = _Cell("GRU", 3, _gru_project, _gru_step, lambda h: h, lambda z: z)
 def _init_params(cell: _Cell, key: jax.Array, in_features: int, hidden: int, inits: dict,
                  bias_names: tuple[str, ...], forget_bias: float) -> dict:
     """Params with each init called once per gate on that gate's block, then concatenated."""
-    w_ih, w_hh, b = (initializers.get(inits[k]) for k in ("w_ih_init", "w_hh_init", "b_init"))
+    w_ih, w_hh, b = (initializers.get(inits[k], k) for k in ("w_ih_init", "w_hh_init", "b_init"))
     blocks = {"w_ih": (w_ih, (in_features, hidden)), "w_hh": (w_hh, (hidden, hidden))}
     blocks.update({name: (b, (hidden,)) for name in bias_names})
     keys = jax.random.split(key, (len(blocks), cell.gates))

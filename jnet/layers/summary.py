@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from jnet.errors import ArgumentError, ArgumentTypeError
+from jnet.errors import ArgumentError, ArgumentTypeError, entry_point
 from jnet.layers.base import Layer, abstract_init, abstract_key, as_shape
 from jnet.typing import PyTree
 
@@ -160,6 +160,12 @@ def summary(model: Layer, input_shape: Any = None) -> Summary:
         jnet.ArgumentTypeError: `model` is not a Layer.
         LayerError: a layer rejects its input shape (the message names its path).
     """
+    with entry_point("jnet.summary"):
+        return _summary(model, input_shape)
+
+
+def _summary(model: Layer, input_shape: Any) -> Summary:
+    """`summary` (its docstring) without the naming of errors."""
     if not isinstance(model, Layer):
         raise ArgumentTypeError(f"expected a Layer (e.g. `L.serial(...)`), got "
                                 f"{type(model).__name__}.", where="jnet.summary")
@@ -170,7 +176,8 @@ def summary(model: Layer, input_shape: Any = None) -> Summary:
             "`jnet.summary(model, input_shape=(28, 28, 1))`, or start the model with "
             "`L.Input((28, 28, 1))`.", where="jnet.summary"
         )
-    in_shape = as_shape(model.input_shape if input_shape is None else input_shape)
+    in_shape = as_shape(model.input_shape if input_shape is None else input_shape,
+                        model.kind, "input_shape")
     walker = _Walker()
     # The whole model first: its own checks run, and the totals come from its real params.
     out_shape, params, state = abstract_init(model, walker.key, in_shape)

@@ -11,6 +11,7 @@ from jnet.optim.base import (
     EmptyState,
     GradientTransformation,
     Optimizer,
+    OptimizerError,
     PyTree,
     ScalarOrSchedule,
     api,
@@ -67,6 +68,9 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
     check_betas(b1, b2, eps)
     check_hyperparameter("eps_root", eps_root, fix="eps_root is usually 0 (1e-8 to "
                          "differentiate through the update).")
+    if not isinstance(amsgrad, bool):
+        raise OptimizerError(f"amsgrad must be True or False, got {type(amsgrad).__name__} "
+                             f"{amsgrad!r}.")
 
     def init(params):
         return AdamState(zeros_like_state(params), zeros_like_state(params),

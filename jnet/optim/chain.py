@@ -52,6 +52,11 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> GradientTransform
 
 def _check_params(params: PyTree) -> None:
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if not hasattr(leaf, "dtype") and not isinstance(leaf, (int, float, complex)):
+            raise OptimizerError(
+                f"params: the leaf {jax.tree_util.keystr(path) or '(root)'} is a "
+                f"{type(leaf).__name__} ({leaf!r:.40}), not an array. Pass the params pytree "
+                "returned by the model's init.")
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.floating):
             raise OptimizerError(

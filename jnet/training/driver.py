@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnet.checkpoint import CheckpointError
 from jnet.errors import ArgumentError, ArgumentTypeError, DataError, Error, entry_point
 from jnet.layers.base import Layer, abstract_init
 from jnet.training import checks
@@ -188,10 +189,12 @@ def _validation(validation_data: Any, check_finite: bool) -> D.Arrays | None:
     if validation_data is None:
         return None
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-        raise DataError(
-            "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, mask_val), got "
-            f"{type(validation_data).__name__}"
-            f"{f' of length {len(validation_data)}' if isinstance(validation_data, (tuple, list)) else ''}.")  # noqa: E501
+        given = type(validation_data).__name__
+        if isinstance(validation_data, (tuple, list)):
+            given += f" of length {len(validation_data)}"
+        raise ArgumentError(
+            f"validation_data must be a tuple (x_val, y_val) or (x_val, y_val, mask_val), got "
+            f"{given}.")
     return D.prepare(*validation_data, check_finite=check_finite,
                      prefix="validation ").on_device()
 
@@ -478,10 +481,24 @@ class _Run:
                            if self.epoch == 1 else None)
         if self.manager is not None and (self.epoch % self.a["checkpoint_every"] == 0
                                          or not self._more()):
-            meta = R.header(self.epoch, self.step, self.history, self.best, self.size)
-            R.save(self.manager, R.checkpoint_tree(*self.ts[:3], self.key, self.epoch, self.step,
-                                                   self.history, self.stopped, self.best),
-                   meta, logs)
+            self._checkpoint(logs)
+
+    def _checkpoint(self, logs: dict) -> None:
+        """Save this epoch's checkpoint. A failed write (disk full, say) must not cost the
+        run: the `CheckpointError` leaves with the training result so far as ``err.result``."""
+        meta = R.header(self.epoch, self.step, self.history, self.best, self.size)
+        tree = R.checkpoint_tree(*self.ts[:3], self.key, self.epoch, self.step, self.history,
+                                 self.stopped, self.best)
+        try:
+            R.save(self.manager, tree, meta, logs)
+        except CheckpointError as err:
+            err.result = self._result(self.ts.params, self.ts.state,
+                                      Timing(self.clock.compile_s, 0.0))
+            err.add_note(f"jnet.fit: the checkpoint of epoch {self.epoch} could not be written; "
+                         "training stopped there and err.result holds the run so far (params, "
+                         "state, opt_state, history): save it elsewhere, e.g. "
+                         "`jnet.checkpoint.save(other_path, err.result)`.")
+            raise
 
     def _check_diverged(self, diverged: np.ndarray) -> None:
         """Raise `TrainingDiverged` (every member diverged), or warn about members that did."""
