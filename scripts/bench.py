@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import os
@@ -241,6 +242,41 @@ def optim_workload(rule_name: str, n_arrays: int, size: int) -> Workload:
                      "bytes_per_step": bytes_per_step, "state_arrays": n_state})
 
 
+def _cnn(L, bn: bool):  # L: jnet.layers, imported when the workloads are built
+    norm = [L.BatchNorm()] if bn else []
+    return L.serial(
+        L.Input((28, 28, 1)),
+        L.Conv2D(32, (3, 3), padding="SAME"), *norm, L.ReLU(), L.MaxPool2D((2, 2)),
+        L.Conv2D(64, (3, 3), padding="SAME"), *norm, L.ReLU(), L.MaxPool2D((2, 2)),
+        L.Flatten(), L.Dense(128), L.ReLU(), *([L.Dropout(0.5)] if bn else []),
+        L.Dense(10), L.ClassificationOutput())
+
+
+def _strided_cnn(L):  # 28 -> 14 -> 7: SAME with a 4x4 kernel and stride 2 pads (1, 1)
+    return L.serial(
+        L.Input((28, 28, 1)), L.Conv2D(32, (4, 4), strides=2, padding="SAME"), L.ReLU(),
+        L.Conv2D(64, (4, 4), strides=2, padding="SAME"), L.ReLU(), L.Flatten(),
+        L.Dense(128), L.ReLU(), L.Dense(10), L.ClassificationOutput())
+
+
+def _cnn1d(L, shape: tuple[int, int, int]):
+    if not hasattr(L, "Conv1D"):
+        raise MissingLayer("cnn1d needs jnet.layers.Conv1D (from the conv branch); "
+                           "`git merge main` once it has landed")
+    return L.serial(L.Input(shape[1:]), L.Conv1D(32, 5, padding="SAME"), L.ReLU(),
+                    L.Conv1D(64, 5, padding="SAME"), L.ReLU(), L.Flatten(), L.Dense(10),
+                    L.ClassificationOutput())
+
+
+def _encoder(L, steps: int, vocab: int, width: int, heads: int):
+    """A pre-LayerNorm Transformer encoder block on token ids, Flatten, Dense."""
+    return L.serial(
+        L.Input((steps,)), L.Embedding(vocab, width),
+        L.residual(L.serial(L.LayerNorm(), L.MultiHeadAttention(heads))),
+        L.residual(L.serial(L.LayerNorm(), L.Dense(4 * width), L.ReLU(), L.Dense(width))),
+        L.Flatten(), L.Dense(10), L.ClassificationOutput())
+
+
 def workload_builders(only: set[str] | None, quick: bool) -> list[Callable[[], Workload]]:
     """The selected workloads, each built when called (one in memory at a time).
 
@@ -258,37 +294,10 @@ def workload_builders(only: set[str] | None, quick: bool) -> list[Callable[[], W
     mlp = L.serial(L.Input((64,)), L.Dense(256), L.ReLU(), L.Dense(256), L.ReLU(), L.Dense(10),
                    L.ClassificationOutput())
 
-    def cnn(bn: bool):
-        norm = [L.BatchNorm()] if bn else []
-        return L.serial(
-            L.Input((28, 28, 1)),
-            L.Conv2D(32, (3, 3), padding="SAME"), *norm, L.ReLU(), L.MaxPool2D((2, 2)),
-            L.Conv2D(64, (3, 3), padding="SAME"), *norm, L.ReLU(), L.MaxPool2D((2, 2)),
-            L.Flatten(), L.Dense(128), L.ReLU(), *([L.Dropout(0.5)] if bn else []),
-            L.Dense(10), L.ClassificationOutput())
-
-    def strided_cnn():  # 28 -> 14 -> 7: SAME with a 4x4 kernel and stride 2 pads (1, 1)
-        return L.serial(
-            L.Input((28, 28, 1)), L.Conv2D(32, (4, 4), strides=2, padding="SAME"), L.ReLU(),
-            L.Conv2D(64, (4, 4), strides=2, padding="SAME"), L.ReLU(), L.Flatten(),
-            L.Dense(128), L.ReLU(), L.Dense(10), L.ClassificationOutput())
-
     seq1d_shape = (8, 32, 16) if quick else (64, 128, 16)
-
-    def cnn1d():
-        if not hasattr(L, "Conv1D"):
-            raise MissingLayer("cnn1d needs jnet.layers.Conv1D (from the conv branch); "
-                               "`git merge main` once it has landed")
-        return L.serial(L.Input(seq1d_shape[1:]), L.Conv1D(32, 5, padding="SAME"), L.ReLU(),
-                        L.Conv1D(64, 5, padding="SAME"), L.ReLU(), L.Flatten(), L.Dense(10),
-                        L.ClassificationOutput())
-
     (n_tok, t_tok), vocab, width, heads = (8, 16) if quick else (32, 64), 1000, 128, 4
-    encoder = L.serial(
-        L.Input((t_tok,)), L.Embedding(vocab, width),
-        L.residual(L.serial(L.LayerNorm(), L.MultiHeadAttention(heads))),
-        L.residual(L.serial(L.LayerNorm(), L.Dense(4 * width), L.ReLU(), L.Dense(width))),
-        L.Flatten(), L.Dense(10), L.ClassificationOutput())
+    encoder = _encoder(L, t_tok, vocab, width, heads)
+    cnn = functools.partial(_cnn, L)
 
     def token_batches():
         rng = np.random.default_rng(2)
@@ -325,13 +334,13 @@ def workload_builders(only: set[str] | None, quick: bool) -> list[Callable[[], W
             "gru", rnn_model(L.GRU(128)), "rmsprop", recurrent("gru"), seq(),
             torch_spec=T.TorchSpec(T.rnn("gru"), "rmsprop")),
         "cnn_strided": lambda: train_workload(
-            "cnn_strided", strided_cnn(), "momentum", floor_strided_cnn, img(), time_fit=True,
+            "cnn_strided", _strided_cnn(L), "momentum", floor_strided_cnn, img(), time_fit=True,
             torch_spec=T.TorchSpec(T.cnn(False, (7, 7, 64), stride=2), "momentum", image=True)),
         "transformer": lambda: train_workload(
             "transformer", encoder, "adam", transformer(heads), token_batches(),
             torch_spec=T.TorchSpec(T.transformer(heads), "adam", integer_inputs=True)),
         "cnn1d": lambda: train_workload(
-            "cnn1d", cnn1d(), "adam", floor_cnn1d, random_batches(n, seq1d_shape),
+            "cnn1d", _cnn1d(L, seq1d_shape), "adam", floor_cnn1d, random_batches(n, seq1d_shape),
             torch_spec=T.TorchSpec(T.cnn1d(2, (seq1d_shape[1], 64)), "adam", image=True)),
         "mlp_bf16": lambda: train_workload(
             "mlp_bf16", mlp, "adam", lambda p, s, x, k: floor_mlp(p, s, x, k, jnp.bfloat16),
