@@ -151,7 +151,8 @@ def _init_params(cell: _Cell, key: jax.Array, in_features: int, hidden: int, ini
                  bias_names: tuple[str, ...], forget_bias: float) -> dict:
     """Params with each init called once per gate on that gate's block, then concatenated."""
     w_ih, w_hh, b = (initializers.get(inits[k], k) for k in ("w_ih_init", "w_hh_init", "b_init"))
-    blocks = {"w_ih": (w_ih, (in_features, hidden)), "w_hh": (w_hh, (hidden, hidden))}
+    blocks: dict[str, tuple[Callable[..., jax.Array], tuple[int, ...]]] = {
+        "w_ih": (w_ih, (in_features, hidden)), "w_hh": (w_hh, (hidden, hidden))}
     blocks.update({name: (b, (hidden,)) for name in bias_names})
     keys = jax.random.split(key, (len(blocks), cell.gates))
     # The context of PyTorch's rule, U(±1/sqrt(H)) for all (jnet.initializers); an LSTM's "b"
@@ -193,7 +194,8 @@ def _check_params(kind: str, params: PyTree, names: tuple[str, ...], gates: int)
 
 def _check_carry(kind: str, cell: _Cell, carry: Carry, n: int, hidden: int) -> Carry:
     want = cell.carry_of(jax.ShapeDtypeStruct((n, hidden), jnp.float32))
-    if jax.tree.structure(carry) != jax.tree.structure(want) or any(
+    # PyTreeDef compares with !=; jax's type stubs do not declare it
+    if jax.tree.structure(carry) != jax.tree.structure(want) or any(  # type: ignore[operator]
         jnp.shape(c) != (n, hidden) for c in jax.tree.leaves(carry)
     ):
         what = "(h, c), each" if cell is _LSTM else "h of shape"
@@ -398,7 +400,10 @@ def lstm_scan(params: PyTree, x: jax.Array, initial_state: Carry | None = None,
     (N, T) boolean, True on real steps. See the module docstring for the equations.
     """
     _check_params("LSTM", params, ("w_ih", "w_hh", "b"), 4)
-    return _scan(_LSTM, "LSTM", params, x, initial_state, mask, reverse, unroll, hoist, True)
+    ys, carry = _scan(_LSTM, "LSTM", params, x, initial_state, mask, reverse, unroll, hoist,
+                      True)
+    assert ys is not None  # return_sequences=True: every step's h
+    return ys, carry
 
 
 def gru_scan(params: PyTree, x: jax.Array, initial_state: jax.Array | None = None,
@@ -411,7 +416,9 @@ def gru_scan(params: PyTree, x: jax.Array, initial_state: jax.Array | None = Non
     reset-before (Cho et al. v3). Gates (r, z, n). `initial_state` is h0 (N, H).
     """
     _check_gru_params("GRU", params)
-    return _scan(_GRU, "GRU", params, x, initial_state, mask, reverse, unroll, hoist, True)
+    ys, h = _scan(_GRU, "GRU", params, x, initial_state, mask, reverse, unroll, hoist, True)
+    assert ys is not None  # return_sequences=True: every step's h
+    return ys, h
 
 
 def _check_gru_params(kind: str, params: PyTree) -> int:
@@ -615,8 +622,8 @@ def GRUCell(hidden: int, *, reset_after: bool = True, w_ih_init: Any = "glorot_u
                        config, name)
 
 
-LSTM.__doc__ = LSTM.__doc__.replace("{inits}", _INIT_DOC)
-GRU.__doc__ = GRU.__doc__.replace("{inits}", _INIT_DOC)
+LSTM.__doc__ = (LSTM.__doc__ or "").replace("{inits}", _INIT_DOC)
+GRU.__doc__ = (GRU.__doc__ or "").replace("{inits}", _INIT_DOC)
 
 
 _MERGES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
@@ -709,7 +716,8 @@ def Bidirectional(forward: Layer, backward: Layer | None = None, merge: str = "c
     return Layer(init_fn, apply_fn, kind="Bidirectional", name=name,
                  children=(("forward", forward), ("backward", backward)),
                  child_shapes=lambda in_shape: (in_shape, in_shape),
-                 rebuild=lambda children: Bidirectional(*children, merge=merge, name=name),
+                 rebuild=lambda children: Bidirectional(children[0], children[1], merge=merge,
+                                                        name=name),
                  config={"merge": merge}, side_inputs=("initial_state",))
 
 
