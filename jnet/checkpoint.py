@@ -939,9 +939,15 @@ def _dtype_name(dtype: Any) -> str:
 
 
 def _place(x: jax.Array, like: Any) -> jax.Array:
-    """Put `x` where `like` lives (its sharding), when `like` says."""
+    """Put `x` where `like` lives (its sharding), when `like` says. A sharding that spans
+    several processes gets, on each process, only the shards of that process's devices."""
     sharding = getattr(like, "sharding", None)
-    return x if sharding is None else jax.device_put(x, sharding)
+    if sharding is None:
+        return x
+    if sharding.is_fully_addressable or jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jax.device_put(x, sharding)
+    data = np.asarray(x)
+    return jax.make_array_from_callback(data.shape, sharding, lambda index: data[index])
 
 
 _HINTS = {

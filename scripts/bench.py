@@ -1,25 +1,33 @@
 #!/usr/bin/env python
-"""Does jnet cost anything? jnet's training steps against hand-written JAX floors.
+"""Does jnet cost anything? jnet's training steps against hand-written JAX floors and PyTorch.
 
-    .venv/bin/python scripts/bench.py                 # full run (a few minutes), table + JSON
+    .venv/bin/python scripts/bench.py                 # full run, table + JSON
     .venv/bin/python scripts/bench.py --quick         # a few steps per workload (CI smoke test)
     .venv/bin/python scripts/bench.py --only cnn,lstm --rounds 5 --json out.json
+    taskset -c 1 .venv/bin/python scripts/bench.py    # single-threaded jnet, floor and torch
 
-Every workload has two implementations fed the same initial weights (made by jnet, converted to
-the floor's plain lists) and the same batches and keys:
+Every workload has implementations fed the same initial weights (made by jnet, converted to
+the floor's plain lists and to torch modules) and the same batches and keys:
 
 - ``jnet``: the public API (`jnet.layers`, `jnet.optim`, `jnet.make_train_step`), jitted as
   `jnet.fit` does, with params, state and optimizer state donated;
-- ``floor``: the same model written directly with `jax.numpy` / `lax` in this file, as a JAX
-  expert would (no jnet import): `lax.reduce_window` max-pool, hand-written optimizer rules.
+- ``floor``: the same model written directly with `jax.numpy` / `lax` (`bench/floors.py`, no
+  jnet import), as a JAX expert would: `lax.reduce_window` max-pool, hand-written rules;
+- ``torch`` / ``torch.compile`` (when `import torch` works; `bench/torch_side.py`): PyTorch
+  eager, and with the model under `torch.compile` (optimizer step eager), as many intra-op
+  threads as this process may use CPUs (what XLA:CPU's pool uses).
 
 Per implementation and round: compile time of the first step (trace + lower + XLA compile, from
-JAX's monitoring events), step time with a sync after each step (median and minimum), steps/s
-of a back-to-back loop, ms/step inside one compiled `lax.scan` over many steps, the number of
-compilations of the step function after all steps (1 = no recompiles) and the losses of the
-first steps, which must agree between implementations (so the same work is timed).
-Implementations alternate in rounds (order flipped each round) so machine noise hits both;
-the table shows medians over rounds and the ratio jnet / floor.
+JAX's monitoring events; torch.compile: its first call minus one step), step time with a sync
+after each step (median and minimum), steps/s of a back-to-back loop, ms/step inside one
+compiled `lax.scan` over many steps (how `jnet.fit` runs an epoch), the number of compilations
+of the step function after all steps (1 = no recompiles) and the losses of the first steps,
+which must agree between implementations (so the same work is timed; torch: the first loss).
+Implementations alternate in rounds (order flipped each round) so machine noise hits all; the
+table shows medians over rounds and the ratios jnet / floor and jnet / torch. Peak memory
+(``--memory``, default in full runs): each implementation of each workload compiles and runs
+its steps in a fresh process. The strided CNN also times `jnet.fit` itself, with its default
+(scan) and ``scan=False``.
 
 The optimizer workloads time `update` alone over 10 arrays of 1M float32 parameters and report
 the achieved memory bandwidth (bytes read + written per step / time) against the bandwidth of
@@ -30,11 +38,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -46,11 +56,25 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # run as a script from anywhere: import the checkout's jnet
-    sys.path.insert(0, ROOT)
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(SCRIPTS)
+for _path in (ROOT, SCRIPTS):  # run from anywhere: the checkout's jnet and the bench package
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
-Step = Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
+from bench import torch_side  # noqa: E402
+from bench.floors import (  # noqa: E402
+    OPTIMIZERS,
+    Step,
+    cnn_bn_dropout,
+    floor_cnn,
+    floor_cnn1d,
+    floor_mlp,
+    floor_strided_cnn,
+    floor_train_step,
+    recurrent,
+    transformer,
+)
 
 # ----------------------------------------------------------------------------------------
 # Data: fixed batches, identical for every implementation.
@@ -74,258 +98,11 @@ def random_batches(n_batches: int, shape: tuple[int, ...], classes: int = 10
 
 
 # ----------------------------------------------------------------------------------------
-# Floors: the same models and rules in plain JAX. Params are lists of dicts of arrays.
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    logp = jax.nn.log_softmax(logits)
-    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
-
-
-def dense(p, x):
-    return x @ p["w"] + p["b"]
-
-
-def conv(p, x):
-    y = lax.conv_general_dilated(x, p["w"], (1, 1), "SAME",
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y + p["b"]
-
-
-def max_pool(x):
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-
-
-def batch_norm(p, s, x, momentum=0.9, eps=1e-5):
-    """Training-mode batch norm; running var stores the unbiased variance (as jnet, PyTorch)."""
-    mean = jnp.mean(x, axis=(0, 1, 2))
-    var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
-    n = x.size // x.shape[-1]
-    s = lax.stop_gradient({"mean": momentum * s["mean"] + (1 - momentum) * mean,
-                           "var": momentum * s["var"] + (1 - momentum) * var * n / (n - 1)})
-    return (x - mean) * lax.rsqrt(var + eps) * p["scale"] + p["bias"], s
-
-
-def floor_mlp(params, state, x, key, dtype=jnp.float32):
-    h = x.astype(dtype)
-    for p in params[:-1]:
-        h = jax.nn.relu(dense(_cast(p, dtype), h))
-    return dense(_cast(params[-1], dtype), h).astype(jnp.float32), state
-
-
-def floor_cnn(params, state, x, key, dtype=jnp.float32):
-    c1, c2, d1, d2 = (_cast(p, dtype) for p in params)
-    h = max_pool(jax.nn.relu(conv(c1, x.astype(dtype))))
-    h = max_pool(jax.nn.relu(conv(c2, h)))
-    h = jax.nn.relu(dense(d1, h.reshape(h.shape[0], -1)))
-    return dense(d2, h).astype(jnp.float32), state
-
-
-def cnn_bn_dropout(dropout_key_index: int, n_keys: int):
-    """CNN + BatchNorm + Dropout(0.5). The dropout key is the one jnet's `serial` hands its
-    Dropout child (split of the step key, by position), so both draw the same mask."""
-
-    def floor(params, state, x, key):
-        c1, b1, c2, b2, d1, d2 = params
-        h, s1 = batch_norm(b1, state[0], conv(c1, x))
-        h = max_pool(jax.nn.relu(h))
-        h, s2 = batch_norm(b2, state[1], conv(c2, h))
-        h = max_pool(jax.nn.relu(h))
-        h = jax.nn.relu(dense(d1, h.reshape(h.shape[0], -1)))
-        keep = jax.random.bernoulli(jax.random.split(key, n_keys)[dropout_key_index], 0.5,
-                                    h.shape)
-        h = jnp.where(keep, h / 0.5, 0.0)
-        return dense(d2, h), [s1, s2]
-
-    return floor
-
-
-def lstm_cell(p, carry, xp):
-    h, c = carry
-    i, f, g, o = jnp.split(xp + h @ p["w_hh"], 4, axis=-1)
-    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    return jax.nn.sigmoid(o) * jnp.tanh(c), c
-
-
-def gru_cell(p, h, xp):
-    r_x, z_x, n_x = jnp.split(xp, 3, axis=-1)
-    r_h, z_h, n_h = jnp.split(h @ p["w_hh"] + p["b_hh"], 3, axis=-1)
-    r, z = jax.nn.sigmoid(r_x + r_h), jax.nn.sigmoid(z_x + z_h)
-    n = jnp.tanh(n_x + r * n_h)
-    return (1.0 - z) * n + z * h
-
-
-def recurrent(cell: str):
-    """Recurrent layer + Dense head; the input projection of all steps is one matmul."""
-
-    def floor(params, state, x, key):
-        rnn, head = params
-        bias = rnn["b"] if cell == "lstm" else rnn["b_ih"]
-        xp = jnp.swapaxes(x, 0, 1) @ rnn["w_ih"] + bias  # (T, N, gates*H)
-        h0 = jnp.zeros((x.shape[0], rnn["w_hh"].shape[0]), x.dtype)
-        if cell == "lstm":
-            (h, _), _ = lax.scan(lambda c, xt: (lstm_cell(rnn, c, xt), None), (h0, h0), xp)
-        else:
-            h, _ = lax.scan(lambda c, xt: (gru_cell(rnn, c, xt), None), h0, xp)
-        return dense(head, h), state
-
-    return floor
-
-
-def _cast(tree, dtype):
-    return jax.tree.map(lambda a: a.astype(dtype), tree)
-
-
-# Optimizer rules, written from their equations with jnet's hyperparameters (see OPTIMIZERS).
-# Each is (init(params) -> state, update(grads, state, params) -> (params, state)).
-
-
-def _tmap(f, *trees):
-    return jax.tree.map(f, *trees)
-
-
-def floor_sgd(lr):
-    return (lambda params: None,
-            lambda g, s, p: (_tmap(lambda p, g: p - lr * g, p, g), None))
-
-
-def floor_momentum(lr, gamma, nesterov=False):
-    def update(g, v, p):
-        v = _tmap(lambda v, g: gamma * v + lr * g, v, g)
-        if nesterov:  # look-ahead form: φ_t = φ_{t-1} - α g_t - γ V_t
-            return _tmap(lambda p, g, v: p - lr * g - gamma * v, p, g, v), v
-        return _tmap(lambda p, v: p - v, p, v), v
-
-    return (lambda params: _tmap(jnp.zeros_like, params), update)
-
-
-def floor_adagrad(lr, eps, initial):
-    def update(g, s, p):
-        s = _tmap(lambda s, g: s + g * g, s, g)
-        return _tmap(lambda p, g, s: p - lr * g / (jnp.sqrt(s) + eps), p, g, s), s
-
-    return (lambda params: _tmap(lambda a: jnp.full_like(a, initial), params), update)
-
-
-def floor_adadelta(rho, eps):
-    def update(g, s, p):
-        eg, ed = s
-        eg = _tmap(lambda e, g: rho * e + (1 - rho) * g * g, eg, g)
-        d = _tmap(lambda e2, e1, g: -jnp.sqrt(e2 + eps) / jnp.sqrt(e1 + eps) * g, ed, eg, g)
-        ed = _tmap(lambda e, d: rho * e + (1 - rho) * d * d, ed, d)
-        return _tmap(jnp.add, p, d), (eg, ed)
-
-    return (lambda params: (_tmap(jnp.zeros_like, params), _tmap(jnp.zeros_like, params)),
-            update)
-
-
-def floor_rmsprop(lr, rho, eps):
-    def update(g, v, p):
-        v = _tmap(lambda v, g: rho * v + (1 - rho) * g * g, v, g)
-        return _tmap(lambda p, g, v: p - lr * g / (jnp.sqrt(v) + eps), p, g, v), v
-
-    return (lambda params: _tmap(jnp.zeros_like, params), update)
-
-
-def floor_adam(lr, b1=0.9, b2=0.999, eps=1e-8):
-    def update(g, s, p):
-        m, v, t = s
-        t = t + 1
-        m = _tmap(lambda m, g: b1 * m + (1 - b1) * g, m, g)
-        v = _tmap(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
-        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-        p = _tmap(lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps), p, m, v)
-        return p, (m, v, t)
-
-    return (lambda params: (_tmap(jnp.zeros_like, params), _tmap(jnp.zeros_like, params),
-                            jnp.zeros((), jnp.int32)), update)
-
-
-def floor_adamw(lr, wd, b1=0.9, b2=0.999, eps=1e-8):
-    init, adam_update = floor_adam(lr, b1, b2, eps)
-
-    def update(g, s, p):  # decoupled decay: the Adam step plus lr * wd * p_{t-1}
-        new_p, s = adam_update(g, s, p)
-        return _tmap(lambda q, p: q - lr * wd * p, new_p, p), s
-
-    return init, update
-
-
-def floor_nadam(lr, b1=0.9, b2=0.999, eps=1e-8, psi=4e-3):
-    def update(g, s, p):
-        m, v, prod, t = s
-        t = t + 1
-        mu_t = b1 * (1 - 0.5 * 0.96 ** (t * psi))
-        mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
-        prod = prod * mu_t
-        m = _tmap(lambda m, g: b1 * m + (1 - b1) * g, m, g)
-        v = _tmap(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
-        c2 = 1 - b2 ** t
-        p = _tmap(lambda p, g, m, v: p - lr * ((1 - mu_t) / (1 - prod) * g
-                                               + mu_next / (1 - prod * mu_next) * m)
-                  / (jnp.sqrt(v / c2) + eps), p, g, m, v)
-        return p, (m, v, prod, t)
-
-    return (lambda params: (_tmap(jnp.zeros_like, params), _tmap(jnp.zeros_like, params),
-                            jnp.ones(()), jnp.zeros(())), update)
-
-
-def floor_adamax(lr, b1=0.9, b2=0.999, eps=1e-8):
-    def update(g, s, p):
-        m, u, t = s
-        t = t + 1
-        m = _tmap(lambda m, g: b1 * m + (1 - b1) * g, m, g)
-        u = _tmap(lambda u, g: jnp.maximum(b2 * u, jnp.abs(g)), u, g)
-        return _tmap(lambda p, m, u: p - lr * m / ((1 - b1 ** t) * (u + eps)), p, m, u), (m, u, t)
-
-    return (lambda params: (_tmap(jnp.zeros_like, params), _tmap(jnp.zeros_like, params),
-                            jnp.zeros((), jnp.int32)), update)
-
-
-def floor_lion(lr, b1=0.9, b2=0.99):
-    def update(g, m, p):
-        p = _tmap(lambda p, m, g: p - lr * jnp.sign(b1 * m + (1 - b1) * g), p, m, g)
-        return p, _tmap(lambda m, g: b2 * m + (1 - b2) * g, m, g)
-
-    return (lambda params: _tmap(jnp.zeros_like, params), update)
-
-
-# name -> (jnet constructor call, floor rule, optimizer state arrays per parameter array)
-OPTIMIZERS: dict[str, tuple[Callable, Callable, int]] = {
-    "sgd": (lambda o: o.sgd(1e-2), lambda: floor_sgd(1e-2), 0),
-    "momentum": (lambda o: o.momentum(1e-2, 0.9), lambda: floor_momentum(1e-2, 0.9), 1),
-    "nesterov": (lambda o: o.nesterov(1e-2, 0.9), lambda: floor_momentum(1e-2, 0.9, True), 1),
-    "adagrad": (lambda o: o.adagrad(1e-2), lambda: floor_adagrad(1e-2, 1e-10, 0.0), 1),
-    "adadelta": (lambda o: o.adadelta(), lambda: floor_adadelta(0.95, 1e-6), 2),
-    "rmsprop": (lambda o: o.rmsprop(1e-3, 0.9), lambda: floor_rmsprop(1e-3, 0.9, 1e-8), 1),
-    "adam": (lambda o: o.adam(1e-3), lambda: floor_adam(1e-3), 2),
-    "adamw": (lambda o: o.adamw(1e-3, weight_decay=1e-2), lambda: floor_adamw(1e-3, 1e-2), 2),
-    "nadam": (lambda o: o.nadam(2e-3), lambda: floor_nadam(2e-3), 2),
-    "adamax": (lambda o: o.adamax(2e-3), lambda: floor_adamax(2e-3), 2),
-    "lion": (lambda o: o.lion(1e-4), lambda: floor_lion(1e-4), 1),
-}
-
-
-def floor_train_step(forward: Callable, rule: tuple[Callable, Callable]) -> Step:
-    """value_and_grad of the mean cross-entropy, then the optimizer rule."""
-    _, update = rule
-
-    def loss_fn(params, state, batch, key):
-        logits, state = forward(params, state, batch[0], key)
-        return cross_entropy(logits, batch[1]), state
-
-    def step(carry, batch, key):
-        params, state, opt_state = carry
-        (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, batch,
-                                                                        key)
-        params, opt_state = update(grads, opt_state, params)
-        return (params, state, opt_state), loss
-
-    return step
-
-
-# ----------------------------------------------------------------------------------------
 # Workloads: each builds both implementations from one jnet init.
+
+
+class MissingLayer(Exception):
+    """A workload whose jnet layer is not on this branch yet: reported, not run."""
 
 
 @dataclass
@@ -343,6 +120,8 @@ class Workload:
     keys: list
     rtol: float  # agreement of the first losses / parameters
     info: dict = field(default_factory=dict)
+    torch: Callable[[bool], torch_side.Runner] | None = None  # compiled? -> a torch runner
+    fit: Callable[[Config], dict] | None = None  # times `jnet.fit` itself (scan and not)
 
 
 def _fresh(tree):
@@ -353,9 +132,12 @@ def _keys(n: int) -> list[jax.Array]:
     return [jax.random.fold_in(jax.random.key(42), i) for i in range(n)]
 
 
-def _children_params(model, tree) -> list:
-    """The non-empty params / state of a serial model's children, in order."""
-    return [tree[name] for name, _ in model.children if tree[name]]
+def _leaf_params(model, tree) -> list:
+    """The non-empty params / state of the model's leaf layers (depth first), in order: the
+    floors' lists."""
+    if not model.children:
+        return [tree] if tree else []
+    return [leaf for name, child in model.children for leaf in _leaf_params(child, tree[name])]
 
 
 def _jnet_step(model, optimizer) -> Callable[[], Step]:
@@ -374,7 +156,9 @@ def _jnet_step(model, optimizer) -> Callable[[], Step]:
 
 
 def train_workload(name: str, model, optimizer_name: str, forward: Callable, batches: list,
-                   rtol: float = 2e-4, floor_state=None, mixed: bool = False) -> Workload:
+                   rtol: float = 2e-4, mixed: bool = False,
+                   torch_spec: torch_side.TorchSpec | None = None, time_fit: bool = False
+                   ) -> Workload:
     import jnet
 
     jnet_opt, floor_rule, _ = OPTIMIZERS[optimizer_name]
@@ -384,19 +168,46 @@ def train_workload(name: str, model, optimizer_name: str, forward: Callable, bat
     _, params, state = jax.jit(model.init)(jax.random.key(0))
     batches = [jax.device_put(b) for b in batches]
     rule = floor_rule()
-    floor_params = _children_params(model, params)
-    floor_state = _children_params(model, state)
+    floor_params = _leaf_params(model, params)
+    floor_state = _leaf_params(model, state)
     impls = {
         "jnet": Impl(_jnet_step(model, optimizer),
                      _fresh((params, state, optimizer.init(params)))),
         "floor": Impl(lambda: floor_train_step(forward, rule),
                       _fresh((floor_params, floor_state, rule[0](floor_params)))),
     }
+    torch_runner = None
+    if torch_spec is not None and torch_side.available():
+        host = jax.tree.map(np.asarray, (floor_params, floor_state, batches))
+        torch_runner = lambda compiled: torch_side.Runner(torch_spec, *host, compiled)  # noqa: E731
     return Workload(name, "train", impls, batches, _keys(len(batches)), rtol,
                     {"optimizer": optimizer_name,
                      "params": sum(a.size for a in jax.tree.leaves(params)),
                      "batch": tuple(batches[0][0].shape),
-                     "compute_dtype": "bfloat16" if mixed else "float32"})
+                     "compute_dtype": "bfloat16" if mixed else "float32"}, torch_runner,
+                    (lambda cfg: fit_timing(model, optimizer, batches, cfg)) if time_fit else None)
+
+
+def fit_timing(model, optimizer, batches: list, cfg: Config) -> dict:
+    """ms per step of `jnet.fit` itself over the workload's batches as one data set (epochs of
+    len(batches) steps), with its default ``scan`` (each epoch one `lax.scan`) and with
+    ``scan=False`` (one jitted step per batch): the median over the epochs after the first
+    (which compiles), from epoch-end callbacks. Shuffles, gathers and metrics included."""
+    import jnet
+
+    x = np.concatenate([np.asarray(b[0]) for b in batches])
+    y = np.concatenate([np.asarray(b[1]) for b in batches])
+    out = {}
+    for label, scan in (("fit_scan", None), ("fit_no_scan", False)):
+        ends = [time.perf_counter()]
+        jnet.fit(model, optimizer, x, y, epochs=1 + max(2, cfg.rounds), key=jax.random.key(0),
+                 batch_size=len(batches[0][0]), scan=scan, verbose=0, check_finite=False,
+                 callbacks=[lambda epoch, logs, history, ends=ends: ends.append(
+                     time.perf_counter())])
+        epochs = np.diff(ends)
+        out[f"{label}_first_epoch_s"] = float(epochs[0])
+        out[f"{label}_step_s"] = float(np.median(epochs[1:])) / len(batches)
+    return out
 
 
 def optim_workload(rule_name: str, n_arrays: int, size: int) -> Workload:
@@ -431,6 +242,41 @@ def optim_workload(rule_name: str, n_arrays: int, size: int) -> Workload:
                      "bytes_per_step": bytes_per_step, "state_arrays": n_state})
 
 
+def _cnn(L, bn: bool):  # L: jnet.layers, imported when the workloads are built
+    norm = [L.BatchNorm()] if bn else []
+    return L.serial(
+        L.Input((28, 28, 1)),
+        L.Conv2D(32, (3, 3), padding="SAME"), *norm, L.ReLU(), L.MaxPool2D((2, 2)),
+        L.Conv2D(64, (3, 3), padding="SAME"), *norm, L.ReLU(), L.MaxPool2D((2, 2)),
+        L.Flatten(), L.Dense(128), L.ReLU(), *([L.Dropout(0.5)] if bn else []),
+        L.Dense(10), L.ClassificationOutput())
+
+
+def _strided_cnn(L):  # 28 -> 14 -> 7: SAME with a 4x4 kernel and stride 2 pads (1, 1)
+    return L.serial(
+        L.Input((28, 28, 1)), L.Conv2D(32, (4, 4), strides=2, padding="SAME"), L.ReLU(),
+        L.Conv2D(64, (4, 4), strides=2, padding="SAME"), L.ReLU(), L.Flatten(),
+        L.Dense(128), L.ReLU(), L.Dense(10), L.ClassificationOutput())
+
+
+def _cnn1d(L, shape: tuple[int, int, int]):
+    if not hasattr(L, "Conv1D"):
+        raise MissingLayer("cnn1d needs jnet.layers.Conv1D (from the conv branch); "
+                           "`git merge main` once it has landed")
+    return L.serial(L.Input(shape[1:]), L.Conv1D(32, 5, padding="SAME"), L.ReLU(),
+                    L.Conv1D(64, 5, padding="SAME"), L.ReLU(), L.Flatten(), L.Dense(10),
+                    L.ClassificationOutput())
+
+
+def _encoder(L, steps: int, vocab: int, width: int, heads: int):
+    """A pre-LayerNorm Transformer encoder block on token ids, Flatten, Dense."""
+    return L.serial(
+        L.Input((steps,)), L.Embedding(vocab, width),
+        L.residual(L.serial(L.LayerNorm(), L.MultiHeadAttention(heads))),
+        L.residual(L.serial(L.LayerNorm(), L.Dense(4 * width), L.ReLU(), L.Dense(width))),
+        L.Flatten(), L.Dense(10), L.ClassificationOutput())
+
+
 def workload_builders(only: set[str] | None, quick: bool) -> list[Callable[[], Workload]]:
     """The selected workloads, each built when called (one in memory at a time).
 
@@ -448,29 +294,54 @@ def workload_builders(only: set[str] | None, quick: bool) -> list[Callable[[], W
     mlp = L.serial(L.Input((64,)), L.Dense(256), L.ReLU(), L.Dense(256), L.ReLU(), L.Dense(10),
                    L.ClassificationOutput())
 
-    def cnn(bn: bool):
-        norm = [L.BatchNorm()] if bn else []
-        return L.serial(
-            L.Input((28, 28, 1)),
-            L.Conv2D(32, (3, 3), padding="SAME"), *norm, L.ReLU(), L.MaxPool2D((2, 2)),
-            L.Conv2D(64, (3, 3), padding="SAME"), *norm, L.ReLU(), L.MaxPool2D((2, 2)),
-            L.Flatten(), L.Dense(128), L.ReLU(), *([L.Dropout(0.5)] if bn else []),
-            L.Dense(10), L.ClassificationOutput())
+    seq1d_shape = (8, 32, 16) if quick else (64, 128, 16)
+    (n_tok, t_tok), vocab, width, heads = (8, 16) if quick else (32, 64), 1000, 128, 4
+    encoder = _encoder(L, t_tok, vocab, width, heads)
+    cnn = functools.partial(_cnn, L)
+
+    def token_batches():
+        rng = np.random.default_rng(2)
+        return [(rng.integers(0, vocab, (n_tok, t_tok)).astype(np.int32),
+                 rng.integers(0, 10, n_tok).astype(np.int32)) for _ in range(n)]
 
     cnn_bn = cnn(True)
     dropout_index = [layer.kind for _, layer in cnn_bn.children].index("Dropout")
+    T = torch_side
+
+    def dropout_masks(i: int):  # the mask the JAX implementations draw at step i, scaled
+        key = jax.random.split(_keys(n)[i], len(cnn_bn.children))[dropout_index]
+        keep = np.asarray(jax.random.bernoulli(key, 0.5, (img_shape[0], 128)), np.float32)
+        return T._t(keep / 0.5)
+
+    def rnn_model(layer):
+        return L.serial(L.Input((steps, 32)), layer, L.Dense(10), L.ClassificationOutput())
+
     builders = {
-        "mlp": lambda: train_workload("mlp", mlp, "adam", floor_mlp, digits_batches(n, 128)),
-        "cnn": lambda: train_workload("cnn", cnn(False), "momentum", floor_cnn, img()),
+        "mlp": lambda: train_workload("mlp", mlp, "adam", floor_mlp, digits_batches(n, 128),
+                                      torch_spec=T.TorchSpec(T.mlp(), "adam")),
+        "cnn": lambda: train_workload(
+            "cnn", cnn(False), "momentum", floor_cnn, img(),
+            torch_spec=T.TorchSpec(T.cnn(False, (7, 7, 64)), "momentum", image=True)),
         "cnn_bn_dropout": lambda: train_workload(
             "cnn_bn_dropout", cnn_bn, "adam",
-            cnn_bn_dropout(dropout_index, len(cnn_bn.children)), img()),
+            cnn_bn_dropout(dropout_index, len(cnn_bn.children)), img(),
+            torch_spec=T.TorchSpec(T.cnn(True, (7, 7, 64)), "adam", image=True,
+                                   extra=dropout_masks)),
         "lstm": lambda: train_workload(
-            "lstm", L.serial(L.Input((steps, 32)), L.LSTM(128), L.Dense(10),
-                             L.ClassificationOutput()), "rmsprop", recurrent("lstm"), seq()),
+            "lstm", rnn_model(L.LSTM(128)), "rmsprop", recurrent("lstm"), seq(),
+            torch_spec=T.TorchSpec(T.rnn("lstm"), "rmsprop")),
         "gru": lambda: train_workload(
-            "gru", L.serial(L.Input((steps, 32)), L.GRU(128), L.Dense(10),
-                            L.ClassificationOutput()), "rmsprop", recurrent("gru"), seq()),
+            "gru", rnn_model(L.GRU(128)), "rmsprop", recurrent("gru"), seq(),
+            torch_spec=T.TorchSpec(T.rnn("gru"), "rmsprop")),
+        "cnn_strided": lambda: train_workload(
+            "cnn_strided", _strided_cnn(L), "momentum", floor_strided_cnn, img(), time_fit=True,
+            torch_spec=T.TorchSpec(T.cnn(False, (7, 7, 64), stride=2), "momentum", image=True)),
+        "transformer": lambda: train_workload(
+            "transformer", encoder, "adam", transformer(heads), token_batches(),
+            torch_spec=T.TorchSpec(T.transformer(heads), "adam", integer_inputs=True)),
+        "cnn1d": lambda: train_workload(
+            "cnn1d", _cnn1d(L, seq1d_shape), "adam", floor_cnn1d, random_batches(n, seq1d_shape),
+            torch_spec=T.TorchSpec(T.cnn1d(2, (seq1d_shape[1], 64)), "adam", image=True)),
         "mlp_bf16": lambda: train_workload(
             "mlp_bf16", mlp, "adam", lambda p, s, x, k: floor_mlp(p, s, x, k, jnp.bfloat16),
             digits_batches(n, 128), rtol=2e-2, mixed=True),
@@ -529,6 +400,8 @@ class Config:
     scan_steps: int
     scan_rounds: int = 1  # rounds that also time the scan (CPU convs are slow inside loops)
     check_steps: int = 3
+    torch_compile: bool = True  # also time torch.compile (when torch is importable)
+    memory: bool = True  # peak memory per workload and implementation (subprocesses)
 
 
 def _scan_fn(step: Step, shared_batch: bool):
@@ -599,8 +472,9 @@ def copy_bandwidth(w: Workload, cfg: Config) -> float:
     return 2 * sum(a.nbytes for a in arrays) / statistics.median(times)
 
 
-def run_workload(w: Workload, cfg: Config, meter: CompileMeter, log) -> dict:
-    names = list(w.impls)
+def _compile_scans(w: Workload, cfg: Config, meter: CompileMeter) -> dict:
+    """Each JAX implementation's step inside one `lax.scan` of `cfg.scan_steps` steps, compiled
+    once outside the rounds: name -> (scan_fn, stacked batches, keys, compile seconds)."""
     scans = {}
     for name, impl in w.impls.items():
         shared = w.kind == "optim"
@@ -609,42 +483,73 @@ def run_workload(w: Workload, cfg: Config, meter: CompileMeter, log) -> dict:
             *[w.batches[i % len(w.batches)] for i in range(cfg.scan_steps)])
         keys = jnp.stack([w.keys[i % len(w.keys)] for i in range(cfg.scan_steps)])
         scan_fn = _scan_fn(impl.make_step(), shared)
-        with meter:  # compile the scan once, outside the rounds
+        with meter:
             jax.block_until_ready(scan_fn(impl.init_carry(), stacked, keys))
         scans[name] = (scan_fn, stacked, keys, meter.total)
+    return scans
+
+
+def _agreement(a: list, b: list, rtol: float, checked: int | None = None) -> dict:
+    """Relative differences of the losses of the first steps; `ok` when the first `checked`
+    (default: all) are within `rtol`."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-6)
+    return {"max_rel_diff": float(np.max(rel[:checked])), "rel_diffs": rel.tolist(),
+            "rtol": rtol, "ok": bool(np.max(rel[:checked]) <= rtol)}
+
+
+def _aggregate(rs: list[dict]) -> dict:
+    """Medians over rounds (minimum of the step minima; the first round's loss checks)."""
+    agg = {key: statistics.median(x[key] for x in rs if key in x)
+           for key in ("compile_s", "first_call_s", "step_median_s", "loop_steps_per_s",
+                       "scan_step_s") if any(key in x for x in rs)}
+    agg["step_min_s"] = min(x["step_min_s"] for x in rs)
+    if "compiles" in rs[0]:
+        agg["compiles"] = max(x["compiles"] for x in rs)
+    agg["checks"], agg["rounds"] = rs[0]["checks"], rs
+    return agg
+
+
+def run_workload(w: Workload, cfg: Config, meter: CompileMeter, log) -> dict:
+    """Every implementation of `w` in alternating rounds; medians, ratios and agreement."""
+    scans = _compile_scans(w, cfg, meter)
+    measures = {name: (lambda impl=impl, name=name: measure_round(
+        w, impl, cfg, meter, scans[name][:3] if r < cfg.scan_rounds else None))
+        for name, impl in w.impls.items()}
+    if w.torch is not None:
+        for name, compiled in (("torch", False), ("torch.compile", True))[:1 + cfg.torch_compile]:
+            runner = w.torch(compiled)
+            measures[name] = lambda runner=runner: runner.measure(cfg.steps, cfg.check_steps)
+    names = list(measures)
     rounds: dict[str, list[dict]] = {name: [] for name in names}
     copy_bw = []
     for r in range(cfg.rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            scan = scans[name][:3] if r < cfg.scan_rounds else None
-            rounds[name].append(measure_round(w, w.impls[name], cfg, meter, scan))
+            rounds[name].append(measures[name]())
         if w.kind == "optim":
             copy_bw.append(copy_bandwidth(w, cfg))
         log(f"  {w.name}: round {r + 1}/{cfg.rounds} done")
     result = {"name": w.name, "kind": w.kind, "info": w.info, "impls": {}}
     for name in names:
-        rs = rounds[name]
-        agg = {key: statistics.median(x[key] for x in rs if key in x)
-               for key in ("compile_s", "first_call_s", "step_median_s", "loop_steps_per_s",
-                           "scan_step_s")}
-        agg["step_min_s"] = min(x["step_min_s"] for x in rs)
-        agg["compiles"] = max(x["compiles"] for x in rs)
-        agg["scan_compile_s"] = scans[name][3]
-        agg["checks"] = rs[0]["checks"]
-        agg["rounds"] = rs
-        result["impls"][name] = agg
-    if "jnet" in result["impls"] and "floor" in result["impls"]:
-        j, f = result["impls"]["jnet"], result["impls"]["floor"]
-        result["ratio"] = {
-            "compile": j["compile_s"] / f["compile_s"],
-            "step": j["step_median_s"] / f["step_median_s"],
-            "step_min": j["step_min_s"] / f["step_min_s"],
-            "loop": f["loop_steps_per_s"] / j["loop_steps_per_s"],
-            "scan": j["scan_step_s"] / f["scan_step_s"],
-        }
-        a, b = np.asarray(j["checks"], np.float64), np.asarray(f["checks"], np.float64)
-        rel = float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-6)))
-        result["agreement"] = {"max_rel_diff": rel, "rtol": w.rtol, "ok": rel <= w.rtol}
+        result["impls"][name] = _aggregate(rounds[name])
+        if name in scans:
+            result["impls"][name]["scan_compile_s"] = scans[name][3]
+    j, f = result["impls"]["jnet"], result["impls"]["floor"]
+    result["ratio"] = {
+        "compile": j["compile_s"] / f["compile_s"],
+        "step": j["step_median_s"] / f["step_median_s"],
+        "step_min": j["step_min_s"] / f["step_min_s"],
+        "loop": f["loop_steps_per_s"] / j["loop_steps_per_s"],
+        "scan": j["scan_step_s"] / f["scan_step_s"],
+    }
+    result["agreement"] = _agreement(j["checks"], f["checks"], w.rtol)
+    for name in names[2:]:  # torch: its step time, and jnet's default path against it
+        t = result["impls"][name]
+        result["ratio"][f"step_vs_{name}"] = j["step_median_s"] / t["step_median_s"]
+        result["ratio"][f"scan_vs_{name}"] = j["scan_step_s"] / t["step_median_s"]
+        # Only the first loss: the same maths, but PyTorch's different rounding is amplified
+        # by sign-like first updates (Adam, RMSprop) where a gradient element is near 0.
+        result[f"agreement_{name}"] = _agreement(t["checks"], j["checks"], w.rtol, 1)
     if copy_bw:
         bw = statistics.median(copy_bw)
         result["copy_bandwidth_Bps"] = bw
@@ -668,34 +573,69 @@ def machine() -> dict:
         pass
     import jaxlib
 
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+    out = {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
             "devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(),
             "python": platform.python_version(), "jax": jax.__version__,
             "jaxlib": jaxlib.__version__, "numpy": np.__version__}
+    if torch_side.available():
+        import torch
+
+        out |= {"torch": torch.__version__, "torch_threads": torch_side.threads()}
+    return out
 
 
 def _ms(s: float) -> str:
     return f"{s * 1e3:.2f}"
 
 
+def _slash(values, fmt) -> str:
+    return " / ".join("–" if v is None else fmt(v) for v in values)
+
+
+def _train_row(r: dict) -> str:
+    m, q = r["impls"], r["ratio"]
+    impls = ("jnet", "floor", "torch", "torch.compile")
+
+    def get(name, key):
+        return m.get(name, {}).get(key)
+
+    def ratio(key):
+        return "–" if key not in q else f"**{q[key]:.2f}**"
+
+    agree = [("yes" if a["ok"] else "NO") + f" ({a['max_rel_diff']:.0e})"
+             for a in (r["agreement"], r.get("agreement_torch")) if a]
+    compiles = [get(i, "compile_s") for i in ("jnet", "floor", "torch.compile")]
+    return (f"| {r['name']} | {_slash([get(i, 'step_median_s') for i in impls], _ms)}"
+            f" | {ratio('step')} | {ratio('step_vs_torch')} | {ratio('step_vs_torch.compile')}"
+            f" | {_slash([get(i, 'scan_step_s') for i in impls[:2]], _ms)}"
+            f" | {ratio('scan_vs_torch')} | {_slash(compiles, lambda v: f'{v:.2f}')}"
+            f" | {_slash([get(i, 'peak_rss_MiB') for i in impls[:3]], lambda v: f'{v:.0f}')}"
+            f" | {get('jnet', 'compiles')} / {get('floor', 'compiles')} | {', '.join(agree)} |")
+
+
 def table(results: list[dict]) -> str:
-    rows = ["| workload | compile s jnet / floor | step ms (median) jnet / floor | step ms (min) "
-            "jnet / floor | loop steps/s jnet / floor | scan ms/step jnet / floor | compiles "
-            "jnet / floor | first losses agree |",
-            "|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        if r["kind"] != "train" or "ratio" not in r:
-            continue
-        j, f, q = r["impls"]["jnet"], r["impls"]["floor"], r["ratio"]
+    """Markdown: the training workloads (step times and ratios, compile times, peak memory,
+    agreement), then the optimizer updates."""
+    rows = ["| workload | step ms (median) jnet / floor / torch / torch.compile | jnet / floor "
+            "| jnet / torch | jnet / torch.compile | scan ms/step jnet / floor | jnet scan / "
+            "torch | compile s jnet / floor / torch.compile | peak MiB jnet / floor / torch "
+            "| compiles | first losses agree (floor, torch) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows += [_train_row(r) if r["kind"] == "train" else f"| {r['name']} | {r['reason']} |"
+             for r in results if r["kind"] in ("train", "missing")]
+    fits = [r for r in results if "fit" in r]
+    if fits:
+        rows += ["", "| workload | `jnet.fit` ms/step: default (scan) / scan=False | floor "
+                 "step ms | torch step ms | default / floor | default / scan=False | "
+                 "default / torch |", "|---|---|---|---|---|---|---|"]
+    for r in fits:
+        fit, floor = r["fit"], r["impls"]["floor"]["step_median_s"]
+        torch_s = r["impls"].get("torch", {}).get("step_median_s")
         rows.append(
-            f"| {r['name']} | {j['compile_s']:.2f} / {f['compile_s']:.2f} (**{q['compile']:.2f}**)"
-            f" | {_ms(j['step_median_s'])} / {_ms(f['step_median_s'])} (**{q['step']:.2f}**)"
-            f" | {_ms(j['step_min_s'])} / {_ms(f['step_min_s'])} ({q['step_min']:.2f})"
-            f" | {j['loop_steps_per_s']:.1f} / {f['loop_steps_per_s']:.1f} ({q['loop']:.2f})"
-            f" | {_ms(j['scan_step_s'])} / {_ms(f['scan_step_s'])} ({q['scan']:.2f})"
-            f" | {j['compiles']} / {f['compiles']}"
-            f" | {'yes' if r['agreement']['ok'] else 'NO'} "
-            f"({r['agreement']['max_rel_diff']:.1e}) |")
+            f"| {r['name']} | {_ms(fit['fit_scan_step_s'])} / {_ms(fit['fit_no_scan_step_s'])} | "
+            f"{_ms(floor)} | {_slash([torch_s], _ms)} | **{fit['fit_scan_step_s'] / floor:.2f}**"
+            f" | {fit['fit_scan_step_s'] / fit['fit_no_scan_step_s']:.2f} | "
+            + ("–" if torch_s is None else f"**{fit['fit_scan_step_s'] / torch_s:.2f}**") + " |")
     opt = [r for r in results if r["kind"] == "optim" and "ratio" in r]
     if opt:
         shape = "x".join(map(str, opt[0]["info"]["array_shape"]))
@@ -716,7 +656,50 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def probe_memory(name: str, impl: str, cfg: Config, quick: bool) -> dict:
+    """Peak memory of one implementation's compile + `cfg.steps` steps, run in a fresh process
+    (`--probe`) once the workload is built: on CPU the peak resident set (VmHWM, reset first
+    through /proc/self/clear_refs) minus the resident set before; on GPU / TPU the device's
+    peak bytes in use."""
+    (build,) = workload_builders({name}, quick)
+    w = build()
+    runner = w.torch(False) if impl == "torch" else None
+    with open("/proc/self/clear_refs", "w") as f:  # peak RSS := current RSS (Linux >= 4.0)
+        f.write("5")
+    before = _rss_kib("VmRSS")
+    if runner is not None:
+        runner.measure(cfg.steps, cfg.check_steps)
+    else:
+        measure_round(w, w.impls[impl], cfg, CompileMeter(), None)
+    out = {"peak_rss_MiB": (_rss_kib("VmHWM") - before) / 1024}
+    stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
+    if stats and impl != "torch":
+        out["peak_device_MiB"] = stats.get("peak_bytes_in_use", 0) / 2**20
+    return out
+
+
+def add_memory(results: list[dict], cfg: Config, quick: bool, log) -> None:
+    """Run `probe_memory` in a subprocess per training workload and implementation."""
+    for r in results:
+        if r["kind"] != "train":
+            continue
+        for impl in [i for i in ("jnet", "floor", "torch") if i in r["impls"]]:
+            cmd = [sys.executable, os.path.abspath(__file__), "--probe", f"{r['name']}:{impl}",
+                   "--steps", str(cfg.steps), *(["--quick"] if quick else [])]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            if proc.returncode:
+                log(f"  memory probe {r['name']}:{impl} failed: {proc.stderr[-500:]}")
+                continue
+            r["impls"][impl].update(json.loads(proc.stdout.strip().splitlines()[-1]))
+        log(f"  {r['name']}: memory measured")
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="one round of a few steps per workload, small update arrays")
@@ -725,10 +708,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--json", default="bench_results.json", help="output file")
+    parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
+                        help="peak memory per workload, a subprocess each (default: not --quick)")
+    parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time torch.compile (default: not --quick)")
+    parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # WORKLOAD:IMPL
     args = parser.parse_args(argv)
-    cfg = Config(rounds=1, steps=2, scan_steps=2) if args.quick else Config(3, 10, 3)
+    cfg = Config(rounds=1, steps=2, scan_steps=2) if args.quick else Config(3, 10, 4, 3)
     cfg.rounds = args.rounds or cfg.rounds
     cfg.steps = args.steps or cfg.steps
+    cfg.torch_compile = not args.quick if args.torch_compile is None else args.torch_compile
+    cfg.memory = not args.quick if args.memory is None else args.memory
+    return args, cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, cfg = parse_args(argv)
+    if args.probe:
+        print(json.dumps(probe_memory(*args.probe.split(":"), cfg, args.quick)))
+        return 0
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -739,10 +737,19 @@ def main(argv: list[str] | None = None) -> int:
     meter = CompileMeter()
     results = []
     for build in workload_builders(only, args.quick):
-        w = build()
+        try:
+            w = build()
+        except MissingLayer as e:
+            log(f"skipped: {e}")
+            results.append({"name": str(e).split()[0], "kind": "missing", "reason": str(e)})
+            continue
         log(f"{w.name} ...")
         results.append(run_workload(w, cfg, meter, log))
+        if w.fit is not None:
+            results[-1]["fit"] = w.fit(cfg)
         del w
+    if cfg.memory:
+        add_memory(results, cfg, args.quick, log)
     report = {
         "command": " ".join([os.path.relpath(sys.argv[0], ROOT) if argv is None else
                              "scripts/bench.py", *(sys.argv[1:] if argv is None else argv)]),
@@ -757,10 +764,14 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(report, f, indent=1)
     print(table(results))
     print(f"\n{report['date']}, {report['machine']['cpu']}, {report['machine']['cores']} cores, "
-          f"jax {jax.__version__}, {report['wall_s']:.0f} s; JSON: {args.json}")
-    bad = [r["name"] for r in results if not r.get("agreement", {}).get("ok", True)]
+          f"jax {jax.__version__}, torch threads {report['machine'].get('torch_threads', '–')}, "
+          f"{report['wall_s']:.0f} s; JSON: {args.json}")
+    bad = [name for r in results for key, name in (("agreement", r["name"]),
+                                                    ("agreement_torch", r["name"] + " (torch)"))
+           if not r.get(key, {}).get("ok", True)]
     if bad:
-        print(f"DISAGREEMENT between jnet and floor on: {', '.join(bad)}", file=sys.stderr)
+        print(f"DISAGREEMENT between jnet and another implementation on: {', '.join(bad)}",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -1,12 +1,15 @@
 """Time jnet's LSTM / GRU against a straightforward hand-written `lax.scan`.
 
 The hand-written baseline is what a JAX user writes first: every step computes
-``x_t @ W_ih + h @ W_hh + b`` inside the loop (gates fused, nothing hoisted). jnet hoists the
-input projection of all steps out of the loop. Prints the forward+backward step time
+``x_t @ W_ih + h @ W_hh + b`` inside the loop (gates fused, nothing hoisted), differentiated by
+JAX. jnet's variants: its default, hoisting the input projection out of the loop or not,
+unrolling, and "autodiff" (jnet's own scan differentiated by JAX instead of its hand-written
+backward pass, i.e. jnet before the custom VJP). Prints the forward+backward step time
 (best of `--repeats`, after warm-up) and the jit compile time for each workload.
 
     python scripts/rnn_timing.py                 # default workloads
     python scripts/rnn_timing.py --quick         # smaller, for a smoke run
+    python scripts/rnn_timing.py --shapes 1      # only the shape of scripts/bench.py's lstm / gru
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jnet.layers import GRU, LSTM
+from jnet.layers import GRU, LSTM, recurrent
 
 
 def naive_lstm(params, x):
@@ -74,22 +77,32 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--shapes", type=int, default=None, help="time only the first k shapes")
     args = ap.parse_args()
-    workloads = [(32, 128, 32, 128), (8, 256, 8, 32), (16, 512, 16, 64)]  # (N, T, F, H)
+    # (N, T, F, H); the first is scripts/bench.py's lstm / gru workload
+    workloads = [(64, 64, 32, 128), (32, 128, 32, 128), (8, 256, 8, 32), (16, 512, 16, 64)]
     if args.quick:
         workloads = [(8, 64, 8, 32)]
+    workloads = workloads[:args.shapes]
     print(f"backend: {jax.default_backend()}  (N, T, F, H); fwd+bwd ms (best); compile s")
     for n, t, f, hidden in workloads:
         x = jax.random.normal(jax.random.key(0), (n, t, f))
         for kind, layer_fn, naive in (("LSTM", LSTM, naive_lstm), ("GRU", GRU, naive_gru)):
             rows = []
             variants = (("jnet (default)", {}), ("jnet hoist=True", {"hoist": True}),
-                        ("jnet hoist=False", {"hoist": False}), ("jnet unroll=4", {"unroll": 4}))
+                        ("jnet hoist=False", {"hoist": False}), ("jnet unroll=4", {"unroll": 4}),
+                        ("jnet autodiff", {}))
             for label, options in variants:
                 layer = layer_fn(hidden, **options)
                 _, params, _ = layer.init(jax.random.key(1), (t, f))
                 fwd = lambda p, x, layer=layer: layer.apply(p, {}, x)[0]  # noqa: E731
-                rows.append((label, *time_fn(_grad_step(fwd), params, x, args.repeats)))
+                fused = recurrent._fused_applies
+                if label == "jnet autodiff":  # traced here, so the patch ends with this timing
+                    recurrent._fused_applies = lambda *args: False
+                try:
+                    rows.append((label, *time_fn(_grad_step(fwd), params, x, args.repeats)))
+                finally:
+                    recurrent._fused_applies = fused
             rows.append(("hand-written scan", *time_fn(_grad_step(naive), params, x, args.repeats)))
             for label, step_s, compile_s in rows:
                 print(f"{kind} {(n, t, f, hidden)!s:22} {label:18} {1e3 * step_s:8.2f} ms"

@@ -19,9 +19,6 @@ import numpy as np
 import jnet
 from jnet import layers as L
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw",
-              "nadam", "adamax", "lion")
-
 
 def digits(seed: int = 0):
     """(train, validation, test) splits of the digits, images scaled to [0, 1], NHWC float32."""
@@ -55,7 +52,7 @@ def build_model(name: str) -> jnet.layers.Layer:
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=("cnn", "mlp"), default="cnn")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    parser.add_argument("--optimizer", choices=list(jnet.optim.RULES), default="adam")
     parser.add_argument("--lr", type=float, default=1e-2, help="learning rate (default 1e-2)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=64,

@@ -161,6 +161,13 @@ def run_processes() -> dict:
     back = dist.restore(path, like={"params": fs[0]})
     model, x, y, *_ = problem()  # fit: every process passes the whole data set
     fitted = jnet.fit(model, jnet.optim.adam(1e-2), x, y, mesh=dist.fsdp(), **FIT)
+    # checkpoints of a multi-process fit: process 0 writes, everyone waits; resume restores
+    # each process's shards and continues exactly
+    ckpt_dir = os.path.join(OUT, "fit_ckpt")
+    jnet.fit(model, jnet.optim.adam(1e-2), x, y, mesh=dist.fsdp(),
+             **{**FIT, "epochs": 1, "checkpoint_dir": ckpt_dir})
+    resumed = jnet.fit(model, jnet.optim.adam(1e-2), x, y, mesh=dist.fsdp(),
+                       **{**FIT, "checkpoint_dir": ckpt_dir, "resume": True})
     return {
         "fit": tolist(fitted.params),
         "process": pid, "processes": count, "devices": len(jax.devices()),
@@ -169,6 +176,8 @@ def run_processes() -> dict:
         "batch_shape": list(batch[0].shape),
         "dp": tolist(dp[:2]), "fsdp": tolist(fs[:2]),
         "fsdp_specs": dist.describe(fs[0]), "restored": tolist(back["params"]),
+        "resumed": tolist(resumed.params), "resumed_epoch": resumed.epoch,
+        "checkpoint_files": sorted(os.listdir(ckpt_dir)),
     }
 
 

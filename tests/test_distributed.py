@@ -176,6 +176,16 @@ def test_two_processes_checkpoint_round_trip(processes):
         _close(p["restored"], p["fsdp"][0], rtol=0, atol=0)
 
 
+def test_two_processes_fit_checkpoints_and_resumes_exactly(processes):
+    """fit(mesh=fsdp, checkpoint_dir=) with 2 processes: one file per epoch (process 0 wrote
+    it, no temporary left), and resuming after epoch 1 ends bit-identical to the
+    uninterrupted run on both processes."""
+    for p in processes:
+        assert p["checkpoint_files"] == ["ckpt_000001.safetensors", "ckpt_000002.safetensors"]
+        assert p["resumed_epoch"] == 2
+        _close(p["resumed"], p["fit"], rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Pure rules (no devices needed)
 

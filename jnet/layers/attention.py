@@ -131,8 +131,9 @@ def _with_causal(allowed: jax.Array | None, causal: bool, t: int) -> jax.Array |
     return lower if allowed is None else allowed & lower
 
 
-def _attend_with_dropout(q, k, v, allowed, rate: float, key: jax.Array) -> jax.Array:
-    """Softmax attention of (N, T, H, D) heads with inverted dropout on the weights.
+def _attend(q, k, v, allowed, rate: float, key: jax.Array | None) -> jax.Array:
+    """Softmax attention of (N, T, H, D) heads, with inverted dropout on the weights when
+    ``rate > 0``.
 
     The same maths as `jax.nn.dot_product_attention`: logits and softmax in at least float32,
     masked logits set to the dtype's most negative number (a row with no allowed key then
@@ -144,9 +145,10 @@ def _attend_with_dropout(q, k, v, allowed, rate: float, key: jax.Array) -> jax.A
     if allowed is not None:
         logits = jnp.where(allowed, logits, jnp.finfo(dtype).min)
     weights = jax.nn.softmax(logits, axis=-1)
-    keep = draw(jax.random.bernoulli, key, weights.shape, p=1.0 - rate)
-    weights = jnp.where(keep, weights / (1.0 - rate), 0.0).astype(v.dtype)
-    return jnp.einsum("nkts,nskd->ntkd", weights, v)
+    if rate > 0:
+        keep = draw(jax.random.bernoulli, require_key(KIND, key), weights.shape, p=1.0 - rate)
+        weights = jnp.where(keep, weights / (1.0 - rate), 0.0)
+    return jnp.einsum("nkts,nskd->ntkd", weights.astype(v.dtype), v)
 
 
 def _self_attention(params, x, mask, key, num_heads: int, causal: bool, rate: float):
@@ -164,10 +166,10 @@ def _self_attention(params, x, mask, key, num_heads: int, causal: bool, rate: fl
     # (N, T, 3E) -> three (N, T, H, D): PyTorch's (q | k | v) order, heads contiguous.
     q, k, v = jnp.moveaxis(qkv.reshape(n, t, 3, num_heads, e // num_heads), 2, 0)
     allowed = None if mask is None else mask[:, None, None, :]  # (N, 1, 1, T): keys
-    if rate > 0:
-        heads = _attend_with_dropout(q, k, v, _with_causal(allowed, causal, t), rate,
-                                     require_key(KIND, key))
-    else:
+    if rate > 0 or jax.default_backend() == "cpu":
+        # XLA:CPU has no fused kernel: the plain einsums (what a hand-written step does)
+        heads = _attend(q, k, v, _with_causal(allowed, causal, t), rate, key)
+    else:  # lets JAX pick a fused kernel (cuDNN flash attention) on GPUs
         heads = jax.nn.dot_product_attention(q, k, v, mask=allowed, is_causal=causal)
     y = heads.reshape(n, t, e) @ params["w_out"].astype(x.dtype)
     if "b_out" in params:

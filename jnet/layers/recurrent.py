@@ -31,7 +31,9 @@ that does not depend on h, ``x W_ih + b``, can be computed for all T steps in on
 before the loop (``hoist=True``, a (T, N, G·H) array) or per step inside it
 (``hoist=False``). The default (``hoist=None``) hoists on GPU/TPU and not on CPU, where XLA
 measured slower with it. `unroll=k` unrolls k steps per loop iteration (less loop overhead
-for small H, longer compiles).
+for small H, longer compiles). Without a mask, the LSTM and the reset-after GRU differentiate
+through a hand-written backward pass (`jax.custom_vjp`, same values and gradients) whose weight
+gradients are one matrix product over all steps after the reverse loop, not one per step.
 
 **Inputs.** ``x`` (N, T, F), plus two keywords of ``apply``:
 
@@ -149,7 +151,8 @@ def _init_params(cell: _Cell, key: jax.Array, in_features: int, hidden: int, ini
                  bias_names: tuple[str, ...], forget_bias: float) -> dict:
     """Params with each init called once per gate on that gate's block, then concatenated."""
     w_ih, w_hh, b = (initializers.get(inits[k], k) for k in ("w_ih_init", "w_hh_init", "b_init"))
-    blocks = {"w_ih": (w_ih, (in_features, hidden)), "w_hh": (w_hh, (hidden, hidden))}
+    blocks: dict[str, tuple[Callable[..., jax.Array], tuple[int, ...]]] = {
+        "w_ih": (w_ih, (in_features, hidden)), "w_hh": (w_hh, (hidden, hidden))}
     blocks.update({name: (b, (hidden,)) for name in bias_names})
     keys = jax.random.split(key, (len(blocks), cell.gates))
     # The context of PyTorch's rule, U(±1/sqrt(H)) for all (jnet.initializers); an LSTM's "b"
@@ -191,7 +194,8 @@ def _check_params(kind: str, params: PyTree, names: tuple[str, ...], gates: int)
 
 def _check_carry(kind: str, cell: _Cell, carry: Carry, n: int, hidden: int) -> Carry:
     want = cell.carry_of(jax.ShapeDtypeStruct((n, hidden), jnp.float32))
-    if jax.tree.structure(carry) != jax.tree.structure(want) or any(
+    # PyTreeDef compares with !=; jax's type stubs do not declare it
+    if jax.tree.structure(carry) != jax.tree.structure(want) or any(  # type: ignore[operator]
         jnp.shape(c) != (n, hidden) for c in jax.tree.leaves(carry)
     ):
         what = "(h, c), each" if cell is _LSTM else "h of shape"
@@ -219,6 +223,14 @@ def _scan(cell: _Cell, kind: str, params: PyTree, x: jax.Array, initial_state: C
     params, carry = _in_dtype_of(x, params, carry)
 
     x = jnp.swapaxes(x, 0, 1)  # time-major for scan
+    if _fused_applies(cell, params, mask):
+        inside = not _should_hoist(hoist)
+        xs = x if inside else cell.project(params, x)
+        hs, carry = _fused_scan(cell.kind, inside, unroll, params,
+                                jnp.flip(xs, 0) if reverse else xs, carry)
+        if not return_sequences:
+            return None, carry
+        return jnp.swapaxes(jnp.flip(hs, 0) if reverse else hs, 0, 1), carry
     if _should_hoist(hoist):  # all T input projections in one matmul
         xs, step = cell.project(params, x), functools.partial(cell.step, params)
     else:
@@ -237,6 +249,131 @@ def _scan(cell: _Cell, kind: str, params: PyTree, x: jax.Array, initial_state: C
 
     carry, ys = jax.lax.scan(body, carry, (xs, steps_mask), reverse=reverse, unroll=unroll)
     return (jnp.swapaxes(ys, 0, 1) if return_sequences else None), carry
+
+
+# ----------------------------------------------------------------------------------------
+# The unmasked LSTM / reset-after GRU with a hand-written backward pass (`jax.custom_vjp`).
+#
+# Autodiff of `lax.scan` accumulates dW_hh (and dW_ih when the projection is inside the loop)
+# with one small (H, N) @ (N, G·H) matmul per step inside the reverse loop. Here the reverse
+# loop only carries dh (and dc) back through time and emits each step's pre-activation
+# gradient dz_t (N, G·H); the weight gradients are then one large matmul each over all T·N
+# rows after the loop (cuDNN's recipe): dW_hh = Σ_t h_{t-1}ᵀ dz_t, dW_ih = Σ_t x_tᵀ dz_t.
+# The forward pass computes the same operations as `_lstm_step` / `_gru_step` (equal values)
+# and saves the activated gates for the backward pass.
+
+
+def _fused_forward(kind: str, inside: bool, unroll, params, xs, carry0):
+    """Forward scan; returns ((hs (T, N, H), final carry), saved per-step arrays)."""
+    w_hh = params["w_hh"]
+
+    def body(carry, x_t):
+        xp = _project(kind, params, x_t) if inside else x_t
+        if kind == "LSTM":
+            h, c = carry
+            i, f, g, o = _gates(xp + h @ w_hh, 4)
+            i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+            c = f * c + i * g
+            h = o * jnp.tanh(c)
+            return (h, c), (h, c, i, f, g, o)
+        h = carry
+        r_x, z_x, n_x = _gates(xp, 3)
+        r_h, z_h, n_h = _gates(h @ w_hh + params["b_hh"], 3)
+        r, z = jax.nn.sigmoid(r_x + r_h), jax.nn.sigmoid(z_x + z_h)
+        n = jnp.tanh(n_x + r * n_h)
+        h = (1.0 - z) * n + z * h
+        return h, (h, r, z, n, n_h)
+
+    carry, saved = jax.lax.scan(body, carry0, xs, unroll=unroll)
+    return (saved[0], carry), saved
+
+
+def _project(kind: str, params: PyTree, x: jax.Array) -> jax.Array:
+    return (_lstm_project if kind == "LSTM" else _gru_project)(params, x)
+
+
+def _lstm_reverse(w_hh, dhs, dcarry, saved, c0, unroll):
+    """dz_t (T, N, 4H) of every step and (dh_0, dc_0), from the saved (h, c, i, f, g, o)."""
+    _, cs, i, f, g, o = saved
+    c_prev = jnp.concatenate([c0[None], cs[:-1]])
+
+    def body(carry, inputs):
+        dh, dc = carry
+        dh_out, c, cp, i, f, g, o = inputs
+        dh = dh + dh_out
+        tc = jnp.tanh(c)
+        dc = dc + dh * o * (1.0 - tc * tc)
+        dz = jnp.concatenate([dc * g * i * (1.0 - i), dc * cp * f * (1.0 - f),
+                              dc * i * (1.0 - g * g), dh * tc * o * (1.0 - o)], axis=-1)
+        return (dz @ w_hh.T, dc * f), dz
+
+    (dh0, dc0), dz = jax.lax.scan(body, dcarry, (dhs, cs, c_prev, i, f, g, o), reverse=True,
+                                  unroll=unroll)
+    return dz, dz, (dh0, dc0)
+
+
+def _gru_reverse(w_hh, dhs, dh_last, saved, h0, unroll):
+    """(dz_x, dz_h) (T, N, 3H) of every step (the input and recurrent pre-activations differ
+    in the n gate: ∂n_h = r ∂n_x) and dh_0, from the saved (h, r, z, n, n_h)."""
+    hs, r, z, n, n_h = saved
+    h_prev = jnp.concatenate([h0[None], hs[:-1]])
+
+    def body(dh, inputs):
+        dh_out, hp, r, z, n, nh = inputs
+        dh = dh + dh_out
+        dn = dh * (1.0 - z) * (1.0 - n * n)
+        dr = dn * nh * r * (1.0 - r)
+        dzg = dh * (hp - n) * z * (1.0 - z)
+        dz_h = jnp.concatenate([dr, dzg, dn * r], axis=-1)
+        return dh * z + dz_h @ w_hh.T, (jnp.concatenate([dr, dzg, dn], axis=-1), dz_h)
+
+    dh0, (dz_x, dz_h) = jax.lax.scan(body, dh_last, (dhs, h_prev, r, z, n, n_h), reverse=True,
+                                     unroll=unroll)
+    return dz_x, dz_h, dh0
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _fused_scan(kind: str, inside: bool, unroll, params, xs, carry0):
+    """``(hs (T, N, H), final carry)`` of the scan over time-major `xs`: the input x_t (N, F)
+    when `inside` (projected in the loop), else the projected x_t W_ih + b (N, G·H)."""
+    return _fused_forward(kind, inside, unroll, params, xs, carry0)[0]
+
+
+def _fused_scan_fwd(kind, inside, unroll, params, xs, carry0):
+    out, saved = _fused_forward(kind, inside, unroll, params, xs, carry0)
+    return out, (params, xs, carry0, saved)
+
+
+def _fused_scan_bwd(kind, inside, unroll, residuals, cotangents):
+    params, xs, carry0, saved = residuals
+    dhs, dcarry = cotangents
+    flat = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731 (T, N, K) -> (T·N, K)
+    if kind == "LSTM":
+        dz_x, dz_h, dcarry0 = _lstm_reverse(params["w_hh"], dhs, dcarry, saved, carry0[1], unroll)
+        h0 = carry0[0]
+    else:
+        dz_x, dz_h, dcarry0 = _gru_reverse(params["w_hh"], dhs, dcarry, saved, carry0, unroll)
+        h0 = carry0
+    h_prev = jnp.concatenate([h0[None], saved[0][:-1]])
+    grads = {"w_hh": flat(h_prev).T @ flat(dz_h)}
+    if kind == "GRU":
+        grads["b_hh"] = jnp.sum(dz_h, axis=(0, 1))
+    if inside:  # the input projection's backward, hoisted: one matmul over all steps
+        grads["w_ih"] = flat(xs).T @ flat(dz_x)
+        grads["b" if kind == "LSTM" else "b_ih"] = jnp.sum(dz_x, axis=(0, 1))
+        dxs = dz_x @ params["w_ih"].T
+    else:
+        dxs = dz_x
+    grads = {name: grads.get(name, jnp.zeros_like(value)) for name, value in params.items()}
+    return grads, dxs, dcarry0
+
+
+_fused_scan.defvjp(_fused_scan_fwd, _fused_scan_bwd)
+
+
+def _fused_applies(cell: _Cell, params: PyTree, mask: Any) -> bool:
+    """The hand-written backward covers unmasked LSTMs and reset-after GRUs."""
+    return mask is None and (cell is _LSTM or "b_hh" in params)
 
 
 def _in_dtype_of(x: jax.Array, *trees: PyTree) -> tuple[PyTree, ...]:
@@ -263,7 +400,10 @@ def lstm_scan(params: PyTree, x: jax.Array, initial_state: Carry | None = None,
     (N, T) boolean, True on real steps. See the module docstring for the equations.
     """
     _check_params("LSTM", params, ("w_ih", "w_hh", "b"), 4)
-    return _scan(_LSTM, "LSTM", params, x, initial_state, mask, reverse, unroll, hoist, True)
+    ys, carry = _scan(_LSTM, "LSTM", params, x, initial_state, mask, reverse, unroll, hoist,
+                      True)
+    assert ys is not None  # return_sequences=True: every step's h
+    return ys, carry
 
 
 def gru_scan(params: PyTree, x: jax.Array, initial_state: jax.Array | None = None,
@@ -276,7 +416,9 @@ def gru_scan(params: PyTree, x: jax.Array, initial_state: jax.Array | None = Non
     reset-before (Cho et al. v3). Gates (r, z, n). `initial_state` is h0 (N, H).
     """
     _check_gru_params("GRU", params)
-    return _scan(_GRU, "GRU", params, x, initial_state, mask, reverse, unroll, hoist, True)
+    ys, h = _scan(_GRU, "GRU", params, x, initial_state, mask, reverse, unroll, hoist, True)
+    assert ys is not None  # return_sequences=True: every step's h
+    return ys, h
 
 
 def _check_gru_params(kind: str, params: PyTree) -> int:
@@ -480,8 +622,8 @@ def GRUCell(hidden: int, *, reset_after: bool = True, w_ih_init: Any = "glorot_u
                        config, name)
 
 
-LSTM.__doc__ = LSTM.__doc__.replace("{inits}", _INIT_DOC)
-GRU.__doc__ = GRU.__doc__.replace("{inits}", _INIT_DOC)
+LSTM.__doc__ = (LSTM.__doc__ or "").replace("{inits}", _INIT_DOC)
+GRU.__doc__ = (GRU.__doc__ or "").replace("{inits}", _INIT_DOC)
 
 
 _MERGES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
@@ -574,7 +716,8 @@ def Bidirectional(forward: Layer, backward: Layer | None = None, merge: str = "c
     return Layer(init_fn, apply_fn, kind="Bidirectional", name=name,
                  children=(("forward", forward), ("backward", backward)),
                  child_shapes=lambda in_shape: (in_shape, in_shape),
-                 rebuild=lambda children: Bidirectional(*children, merge=merge, name=name),
+                 rebuild=lambda children: Bidirectional(children[0], children[1], merge=merge,
+                                                        name=name),
                  config={"merge": merge}, side_inputs=("initial_state",))
 
 

@@ -62,9 +62,24 @@ def header(epoch: int, step: int, history: History, best: dict | None,
 
 def save(manager, tree: dict, meta: dict, logs: dict) -> None:
     """Write checkpoint ``meta["epoch"]`` with its header metadata and (single runs) the
-    epoch's logs as its metrics."""
+    epoch's logs as its metrics.
+
+    With several processes (`jnet.distributed.initialize`), every process calls this: the
+    sharded arrays are gathered (a collective), process 0 writes the one file, and all wait
+    for it, so no two processes write one path and every process sees the file on return."""
     scalar = all(np.ndim(v) == 0 for v in logs.values())
-    manager.save(meta["epoch"], tree, metrics=logs if scalar else None, metadata=meta)
+    metrics = logs if scalar else None
+    if jax.process_count() == 1:
+        manager.save(meta["epoch"], tree, metrics=metrics, metadata=meta)
+        return
+    from jax.experimental import multihost_utils
+
+    from jnet.distributed import gather
+
+    tree = gather(tree)
+    if jax.process_index() == 0:
+        manager.save(meta["epoch"], tree, metrics=metrics, metadata=meta)
+    multihost_utils.sync_global_devices(f"jnet.fit checkpoint {meta['epoch']}")
 
 
 def read_header(manager, epoch: int) -> dict:
@@ -110,7 +125,9 @@ def check_header(meta: dict, epochs: int, population: int | None) -> None:
 def restore(manager, meta: dict, params: PyTree, state: PyTree, opt_state: PyTree,
             key: jax.Array) -> Saved:
     """Load checkpoint ``meta["epoch"]`` into the structure of this run's trees, reading each
-    tensor once; the ``best`` entry comes back when the header says the file holds one."""
+    tensor once; the ``best`` entry comes back when the header says the file holds one.
+    Sharded trees (``fit(mesh=...)``) come back in their layout: each process reads the file
+    and gives its devices their own shards."""
     epoch = meta["epoch"]
     lead = (epoch,) if meta.get("population") is None else (epoch, meta["population"])
     pop = meta.get("population")

@@ -1,0 +1,316 @@
+"""Floors: the benchmark's models and optimizer rules written directly with `jax.numpy` / `lax`,
+as a JAX expert would (no jnet import). Params are lists of dicts of arrays, in the order of the
+jnet model's children, so jnet's initial weights convert by listing them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Step = Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
+
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
+
+
+def dense(p, x):
+    return x @ p["w"] + p["b"]
+
+
+def conv(p, x):
+    y = lax.conv_general_dilated(x, p["w"], (1, 1), "SAME",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + p["b"]
+
+
+def max_pool(x):
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+
+def batch_norm(p, s, x, momentum=0.9, eps=1e-5):
+    """Training-mode batch norm; running var stores the unbiased variance (as jnet, PyTorch)."""
+    mean = jnp.mean(x, axis=(0, 1, 2))
+    var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+    n = x.size // x.shape[-1]
+    s = lax.stop_gradient({"mean": momentum * s["mean"] + (1 - momentum) * mean,
+                           "var": momentum * s["var"] + (1 - momentum) * var * n / (n - 1)})
+    return (x - mean) * lax.rsqrt(var + eps) * p["scale"] + p["bias"], s
+
+
+def floor_mlp(params, state, x, key, dtype=jnp.float32):
+    h = x.astype(dtype)
+    for p in params[:-1]:
+        h = jax.nn.relu(dense(_cast(p, dtype), h))
+    return dense(_cast(params[-1], dtype), h).astype(jnp.float32), state
+
+
+def floor_cnn(params, state, x, key, dtype=jnp.float32):
+    c1, c2, d1, d2 = (_cast(p, dtype) for p in params)
+    h = max_pool(jax.nn.relu(conv(c1, x.astype(dtype))))
+    h = max_pool(jax.nn.relu(conv(c2, h)))
+    h = jax.nn.relu(dense(d1, h.reshape(h.shape[0], -1)))
+    return dense(d2, h).astype(jnp.float32), state
+
+
+def cnn_bn_dropout(dropout_key_index: int, n_keys: int):
+    """CNN + BatchNorm + Dropout(0.5). The dropout key is the one jnet's `serial` hands its
+    Dropout child (split of the step key, by position), so both draw the same mask."""
+
+    def floor(params, state, x, key):
+        c1, b1, c2, b2, d1, d2 = params
+        h, s1 = batch_norm(b1, state[0], conv(c1, x))
+        h = max_pool(jax.nn.relu(h))
+        h, s2 = batch_norm(b2, state[1], conv(c2, h))
+        h = max_pool(jax.nn.relu(h))
+        h = jax.nn.relu(dense(d1, h.reshape(h.shape[0], -1)))
+        keep = jax.random.bernoulli(jax.random.split(key, n_keys)[dropout_key_index], 0.5,
+                                    h.shape)
+        h = jnp.where(keep, h / 0.5, 0.0)
+        return dense(d2, h), [s1, s2]
+
+    return floor
+
+
+def lstm_cell(p, carry, xp):
+    h, c = carry
+    i, f, g, o = jnp.split(xp + h @ p["w_hh"], 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+def gru_cell(p, h, xp):
+    r_x, z_x, n_x = jnp.split(xp, 3, axis=-1)
+    r_h, z_h, n_h = jnp.split(h @ p["w_hh"] + p["b_hh"], 3, axis=-1)
+    r, z = jax.nn.sigmoid(r_x + r_h), jax.nn.sigmoid(z_x + z_h)
+    n = jnp.tanh(n_x + r * n_h)
+    return (1.0 - z) * n + z * h
+
+
+def recurrent(cell: str):
+    """Recurrent layer + Dense head; the input projection of all steps is one matmul."""
+
+    def floor(params, state, x, key):
+        rnn, head = params
+        bias = rnn["b"] if cell == "lstm" else rnn["b_ih"]
+        xp = jnp.swapaxes(x, 0, 1) @ rnn["w_ih"] + bias  # (T, N, gates*H)
+        h0 = jnp.zeros((x.shape[0], rnn["w_hh"].shape[0]), x.dtype)
+        if cell == "lstm":
+            (h, _), _ = lax.scan(lambda c, xt: (lstm_cell(rnn, c, xt), None), (h0, h0), xp)
+        else:
+            h, _ = lax.scan(lambda c, xt: (gru_cell(rnn, c, xt), None), h0, xp)
+        return dense(head, h), state
+
+    return floor
+
+
+def _cast(tree, dtype):
+    return jax.tree.map(lambda a: a.astype(dtype), tree)
+
+
+# Optimizer rules, written from their equations with jnet's hyperparameters (see OPTIMIZERS).
+# Each is (init(params) -> state, update(grads, state, params) -> (params, state)).
+
+
+def _tmap(f, *trees):
+    return jax.tree.map(f, *trees)
+
+
+def floor_sgd(lr):
+    return (lambda params: None,
+            lambda g, s, p: (_tmap(lambda p, g: p - lr * g, p, g), None))
+
+
+def floor_momentum(lr, gamma, nesterov=False):
+    def update(g, v, p):
+        v = _tmap(lambda v, g: gamma * v + lr * g, v, g)
+        if nesterov:  # look-ahead form: φ_t = φ_{t-1} - α g_t - γ V_t
+            return _tmap(lambda p, g, v: p - lr * g - gamma * v, p, g, v), v
+        return _tmap(lambda p, v: p - v, p, v), v
+
+    return (lambda params: _tmap(jnp.zeros_like, params), update)
+
+
+def floor_adagrad(lr, eps, initial):
+    def update(g, s, p):
+        s = _tmap(lambda s, g: s + g * g, s, g)
+        return _tmap(lambda p, g, s: p - lr * g / (jnp.sqrt(s) + eps), p, g, s), s
+
+    return (lambda params: _tmap(lambda a: jnp.full_like(a, initial), params), update)
+
+
+def floor_adadelta(rho, eps):
+    def update(g, s, p):
+        eg, ed = s
+        eg = _tmap(lambda e, g: rho * e + (1 - rho) * g * g, eg, g)
+        d = _tmap(lambda e2, e1, g: -jnp.sqrt(e2 + eps) / jnp.sqrt(e1 + eps) * g, ed, eg, g)
+        ed = _tmap(lambda e, d: rho * e + (1 - rho) * d * d, ed, d)
+        return _tmap(jnp.add, p, d), (eg, ed)
+
+    return (lambda params: (_tmap(jnp.zeros_like, params), _tmap(jnp.zeros_like, params)),
+            update)
+
+
+def floor_rmsprop(lr, rho, eps):
+    def update(g, v, p):
+        v = _tmap(lambda v, g: rho * v + (1 - rho) * g * g, v, g)
+        return _tmap(lambda p, g, v: p - lr * g / (jnp.sqrt(v) + eps), p, g, v), v
+
+    return (lambda params: _tmap(jnp.zeros_like, params), update)
+
+
+def floor_adam(lr, b1=0.9, b2=0.999, eps=1e-8):
+    def update(g, s, p):
+        m, v, t = s
+        t = t + 1
+        m = _tmap(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+        v = _tmap(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        p = _tmap(lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps), p, m, v)
+        return p, (m, v, t)
+
+    return (lambda params: (_tmap(jnp.zeros_like, params), _tmap(jnp.zeros_like, params),
+                            jnp.zeros((), jnp.int32)), update)
+
+
+def floor_adamw(lr, wd, b1=0.9, b2=0.999, eps=1e-8):
+    init, adam_update = floor_adam(lr, b1, b2, eps)
+
+    def update(g, s, p):  # decoupled decay: the Adam step plus lr * wd * p_{t-1}
+        new_p, s = adam_update(g, s, p)
+        return _tmap(lambda q, p: q - lr * wd * p, new_p, p), s
+
+    return init, update
+
+
+def floor_nadam(lr, b1=0.9, b2=0.999, eps=1e-8, psi=4e-3):
+    def update(g, s, p):
+        m, v, prod, t = s
+        t = t + 1
+        mu_t = b1 * (1 - 0.5 * 0.96 ** (t * psi))
+        mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
+        prod = prod * mu_t
+        m = _tmap(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+        v = _tmap(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+        c2 = 1 - b2 ** t
+        p = _tmap(lambda p, g, m, v: p - lr * ((1 - mu_t) / (1 - prod) * g
+                                               + mu_next / (1 - prod * mu_next) * m)
+                  / (jnp.sqrt(v / c2) + eps), p, g, m, v)
+        return p, (m, v, prod, t)
+
+    return (lambda params: (_tmap(jnp.zeros_like, params), _tmap(jnp.zeros_like, params),
+                            jnp.ones(()), jnp.zeros(())), update)
+
+
+def floor_adamax(lr, b1=0.9, b2=0.999, eps=1e-8):
+    def update(g, s, p):
+        m, u, t = s
+        t = t + 1
+        m = _tmap(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+        u = _tmap(lambda u, g: jnp.maximum(b2 * u, jnp.abs(g)), u, g)
+        return _tmap(lambda p, m, u: p - lr * m / ((1 - b1 ** t) * (u + eps)), p, m, u), (m, u, t)
+
+    return (lambda params: (_tmap(jnp.zeros_like, params), _tmap(jnp.zeros_like, params),
+                            jnp.zeros((), jnp.int32)), update)
+
+
+def floor_lion(lr, b1=0.9, b2=0.99):
+    def update(g, m, p):
+        p = _tmap(lambda p, m, g: p - lr * jnp.sign(b1 * m + (1 - b1) * g), p, m, g)
+        return p, _tmap(lambda m, g: b2 * m + (1 - b2) * g, m, g)
+
+    return (lambda params: _tmap(jnp.zeros_like, params), update)
+
+
+# name -> (jnet constructor call, floor rule, optimizer state arrays per parameter array)
+OPTIMIZERS: dict[str, tuple[Callable, Callable, int]] = {
+    "sgd": (lambda o: o.sgd(1e-2), lambda: floor_sgd(1e-2), 0),
+    "momentum": (lambda o: o.momentum(1e-2, 0.9), lambda: floor_momentum(1e-2, 0.9), 1),
+    "nesterov": (lambda o: o.nesterov(1e-2, 0.9), lambda: floor_momentum(1e-2, 0.9, True), 1),
+    "adagrad": (lambda o: o.adagrad(1e-2), lambda: floor_adagrad(1e-2, 1e-10, 0.0), 1),
+    "adadelta": (lambda o: o.adadelta(), lambda: floor_adadelta(0.95, 1e-6), 2),
+    "rmsprop": (lambda o: o.rmsprop(1e-3, 0.9), lambda: floor_rmsprop(1e-3, 0.9, 1e-8), 1),
+    "adam": (lambda o: o.adam(1e-3), lambda: floor_adam(1e-3), 2),
+    "adamw": (lambda o: o.adamw(1e-3, weight_decay=1e-2), lambda: floor_adamw(1e-3, 1e-2), 2),
+    "nadam": (lambda o: o.nadam(2e-3), lambda: floor_nadam(2e-3), 2),
+    "adamax": (lambda o: o.adamax(2e-3), lambda: floor_adamax(2e-3), 2),
+    "lion": (lambda o: o.lion(1e-4), lambda: floor_lion(1e-4), 1),
+}
+
+
+def floor_train_step(forward: Callable, rule: tuple[Callable, Callable]) -> Step:
+    """value_and_grad of the mean cross-entropy, then the optimizer rule."""
+    _, update = rule
+
+    def loss_fn(params, state, batch, key):
+        logits, state = forward(params, state, batch[0], key)
+        return cross_entropy(logits, batch[1]), state
+
+    def step(carry, batch, key):
+        params, state, opt_state = carry
+        (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, batch,
+                                                                        key)
+        params, opt_state = update(grads, opt_state, params)
+        return (params, state, opt_state), loss
+
+    return step
+
+
+def conv_strided(p, x, stride: int):
+    y = lax.conv_general_dilated(x, p["w"], (stride, stride), "SAME",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + p["b"]
+
+
+def floor_strided_cnn(params, state, x, key):
+    """Two stride-2 convolutions downsample instead of pooling."""
+    c1, c2, d1, d2 = params
+    h = jax.nn.relu(conv_strided(c2, jax.nn.relu(conv_strided(c1, x, 2)), 2))
+    h = jax.nn.relu(dense(d1, h.reshape(h.shape[0], -1)))
+    return dense(d2, h), state
+
+
+def floor_cnn1d(params, state, x, key):
+    """Conv1D ReLU Conv1D ReLU Flatten Dense, (N, T, C) channels last, SAME padding."""
+    c1, c2, d = params
+    for p in (c1, c2):
+        x = jax.nn.relu(lax.conv_general_dilated(x, p["w"], (1,), "SAME",
+                                                 dimension_numbers=("NWC", "WIO", "NWC"))
+                        + p["b"])
+    return dense(d, x.reshape(x.shape[0], -1)), state
+
+
+def layer_norm(p, x, eps=1e-5):
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    return (x - mean) * lax.rsqrt(var + eps) * p["scale"] + p["bias"]
+
+
+def self_attention(p, x, heads: int):
+    """Multi-head scaled dot-product self-attention, (N, T, E) -> (N, T, E), no mask."""
+    n, t, e = x.shape
+    q, k, v = jnp.split(x @ p["w_qkv"] + p["b_qkv"], 3, axis=-1)
+    q, k, v = (a.reshape(n, t, heads, e // heads) for a in (q, k, v))
+    logits = jnp.einsum("nqhd,nkhd->nhqk", q, k) / jnp.sqrt(jnp.float32(e // heads))
+    out = jnp.einsum("nhqk,nkhd->nqhd", jax.nn.softmax(logits, axis=-1), v)
+    return out.reshape(n, t, e) @ p["w_out"] + p["b_out"]
+
+
+def transformer(heads: int):
+    """Pre-LayerNorm encoder block on token ids: embed, x + MHA(LN(x)), x + MLP(LN(x)),
+    Flatten, Dense."""
+
+    def floor(params, state, ids, key):
+        emb, ln1, attn, ln2, d1, d2, head = params
+        h = emb["embedding"][ids]
+        h = h + self_attention(attn, layer_norm(ln1, h), heads)
+        h = h + dense(d2, jax.nn.relu(dense(d1, layer_norm(ln2, h))))
+        return dense(head, h.reshape(h.shape[0], -1)), state
+
+    return floor
