@@ -221,7 +221,7 @@ def _tensor_bytes(arr: np.ndarray) -> tuple[np.ndarray, str]:
 class _Writer:
     """Walks a tree once, producing its JSON description and the tensors to store."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.tensors: dict[str, np.ndarray] = {}
 
     def _name(self, path: tuple) -> str:

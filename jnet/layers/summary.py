@@ -77,7 +77,7 @@ def _size(tree: PyTree) -> tuple[int, int]:
 class _Walker:
     """Collects one `Row` per layer, descending into containers through their protocol."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.rows: list[Row] = []
         self.key = abstract_key()
 
