@@ -315,6 +315,7 @@ def test_history_plot_draws_train_and_validation_curves():
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     x, y = _data()
     r = _fit(_classifier(), x, y, validation_data=(x, y), epochs=3)
     fig = r.history.plot()
@@ -323,7 +324,7 @@ def test_history_plot_draws_train_and_validation_curves():
     loss_ax = fig.axes[0]
     assert [line.get_label() for line in loss_ax.get_lines()] == ["train", "validation"]
     np.testing.assert_allclose(loss_ax.get_lines()[1].get_ydata(), r.history["val_loss"])
-    matplotlib.pyplot.close(fig)
+    plt.close(fig)
 
 
 def test_verbose_one_shows_a_bar_and_zero_is_silent(capsys):
