@@ -88,20 +88,29 @@ def _check_shape(what: str, name: str, array: np.ndarray, shape: tuple) -> None:
         raise ArgumentError(f"{what}: expected {name} of shape {shape}, got {array.shape}.")
 
 
+def _weight_and_bias(state_dict: Mapping[str, Any], prefix: str, what: str, layout: str,
+                     axes: tuple[int, ...], out_axis: int, hint: str = "") -> dict:
+    """``{"w": weight transposed by `axes`, "b": bias}`` of a Linear / Conv-like module whose
+    weight has the PyTorch `layout` (e.g. ``"(O, I, kh, kw)"``) and whose bias has as many
+    entries as the weight's axis `out_axis`; no ``"b"`` for a module built with ``bias=False``."""
+    w = _get(state_dict, prefix + "weight", what)
+    if w.ndim != len(axes):
+        raise ArgumentError(f"{what}: expected a {len(axes)}-D {layout} weight, got "
+                            f"{w.shape}.{hint}")
+    params = {"w": np.ascontiguousarray(w.transpose(axes))}
+    b = _get(state_dict, prefix + "bias", what, optional=True)
+    if b is not None:
+        _check_shape(what, "bias", b, (w.shape[out_axis],))
+        params["b"] = b
+    return params
+
+
 def dense_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Linear`` -> `Dense` params: ``{"w": weight.T, "b": bias}``.
 
     A Linear built with ``bias=False`` gives ``{"w"}`` only: use ``Dense(..., use_bias=False)``.
     """
-    w = _get(state_dict, prefix + "weight", "dense_from_torch")
-    if w.ndim != 2:
-        raise ArgumentError(f"dense_from_torch: expected a 2-D weight (out, in), got {w.shape}.")
-    params = {"w": w.T.copy()}
-    b = _get(state_dict, prefix + "bias", "dense_from_torch", optional=True)
-    if b is not None:
-        _check_shape("dense_from_torch", "bias", b, (w.shape[0],))
-        params["b"] = b
-    return params
+    return _weight_and_bias(state_dict, prefix, "dense_from_torch", "(out, in)", (1, 0), 0)
 
 
 def conv2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
@@ -113,15 +122,7 @@ def conv2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     (``groups=G``, weight (O, I / G, kh, kw)) convert the same way into
     ``Conv2D(..., feature_group_count=G)``.
     """
-    w = _get(state_dict, prefix + "weight", "conv2d_from_torch")
-    if w.ndim != 4:
-        raise ArgumentError(f"conv2d_from_torch: expected a 4-D OIHW weight, got {w.shape}.")
-    params = {"w": np.ascontiguousarray(w.transpose(2, 3, 1, 0))}
-    b = _get(state_dict, prefix + "bias", "conv2d_from_torch", optional=True)
-    if b is not None:
-        _check_shape("conv2d_from_torch", "bias", b, (w.shape[0],))
-        params["b"] = b
-    return params
+    return _weight_and_bias(state_dict, prefix, "conv2d_from_torch", "OIHW", (2, 3, 1, 0), 0)
 
 
 def batchnorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> tuple[dict, dict]:
@@ -214,24 +215,15 @@ def conv1d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
         prefix: the module's key prefix inside a model's state dict, e.g. ``"features.0."``.
 
     Returns:
-        The params dict, float32 NumPy arrays (no ``"b"`` for ``bias=False``).
+        The params dict, NumPy arrays in the state dict's dtype (no ``"b"`` for ``bias=False``).
 
     Raises:
-        KeyError: no ``weight`` under `prefix`.
-        ValueError: a weight that is not 3-D, or a bias not of its O entries.
+        ArgumentError: no ``weight`` under `prefix`; a weight that is not 3-D, or a bias not of its
+            O entries.
     """
-    w = _get(state_dict, prefix + "weight", "conv1d_from_torch")
-    if w.ndim != 3:
-        raise ArgumentError(
-            f"conv1d_from_torch: expected a 3-D (O, I, k) weight, got {w.shape}. Pass an "
-            "nn.Conv1d's state dict (for nn.Conv2d use conv2d_from_torch)."
-        )
-    params = {"w": np.ascontiguousarray(w.transpose(2, 1, 0))}
-    b = _get(state_dict, prefix + "bias", "conv1d_from_torch", optional=True)
-    if b is not None:
-        _check_shape("conv1d_from_torch", "bias", b, (w.shape[0],))
-        params["b"] = b
-    return params
+    return _weight_and_bias(state_dict, prefix, "conv1d_from_torch", "(O, I, k)", (2, 1, 0), 0,
+                            " Pass an nn.Conv1d's state dict (for nn.Conv2d use "
+                            "conv2d_from_torch).")
 
 
 def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
@@ -248,25 +240,15 @@ def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "")
         prefix: the module's key prefix inside a model's state dict, e.g. ``"decoder.up1."``.
 
     Returns:
-        The params dict, float32 NumPy arrays (no ``"b"`` for ``bias=False``).
+        The params dict, NumPy arrays in the state dict's dtype (no ``"b"`` for ``bias=False``).
 
     Raises:
-        KeyError: no ``weight`` under `prefix`.
-        ValueError: a weight that is not 4-D, or a bias not of its O entries.
+        ArgumentError: no ``weight`` under `prefix`; a weight that is not 4-D, or a bias not of its
+            O entries.
     """
-    what = "conv_transpose2d_from_torch"
-    w = _get(state_dict, prefix + "weight", what)
-    if w.ndim != 4:
-        raise ArgumentError(
-            f"{what}: expected a 4-D (I, O, kh, kw) weight, got {w.shape}. Pass an "
-            "nn.ConvTranspose2d's state dict."
-        )
-    params = {"w": np.ascontiguousarray(w.transpose(2, 3, 0, 1))}
-    b = _get(state_dict, prefix + "bias", what, optional=True)
-    if b is not None:
-        _check_shape(what, "bias", b, (w.shape[1],))
-        params["b"] = b
-    return params
+    return _weight_and_bias(state_dict, prefix, "conv_transpose2d_from_torch",
+                            "(I, O, kh, kw)", (2, 3, 0, 1), 1,
+                            " Pass an nn.ConvTranspose2d's state dict.")
 
 
 # ----------------------------------------------------------------------------------------
@@ -286,11 +268,11 @@ def layernorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dic
         prefix: the module's key prefix inside a model's state dict, e.g. ``"encoder.norm1."``.
 
     Returns:
-        The params dict, float32 NumPy arrays.
+        The params dict, NumPy arrays in the state dict's dtype.
 
     Raises:
-        KeyError: no ``weight`` under `prefix`.
-        ValueError: a weight or bias that is not one vector of C values.
+        ArgumentError: no ``weight`` under `prefix`; a weight or bias that is not one vector of C
+            values.
     """
     what = "layernorm_from_torch"
     weight = _get(state_dict, prefix + "weight", what)
@@ -320,11 +302,10 @@ def embedding_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dic
         prefix: the module's key prefix inside a model's state dict, e.g. ``"embed."``.
 
     Returns:
-        The params dict, a float32 NumPy array.
+        The params dict, a NumPy array in the state dict's dtype.
 
     Raises:
-        KeyError: no ``weight`` under `prefix`.
-        ValueError: a weight that is not 2-D.
+        ArgumentError: no ``weight`` under `prefix`; a weight that is not 2-D.
     """
     weight = _get(state_dict, prefix + "weight", "embedding_from_torch")
     if weight.ndim != 2:
@@ -353,11 +334,11 @@ def multihead_attention_from_torch(state_dict: Mapping[str, Any], prefix: str = 
         prefix: the module's key prefix inside a model's state dict, e.g. ``"layers.0.attn."``.
 
     Returns:
-        The params dict, float32 NumPy arrays.
+        The params dict, NumPy arrays in the state dict's dtype.
 
     Raises:
-        KeyError: no ``in_proj_weight`` / ``out_proj.weight`` under `prefix`.
-        ValueError: separate q/k/v projections (``kdim`` / ``vdim`` != E), ``add_bias_kv=True``,
+        ArgumentError: no ``in_proj_weight`` / ``out_proj.weight`` under `prefix`; separate q/k/v
+            projections (``kdim`` / ``vdim`` != E), ``add_bias_kv=True``,
             or shapes that do not fit one embedding size E.
     """
     what = "multihead_attention_from_torch"
