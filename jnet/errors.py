@@ -88,13 +88,16 @@ def entry_point(where: str) -> Iterator[None]:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def public(where: str) -> Callable[[F], F]:
-    """Decorator form of `entry_point`: errors leaving the function name it as `where`."""
+def public(where: str, *,
+           context: Callable[[str], contextlib.AbstractContextManager[None]] = entry_point
+           ) -> Callable[[F], F]:
+    """Decorator form of `entry_point` (or of another naming `context`): errors leaving the
+    function name it as `where`."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with entry_point(where):
+            with context(where):
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import math
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypeVar
@@ -31,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.errors import Error, entry_point
+from jnet.errors import Error, entry_point, public
 from jnet.typing import PyTree, Schedule
 
 # A schedule (`jnet.typing.Schedule`) sees an int32 scalar array counting the updates already
@@ -74,16 +73,7 @@ def named(where: str) -> Iterator[None]:
 
 def api(where: str) -> Callable[[F], F]:
     """Decorator form of `named`: a public jnet.optim function names itself in its errors."""
-
-    def decorate(fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with named(where):
-                return fn(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
+    return public(where, context=named)
 
 
 class GradientTransformation(NamedTuple):
