@@ -25,6 +25,7 @@ from jnet.checkpoint import (
     CheckpointManager,
     CheckpointNotFoundError,
     CorruptCheckpointError,
+    writing,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -273,7 +274,7 @@ def test_kill_9_during_save_keeps_a_loadable_file_and_next_save_cleans_up(tmp_pa
 
 
 def test_only_stale_temporaries_are_removed(tmp_path):
-    host = checkpoint._HOST
+    host = writing.HOST
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # reaped: its pid is free
