@@ -140,14 +140,14 @@ def _check_dict_keys(node: Mapping, path: tuple) -> None:
             fix = ("use `int(k)`" if isinstance(k, np.integer) and not isinstance(k, np.bool_)
                    else "use str or int keys, e.g. `{'/'.join(map(str, k)): v ...}` for tuples")
             raise CheckpointError(
-                f"cannot store the dict at '{path_str(path)}': its key {k!r} is a "
+                f"cannot store the dict at '{path_str(path)}': its key {k!r} is of type "
                 f"{type(k).__name__}; a checkpoint stores dict keys as JSON str or int, so it "
                 f"would load back as the str {str(k)!r}. Convert the keys first ({fix}). "
                 "Nothing was written.")
     if len({isinstance(k, str) for k in node}) > 1:
         raise CheckpointError(
             f"cannot store the dict at '{path_str(path)}': its keys mix str and int "
-            f"({sorted(map(repr, node))[:4]}), which jax cannot put in a stable order. Use keys "
+            f"({', '.join(sorted(map(repr, node))[:4])}), which jax cannot put in a stable order. Use keys "
             "of one type (e.g. `str(k)` for all). Nothing was written.")
 
 
@@ -228,7 +228,7 @@ class Writer:
             return leaf
         if isinstance(node, Mapping):
             _check_dict_keys(node, path)
-        treedef = jax.tree.structure(node)
+        treedef = jax.tree.structure(node, is_leaf=lambda x: x is not node)  # one level
         # jaxlib ships no stub for PyTreeDef, so mypy cannot see these attributes
         if treedef.num_leaves == 1 and treedef.num_nodes == 1:  # type: ignore[attr-defined]
             raise CheckpointError(
@@ -249,7 +249,7 @@ class Writer:
 class Sizer(Writer):
     """A `Writer` that reads no array: it records each tensor's safetensors dtype, shape and
     size, and the widest checksum, so the description is at least as long as the real one.
-    `jax.ShapeDtypeStruct` leaves count as jax arrays."""
+    `jax.ShapeDtypeStruct` leaves stand for arrays of any origin."""
 
     def _store(self, name: str, x: Any) -> tuple[str, int]:
         dtype = np.dtype(x.dtype)
@@ -271,7 +271,8 @@ class Sizer(Writer):
 
     def _leaf(self, node: Any, path: tuple) -> dict | None:
         if isinstance(node, jax.ShapeDtypeStruct) and not is_key(node):
-            return self._array(path, node, "jax")
+            # the longest origin: the array it stands for may be a NumPy scalar
+            return self._array(path, node, "numpy_scalar")
         return super()._leaf(node, path)
 
 

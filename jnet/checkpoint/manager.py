@@ -254,11 +254,12 @@ class CheckpointManager:
         for _ in range(_RESTORE_ATTEMPTS):
             steps, odd = _scan(self.directory)
             if not steps:
-                ignored = (f" (it ignores {', '.join(odd)}: a checkpoint is named "
-                           "ckpt_<step, 6 digits or more>.safetensors)" if odd else "")
+                what = "no ckpt_*.safetensors file" if not odd else (
+                    f"only {', '.join(odd)}, not named as checkpoints are: rename "
+                    f"{odd[0]} to {_file_name(int(_PATTERN.fullmatch(odd[0])[1]))} to use it")
                 raise CheckpointNotFoundError(
-                    f"no checkpoint in '{self.directory}' (no ckpt_*.safetensors file){ignored}."
-                    " Save one first, or check the directory.", path=self.directory)
+                    f"no checkpoint in '{self.directory}' ({what}). Save one first, or check "
+                    "the directory.", path=self.directory)
             path = self.path(steps[-1])
             try:
                 return load(path, like=like, verify=verify, allow_downcast=allow_downcast)
