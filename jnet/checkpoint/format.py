@@ -147,8 +147,8 @@ def _check_dict_keys(node: Mapping, path: tuple) -> None:
     if len({isinstance(k, str) for k in node}) > 1:
         raise CheckpointError(
             f"cannot store the dict at '{path_str(path)}': its keys mix str and int "
-            f"({', '.join(sorted(map(repr, node))[:4])}), which jax cannot put in a stable order. Use keys "
-            "of one type (e.g. `str(k)` for all). Nothing was written.")
+            f"({', '.join(sorted(map(repr, node))[:4])}), which jax cannot put in a stable "
+            "order. Use keys of one type (e.g. `str(k)` for all). Nothing was written.")
 
 
 def _check_array_dtype(dtype: np.dtype, path: tuple) -> None:

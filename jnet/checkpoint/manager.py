@@ -35,26 +35,30 @@ def _file_name(step: int) -> str:
     return f"ckpt_{step:06d}.safetensors"
 
 
-def _scan(directory: str) -> tuple[list[int], list[str]]:
+def _scan(directory: str) -> tuple[list[int], dict[str, str]]:
     """The steps that have a checkpoint in `directory`, ascending, and the names that look
-    like checkpoints but are not named as a manager names them (``ckpt_1.safetensors``):
-    those are not checkpoints of this directory, so they are never read, ranked or removed."""
+    like checkpoints but are not named as a manager names them (``ckpt_1.safetensors``), each
+    with the name it would need: those are not checkpoints of this directory, so they are
+    never read, ranked or removed."""
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
-        return [], []
+        return [], {}
     except OSError as e:
         raise CheckpointError(f"could not list the checkpoint directory '{directory}': "
                               f"{e.strerror or e}. Check its permissions.",
                               path=directory) from e
-    steps, odd = [], []
-    for name in names:
+    steps, odd = [], {}
+    for name in sorted(names):
         match = _PATTERN.fullmatch(name)
-        if match and name == _file_name(int(match.group(1))):
-            steps.append(int(match.group(1)))
-        elif match:
-            odd.append(name)
-    return sorted(steps), sorted(odd)
+        if match is None:
+            continue
+        step = int(match.group(1))
+        if name == _file_name(step):
+            steps.append(step)
+        else:
+            odd[name] = _file_name(step)
+    return sorted(steps), odd
 
 
 def _dangling(path: str) -> CheckpointError | None:
@@ -254,9 +258,10 @@ class CheckpointManager:
         for _ in range(_RESTORE_ATTEMPTS):
             steps, odd = _scan(self.directory)
             if not steps:
+                name, fixed = next(iter(odd.items()), ("", ""))
                 what = "no ckpt_*.safetensors file" if not odd else (
-                    f"only {', '.join(odd)}, not named as checkpoints are: rename "
-                    f"{odd[0]} to {_file_name(int(_PATTERN.fullmatch(odd[0])[1]))} to use it")
+                    f"only {', '.join(odd)}, not named as checkpoints are: rename {name} to "
+                    f"{fixed} to use it")
                 raise CheckpointNotFoundError(
                     f"no checkpoint in '{self.directory}' ({what}). Save one first, or check "
                     "the directory.", path=self.directory)

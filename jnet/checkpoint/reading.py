@@ -92,7 +92,7 @@ def _jnet_metadata(header: dict, raw_header: bytes, path: PathLike,
     description = _json_loads(meta["jnet"], "jnet description", path)
     user = _json_loads(meta.get("user", "null"), "user metadata", path)
     version = description.get("version") if isinstance(description, dict) else None
-    if not is_int(version) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise corrupt(path, f"its jnet description has no valid format version ({version!r})")
     if version > VERSION:
         raise CheckpointError(
