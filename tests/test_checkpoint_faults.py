@@ -5,6 +5,7 @@ on disk, `zlib.crc32`, the safetensors layout (8-byte length, JSON header, data)
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -123,6 +124,27 @@ def test_disk_full_on_a_small_tmpfs(tmpfs):
     assert err.value.path == str(path)
     assert path.read_bytes() == before and _only(fs) == ["ckpt.safetensors"]
     _assert_same(small, checkpoint.load(path))
+
+
+@pytest.mark.skipif(not _can_mount(), reason="mounting a tmpfs needs root on Linux; "
+                    "test_checkpoint_checks.py checks check_space with a faked free space")
+def test_check_space_agrees_with_a_small_tmpfs(tmpfs):
+    fs = tmpfs("space", "size=1m")
+    if fs is None:
+        pytest.skip("mount -t tmpfs failed (no CAP_SYS_ADMIN in this container)")
+    free = shutil.disk_usage(fs).free
+    # The largest uint8 array whose checkpoint check_space accepts: the file fits for real.
+    fits = {"w": np.zeros(free - 4096, np.uint8)}
+    assert checkpoint.check_space(fs, fits) <= free
+    checkpoint.save(fs / "fits.safetensors", fits)
+    os.remove(fs / "fits.safetensors")
+    # One block more is refused up front, and saving it would indeed fill the disk.
+    too_big = {"w": np.zeros(free, np.uint8)}
+    with pytest.raises(CheckpointError, match=f"'{fs}' has {free:,} bytes free"):
+        checkpoint.check_space(fs, too_big)
+    with pytest.raises(CheckpointError, match="ENOSPC"):
+        checkpoint.save(fs / "too_big.safetensors", too_big)
+    assert _only(fs) == []
 
 
 _FSIZE_SCRIPT = r"""
