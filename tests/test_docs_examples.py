@@ -9,7 +9,16 @@ right before its fence, which must give the reason:
     ```python
     ...
 
-Keep opt-outs rare: `test_opt_outs_are_rare_and_justified` counts them.
+Keep opt-outs rare: `test_opt_outs_are_rare_and_justified` counts them. A page whose examples
+continue from a model and data it does not build itself includes the file that builds them,
+docs/snippets/setup.py, in a collapsed block at its top (the snippet is expanded as mkdocs
+does, so readers see the same code):
+
+    ??? example "Setup: the model and data of this page's examples"
+
+        ```python
+        --8<-- "docs/snippets/setup.py"
+        ```
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,}|~{3,})(?P<info>[^\n`]*)$")
+SNIPPET = re.compile(r'^(?P<indent>[ \t]*)--8<--\s+"(?P<path>[^"]+)"\s*$', re.M)
 NO_RUN = re.compile(r"<!--\s*docs:\s*no-run\s*\((?P<reason>[^)]+)\)\s*-->")
 MAX_OPT_OUTS = 4
 # Pages whose examples train for long enough to be marked slow (seconds on 2 shared cores).
@@ -56,8 +66,16 @@ def code_blocks(text: str) -> list[tuple[int, str, str, str | None]]:
     return blocks
 
 
+def expand_snippets(code: str) -> str:
+    """`--8<-- "path"` lines replaced by the file (relative to the repository root), as
+    pymdownx.snippets does when mkdocs builds the page."""
+    return SNIPPET.sub(lambda m: textwrap.indent((ROOT / m["path"]).read_text().rstrip(),
+                                                 m["indent"]), code)
+
+
 def python_blocks(page: Path) -> list[tuple[int, str, str | None]]:
-    return [(line, code, reason) for line, language, code, reason in code_blocks(page.read_text())
+    return [(line, expand_snippets(code), reason)
+            for line, language, code, reason in code_blocks(page.read_text())
             if language in ("python", "py")]
 
 
