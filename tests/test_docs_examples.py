@@ -66,16 +66,26 @@ def code_blocks(text: str) -> list[tuple[int, str, str, str | None]]:
     return blocks
 
 
-def expand_snippets(code: str) -> str:
-    """`--8<-- "path"` lines replaced by the file (relative to the repository root), as
-    pymdownx.snippets does when mkdocs builds the page."""
-    return SNIPPET.sub(lambda m: textwrap.indent((ROOT / m["path"]).read_text().rstrip(),
-                                                 m["indent"]), code)
+def _snippet(spec: str) -> str:
+    """The file `path` (relative to the repository root), or with `path:name` the lines
+    between its `--8<-- [start:name]` and `--8<-- [end:name]` markers."""
+    path, _, section = spec.partition(":")
+    text = (ROOT / path).read_text()
+    if section:
+        text = text.split(f"--8<-- [start:{section}]", 1)[1].split("\n", 1)[1]
+        text = text.split(f"--8<-- [end:{section}]", 1)[0].rsplit("\n", 1)[0]
+    return text.rstrip()
+
+
+def expand_snippets(text: str) -> str:
+    """`--8<-- "path"` lines replaced by the file, as pymdownx.snippets does when mkdocs
+    builds the page (the page's own line numbers shift by the lines included)."""
+    return SNIPPET.sub(lambda m: textwrap.indent(_snippet(m["path"]), m["indent"]), text)
 
 
 def python_blocks(page: Path) -> list[tuple[int, str, str | None]]:
-    return [(line, expand_snippets(code), reason)
-            for line, language, code, reason in code_blocks(page.read_text())
+    return [(line, code, reason)
+            for line, language, code, reason in code_blocks(expand_snippets(page.read_text()))
             if language in ("python", "py")]
 
 
