@@ -107,6 +107,25 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
         exec(compile(source, str(page), "exec"), namespace)
 
 
+def test_readme_links_resolve():
+    """The README is not part of the mkdocs build, whose strict mode checks the guides' links:
+    check its relative links and their #anchors here."""
+    readme = (ROOT / "README.md").read_text()
+    problems = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", readme):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        if not (ROOT / path).exists():
+            problems.append(target)
+        elif anchor:
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(), re.M)
+            slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-")
+                     for h in headings}
+            problems += [target] if anchor not in slugs else []
+    assert not problems, problems
+
+
 def test_opt_outs_are_rare_and_justified():
     opted_out = [(p.name, line, reason) for p in PAGES for line, _, reason in python_blocks(p)
                  if reason is not None]
