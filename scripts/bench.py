@@ -212,6 +212,45 @@ def _compile_scans(w: Workload, cfg: Config, meter: CompileMeter) -> dict:
     return scans
 
 
+def step_flops(w: Workload) -> float | None:
+    """FLOPs of one jnet training step, from XLA's cost analysis of the compiled step (an extra
+    compile, outside the timings); torch does the same maths, so the same count is used."""
+    impl = w.impls["jnet"]
+    compiled = jax.jit(impl.make_step()).lower(impl.init_carry(), w.batches[0], w.keys[0]).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost  # older jaxlibs: one dict per device
+    return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def peak_flops() -> dict:
+    """The machine's fp32 peak two ways: a formula, CPUs x clock (cpu MHz of /proc/cpuinfo) x
+    FLOPs per cycle, with 32 for AVX-512 or AVX2+FMA (two 256-bit FMA pipes x 8 lanes x 2
+    FLOPs: Zen 4 and most cores; Intel parts with two 512-bit FMA units reach 64) and 8
+    otherwise; and the practical ceiling, a 2048 x 2048 `jnp.dot` timed at this process's
+    thread count."""
+    cpus, mhz, flags = len(os.sched_getaffinity(0)), 0.0, set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("cpu MHz") and not mhz:
+                    mhz = float(line.split(":")[1])
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":")[1].split())
+    except OSError:
+        pass
+    per_cycle = 32 if "avx512f" in flags or {"avx2", "fma"} <= flags else 8
+    a = jnp.ones((2048, 2048), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    jax.block_until_ready(dot(a, a))
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        jax.block_until_ready(dot(a, a))
+        times.append(time.perf_counter() - t0)
+    return {"formula_Fps": cpus * mhz * 1e6 * per_cycle, "formula": f"{cpus} CPUs x {mhz:.0f} "
+            f"MHz x {per_cycle} FLOPs/cycle", "dot_Fps": 2 * 2048**3 / statistics.median(times)}
+
+
 def _agreement(a: list, b: list, rtol: float, checked: int | None = None) -> dict:
     """Relative differences of the losses of the first steps; `ok` when the first `checked`
     (default: all) are within `rtol`."""
@@ -273,6 +312,8 @@ def run_workload(w: Workload, cfg: Config, meter: CompileMeter, log) -> dict:
         # Only the first loss: the same maths, but PyTorch's different rounding is amplified
         # by sign-like first updates (Adam, RMSprop) where a gradient element is near 0.
         result[f"agreement_{name}"] = _agreement(t["checks"], j["checks"], w.rtol, 1)
+    if w.kind == "train":
+        result["flops_per_step"] = step_flops(w)
     if copy_bw:
         bw = statistics.median(copy_bw)
         result["copy_bandwidth_Bps"] = bw
@@ -379,6 +420,28 @@ def table(results: list[dict]) -> str:
                 f"**{j['time_vs_copy_limit']:.2f}** / {f['time_vs_copy_limit']:.2f} | "
                 f"{j['compiles']} / {f['compiles']} | "
                 f"{'yes' if r['agreement']['ok'] else 'NO'} |")
+    return "\n".join(rows)
+
+
+def flops_table(results: list[dict], peak: dict) -> str:
+    """Markdown: FLOPs per training step and the fraction of the machine's peak (formula and
+    measured `jnp.dot`) that jnet's scan and torch eager reach."""
+    rows = [f"Peak fp32: formula {peak['formula_Fps'] / 1e9:.0f} GFLOP/s ({peak['formula']}), "
+            f"2048x2048 jnp.dot {peak['dot_Fps'] / 1e9:.0f} GFLOP/s", "",
+            "| workload | GFLOP / step | jnet scan GFLOP/s | % of peak (formula / dot) "
+            "| torch GFLOP/s | % of peak (formula / dot) |", "|---|---|---|---|---|---|"]
+    for r in results:
+        flops = r.get("flops_per_step")
+        if not flops:
+            continue
+        cells = []
+        for impl, key in (("jnet", "scan_step_s"), ("torch", "step_median_s")):
+            t = r["impls"].get(impl, {}).get(key)
+            rate = None if t is None else flops / t
+            cells += [_slash([rate], lambda v: f"{v / 1e9:.1f}"),
+                      _slash([rate and rate / peak["formula_Fps"], rate and rate / peak["dot_Fps"]],
+                             lambda v: f"{100 * v:.0f}%")]
+        rows.append(f"| {r['name']} | {flops / 1e9:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -535,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([os.path.relpath(sys.argv[0], ROOT) if argv is None else
                              "scripts/bench.py", *(sys.argv[1:] if argv is None else argv)]),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine() | {"peak": peak_flops()},
         "config": vars(cfg) | {"quick": args.quick},
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "wall_s": time.time() - started,
@@ -544,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.json, "w") as f:
         json.dump(report, f, indent=1)
     print(table(results))
+    print("\n" + flops_table(results, report["machine"]["peak"]))
     m = report["machine"]
     print(f"\n{'SINGLE CORE (pinned to 1 CPU)' if m['single_core'] else 'DEFAULT THREADS'}: "
           f"{report['date']}, {m['cpu']}, {m['cores']} cores ({m['cpus_allowed']} allowed), "
