@@ -450,12 +450,12 @@ def _rss_kib(field: str) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
-def probe_memory(name: str, impl: str, cfg: Config, quick: bool) -> dict:
+def probe_memory(name: str, impl: str, cfg: Config, quick: bool, large: bool) -> dict:
     """Peak memory of one implementation's compile + `cfg.steps` steps, run in a fresh process
     (`--probe`) once the workload is built: on CPU the peak resident set (VmHWM, reset first
     through /proc/self/clear_refs) minus the resident set before; on GPU / TPU the device's
     peak bytes in use."""
-    (build,) = workload_builders({name}, quick)
+    (build,) = workload_builders({name}, quick, large)
     w = build()
     runner = w.torch(False) if impl == "torch" else None
     with open("/proc/self/clear_refs", "w") as f:  # peak RSS := current RSS (Linux >= 4.0)
@@ -472,7 +472,7 @@ def probe_memory(name: str, impl: str, cfg: Config, quick: bool) -> dict:
     return out
 
 
-def add_memory(results: list[dict], cfg: Config, quick: bool, log) -> None:
+def add_memory(results: list[dict], cfg: Config, quick: bool, large: bool, log) -> None:
     """Run `probe_memory` in a subprocess per training workload and implementation."""
     for r in results:
         if r["kind"] != "train":
@@ -480,6 +480,7 @@ def add_memory(results: list[dict], cfg: Config, quick: bool, log) -> None:
         for impl in [i for i in ("jnet", "floor", "torch") if i in r["impls"]]:
             cmd = [sys.executable, os.path.abspath(__file__), "--probe", f"{r['name']}:{impl}",
                    "--steps", str(cfg.steps), *(["--quick"] if quick else []),
+                   *(["--large"] if large else []),
                    *(["--single-core"] if len(os.sched_getaffinity(0)) == 1 else [])]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
             if proc.returncode:
@@ -495,6 +496,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
                         help="one round of a few steps per workload, small update arrays")
     parser.add_argument("--only", default=None,
                         help="comma-separated workloads, e.g. mlp,cnn,update (default: all)")
+    parser.add_argument("--large", action="store_true",
+                        help="8x the batches and update arrays: the GPU preset (bench_gpu.sh)")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--json", default="bench_results.json", help="output file")
@@ -564,7 +567,7 @@ def run_both(argv: list[str], json_path: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args, cfg = parse_args(argv)
     if args.probe:
-        print(json.dumps(probe_memory(*args.probe.split(":"), cfg, args.quick)))
+        print(json.dumps(probe_memory(*args.probe.split(":"), cfg, args.quick, args.large)))
         return 0
     if args.both:
         rest = list(sys.argv[1:] if argv is None else argv)
@@ -580,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(",")) if args.only else None
     meter = CompileMeter()
     results = []
-    for build in workload_builders(only, args.quick):
+    for build in workload_builders(only, args.quick, args.large):
         try:
             w = build()
         except MissingLayer as e:
@@ -593,13 +596,13 @@ def main(argv: list[str] | None = None) -> int:
             results[-1]["fit"] = w.fit(cfg)
         del w
     if cfg.memory:
-        add_memory(results, cfg, args.quick, log)
+        add_memory(results, cfg, args.quick, args.large, log)
     report = {
         "command": " ".join([os.path.relpath(sys.argv[0], ROOT) if argv is None else
                              "scripts/bench.py", *(sys.argv[1:] if argv is None else argv)]),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine() | {"peak": peak_flops()},
-        "config": vars(cfg) | {"quick": args.quick},
+        "config": vars(cfg) | {"quick": args.quick, "large": args.large},
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "wall_s": time.time() - started,
         "results": results,

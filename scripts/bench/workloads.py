@@ -232,25 +232,29 @@ def _encoder(L, steps: int, vocab: int, width: int, heads: int):
         L.Flatten(), L.Dense(10), L.ClassificationOutput())
 
 
-def workload_builders(only: set[str] | None, quick: bool) -> list[Callable[[], Workload]]:
+def workload_builders(only: set[str] | None, quick: bool, large: bool = False
+                      ) -> list[Callable[[], Workload]]:
     """The selected workloads, each built when called (one in memory at a time).
 
     `quick` shrinks batches (CNN 16, sequences 8 x 16 steps) and the update arrays (10 x 10k)
     so a smoke test compiles and runs everything in little time; timings then mean nothing.
+    `large` (the GPU preset, `scripts/bench_gpu.sh`) grows them 8x (CNN batch 1024, sequences
+    512 x 64 steps, tokens 256 x 64, update arrays 10 x 16M); with `quick` too, it stays quick.
     """
     from jnet import layers as L
 
     n = 4 if quick else 8
     img_shape, seq_shape = ((16, 28, 28, 1), (8, 16, 32)) if quick else (
-        (128, 28, 28, 1), (64, 64, 32))
+        ((1024, 28, 28, 1), (512, 64, 32)) if large else ((128, 28, 28, 1), (64, 64, 32)))
     img = lambda: random_batches(n, img_shape)  # noqa: E731
     seq = lambda: random_batches(n, seq_shape)  # noqa: E731
     steps = seq_shape[1]
     mlp = L.serial(L.Input((64,)), L.Dense(256), L.ReLU(), L.Dense(256), L.ReLU(), L.Dense(10),
                    L.ClassificationOutput())
 
-    seq1d_shape = (8, 32, 16) if quick else (64, 128, 16)
-    (n_tok, t_tok), vocab, width, heads = (8, 16) if quick else (32, 64), 1000, 128, 4
+    seq1d_shape = (8, 32, 16) if quick else ((512, 128, 16) if large else (64, 128, 16))
+    (n_tok, t_tok), vocab, width, heads = (8, 16) if quick else (
+        (256, 64) if large else (32, 64)), 1000, 128, 4
     encoder = _encoder(L, t_tok, vocab, width, heads)
     cnn = functools.partial(_cnn, L)
 
@@ -305,7 +309,7 @@ def workload_builders(only: set[str] | None, quick: bool) -> list[Callable[[], W
             lambda p, s, x, k: floor_cnn(p, s, x, k, jnp.bfloat16), img(), rtol=2e-2,
             mixed=True),
     }
-    size = 10_000 if quick else 1_000_000
+    size = 10_000 if quick else (16_000_000 if large else 1_000_000)
     for rule in OPTIMIZERS:
         builders[f"update_{rule}"] = lambda rule=rule: optim_workload(rule, 10, size)
     unknown = (only or set()) - set(builders) - {"update"}
