@@ -62,8 +62,12 @@ def _check(stdout, report, expected):
             assert set(r["ratio"]) == base
         if r["kind"] == "optim":
             assert r["copy_bandwidth_Bps"] > 0 and r["impls"]["jnet"]["time_vs_copy_limit"] > 0
-    for key in ("jax", "jaxlib", "numpy", "cpu", "backend"):
+    for key in ("jax", "jaxlib", "numpy", "cpu", "backend", "devices", "cpus_allowed"):
         assert report["machine"][key]
+    assert "xla_flags" in report["machine"] and report["machine"]["peak"]["dot_Fps"] > 0
+    for r in report["results"]:
+        if r["kind"] == "train":  # XLA's cost analysis counted the step's FLOPs
+            assert r["flops_per_step"] > 0, r["name"]
     assert report["command"].startswith("scripts/bench.py") and report["date"]
     for r in report["results"]:
         assert r["name"].removeprefix("update ") in stdout  # the Markdown table lists each
@@ -94,3 +98,35 @@ def test_quick_everything(tmp_path):
     assert strided["fit"]["fit_scan_step_s"] > 0 and strided["fit"]["fit_no_scan_step_s"] > 0
     assert "`jnet.fit` ms/step" in stdout
     assert "| workload |" in stdout and "| update (" in stdout
+
+
+def test_thread_options_parse_and_exclude_each_other():
+    bench = _bench_module()
+    args, _ = bench.parse_args(["--both", "--large", "--quick"])
+    assert args.both and args.large and not args.single_core
+    assert bench.parse_args(["--single-core"])[0].single_core
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--both", "--single-core"])
+
+
+def test_both_table_puts_default_and_single_core_side_by_side():
+    bench = _bench_module()
+
+    def run(jnet_s, torch_s):
+        return {"results": [{"name": "cnn", "impls": {"jnet": {"scan_step_s": jnet_s},
+                                                       "torch": {"step_median_s": torch_s}}}]}
+
+    text = bench.both_table(run(0.010, 0.020), run(0.030, 0.015))
+    assert "| cnn | 10.00 / 30.00 | 20.00 / 15.00 | 0.50 / 2.00 |" in text
+
+
+def test_bench_gpu_script_dry_run(tmp_path):
+    """`bench_gpu.sh OUT --quick` runs bench.py's --large preset end to end on the CPU."""
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run(["bash", os.path.join(ROOT, "scripts", "bench_gpu.sh"), str(out),
+                           "--quick", "--only", "mlp,update_sgd"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env=os.environ | {"PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["config"]["large"] and report["config"]["quick"]
+    _check(proc.stdout, report, {"mlp", "update sgd"})
