@@ -37,6 +37,7 @@ from jnet.layers.base import (
     split_key,
 )
 from jnet.layers.combinators import (
+    Bidirectional,
     FanInConcat,
     FanInSum,
     FanOut,
@@ -61,7 +62,7 @@ from jnet.layers.pooling import (
     MaxPool1D,
     MaxPool2D,
 )
-from jnet.layers.recurrent import GRU, LSTM, Bidirectional, GRUCell, LSTMCell
+from jnet.layers.recurrent import GRU, LSTM, GRUCell, LSTMCell
 from jnet.layers.reshape import Flatten, Reshape
 
 __all__ = [

@@ -1,0 +1,125 @@
+"""The unmasked scan of a recurrent cell with a hand-written backward pass (cuDNN's recipe).
+
+Autodiff of `lax.scan` accumulates dW_hh (and dW_ih when the projection is inside the loop)
+with one small (H, N) @ (N, G·H) matmul per step inside the reverse loop. Here the reverse loop
+only carries the state's gradient back through time and emits each step's gradients of the
+projected input and of the recurrent matmul's output; the weight gradients are then one large
+matmul each over all T·N rows after the loop: dW_hh = Σ_t h_{t-1}ᵀ dzh_t, dW_ih = Σ_t x_tᵀ dxp_t.
+
+No gate formula is restated: every step differentiates the cell's own functions
+(`jnet.layers.cells.Cell`) with `jax.vjp` / `jax.jvp`. `fused_scan` is a `jax.custom_jvp` whose
+tangent is a `jnet._transpose.linear_call`: forward mode runs the tangent recurrence, reverse
+mode transposes it into the reverse loop below, and both nest and vmap like plain code.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
+
+from jnet._transpose import linear_call
+
+PyTree = Any
+
+
+def _forward(cell, inside: bool, unroll, params, xs, carry0):
+    """``((hs (T, N, H), final carry), (carries, pres))``: every step's carry and
+    pre-activations, what the backward pass needs."""
+
+    def body(carry, x_t):
+        xp = cell.project(params, x_t) if inside else x_t
+        pre = cell.combine(xp, cell.hidden(params, cell.output(carry)))
+        new = cell.activate(pre, carry)
+        return new, (new, pre)
+
+    carry, (carries, pres) = jax.lax.scan(body, carry0, xs, unroll=unroll)
+    return (cell.output(carries), carry), (carries, pres)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def fused_scan(cell, inside: bool, unroll, params: PyTree, xs: jax.Array,
+               carry0: Any) -> tuple[jax.Array, Any]:
+    """``(hs (T, N, H), final carry)`` of `cell` over time-major `xs`: the input x_t (N, F)
+    when `inside` (projected in the loop), else the projected x_t W_ih + b (N, G·H), with
+    `params` then only the recurrent ones. Same values as the plain scan (the same
+    operations), a backward pass of large matmuls."""
+    return _forward(cell, inside, unroll, params, xs, carry0)[0]
+
+
+@partial(fused_scan.defjvp, symbolic_zeros=True)
+def _fused_scan_jvp(cell, inside, unroll, primals, tangents):
+    out, (carries, pres) = _forward(cell, inside, unroll, *primals)
+    # differentiated inputs only: a symbolic zero (the data, a zero initial state) costs nothing
+    nonzero = jax.tree.map(lambda t: not isinstance(t, SymbolicZero), tangents)
+    linear = jax.tree.map(lambda t, nz: t if nz else None, tangents, nonzero)
+    residuals = (*primals, carries, pres)
+    tangent = linear_call(partial(_tangent, cell, inside, unroll),
+                          partial(_transpose, cell, inside, unroll, nonzero),
+                          residuals, linear)
+    return out, tangent
+
+
+def _before(carry0, carries):
+    """The carry before each step: carry0, then every step's carry but the last."""
+    return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b[:-1]]), carry0, carries)
+
+
+def _tangent(cell, inside, unroll, residuals, linear):
+    """Forward mode: the tangent recurrence ``(dhs, d final carry)``, linear in `linear`."""
+    params, xs, carry0, carries, pres = residuals
+    linear = jax.tree.map(lambda t, p: jnp.zeros_like(p) if t is None else t,
+                          linear, residuals[:3], is_leaf=lambda t: t is None)
+    d_params, d_xs, d_carry0 = linear
+
+    def pre_of(p, x, h):
+        return cell.combine(cell.project(p, x) if inside else x, cell.hidden(p, h))
+
+    def body(d_carry, inputs):
+        x_t, before, pre, dx_t = inputs
+        _, d_pre = jax.jvp(pre_of, (params, x_t, cell.output(before)),
+                           (d_params, dx_t, cell.output(d_carry)))
+        _, d_new = jax.jvp(cell.activate, (pre, before), (d_pre, d_carry))
+        return d_new, cell.output(d_new)
+
+    d_carry, d_hs = jax.lax.scan(body, d_carry0, (xs, _before(carry0, carries), pres, d_xs),
+                                 unroll=unroll)
+    return d_hs, d_carry
+
+
+def _transpose(cell, inside, unroll, nonzero, residuals, cotangents):
+    """Reverse mode: the cotangents of (params, xs, carry0) from those of (hs, final carry)."""
+    params, xs, carry0, carries, pres = residuals
+    d_hs, d_carry = cotangents
+    before = _before(carry0, carries)
+    h_before = cell.output(before)
+    into_carry = jax.linear_transpose(cell.output, carry0)  # dh -> (dh, 0) for the LSTM
+    add = partial(jax.tree.map, jnp.add)
+    xp_shape = jax.eval_shape(lambda p, x: cell.project(p, x) if inside else x, params, xs[0])
+    split = jax.linear_transpose(cell.combine, xp_shape, xp_shape)  # d pre -> (d xp, d zh)
+
+    def body(d_carry, inputs):
+        d_h, pre, before, h_before_t = inputs
+        d_carry = add(d_carry, into_carry(d_h)[0])
+        _, activate_vjp = jax.vjp(cell.activate, pre, before)
+        d_pre, d_before = activate_vjp(d_carry)
+        d_xp, d_zh = split(d_pre)
+        _, hidden_vjp = jax.vjp(lambda h: cell.hidden(params, h), h_before_t)
+        return add(d_before, into_carry(hidden_vjp(d_zh)[0])[0]), (d_xp, d_zh)
+
+    d_carry0, (d_xps, d_zhs) = jax.lax.scan(body, d_carry, (d_hs, pres, before, h_before),
+                                           reverse=True, unroll=unroll)
+    flat = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731 (T, N, K) -> (T·N, K)
+    # the weight gradients: one matmul each over all T·N rows
+    d_params = jax.vjp(lambda p: cell.hidden(p, flat(h_before)), params)[1](flat(d_zhs))[0]
+    if inside:
+        _, project_vjp = jax.vjp(lambda p, x: cell.project(p, x), params, flat(xs))
+        d_project, d_x = project_vjp(flat(d_xps))
+        d_params, d_xs = add(d_params, d_project), d_x.reshape(xs.shape)
+    else:
+        d_xs = d_xps
+    grads = (d_params, d_xs, d_carry0)
+    return jax.tree.map(lambda g, nz: g if nz else None, grads, nonzero)
