@@ -33,12 +33,14 @@ class Cell(NamedTuple):
     """One recurrent cell's maths. A step from ``carry`` on input x_t is
 
         pre = combine(project(params, x_t), hidden(params, output(carry)))
-        carry' = activate(pre, carry)
+        carry', saved = activate(pre, carry)
 
     `project` is the h-free part (hoistable out of the loop), `hidden` the recurrent matmul,
-    `combine` linear and `activate` elementwise. A cell whose reset gate must act before the
-    recurrent matmul (the reset-before GRU) has no such split: ``hidden=None`` and its own
-    `step`; it has no hand-written backward pass.
+    `combine` linear and `activate` elementwise; `saved` are its activated gates, from which
+    ``activate_vjp(saved, carry, carry', d carry') -> (d pre, d carry)`` is its backward pass
+    (the hand-written backward of `jnet.layers.fused_rnn`; autodiff would save twice as much).
+    A cell whose reset gate must act before the recurrent matmul (the reset-before GRU) has no
+    such split: ``hidden=None`` and its own `step`, and no hand-written backward pass.
     """
 
     kind: str
@@ -46,7 +48,8 @@ class Cell(NamedTuple):
     project: Callable[[PyTree, jax.Array], jax.Array]  # x (..., F) -> (..., G·H)
     hidden: Callable[[PyTree, jax.Array], jax.Array] | None  # h (..., H) -> (..., G·H)
     combine: Callable[[jax.Array, jax.Array], Any]  # (projected x, hidden) -> pre-activations
-    activate: Callable[[Any, Carry], Carry]  # (pre-activations, carry) -> carry'
+    activate: Callable[[Any, Carry], tuple[Carry, Any]]  # (pre, carry) -> (carry', saved)
+    activate_vjp: Callable[[Any, Carry, Carry, Carry], tuple[Any, Carry]] | None
     output: Callable[[Carry], jax.Array]  # carry -> h
     carry_of: Callable[[Any], Carry]  # an h-shaped value -> the carry made of it
     bias_names: tuple[str, ...]
@@ -58,7 +61,7 @@ class Cell(NamedTuple):
             assert self.own_step is not None  # a cell without the split brings its step
             return self.own_step(params, carry, xp)
         pre = self.combine(xp, self.hidden(params, self.output(carry)))
-        return self.activate(pre, carry)
+        return self.activate(pre, carry)[0]
 
 
 def _gates(z: jax.Array, n: int) -> tuple[jax.Array, ...]:
@@ -75,11 +78,24 @@ def _lstm_hidden(params: PyTree, h: jax.Array) -> jax.Array:
     return h @ params["w_hh"]
 
 
-def _lstm_activate(z: jax.Array, carry: Carry) -> Carry:
+def _lstm_activate(z: jax.Array, carry: Carry) -> tuple[Carry, tuple[jax.Array, ...]]:
     """[i, f, g, o] = z; c' = σ(f) c + σ(i) tanh(g); h' = σ(o) tanh(c')."""
     i, f, g, o = _gates(z, 4)
-    c = jax.nn.sigmoid(f) * carry[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
-    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c = f * carry[1] + i * g
+    return (o * jnp.tanh(c), c), (i, f, g, o)
+
+
+def _lstm_activate_vjp(saved, before: Carry, after: Carry, d_after: Carry):
+    """dc = dc' + dh' o (1 - tanh²c'); dz = [dc g σ'(i), dc c σ'(f), dc i (1 - g²),
+    dh' tanh(c') σ'(o)] with σ' = σ(1 - σ); the carry's: (0, dc f)."""
+    i, f, g, o = saved
+    dh, dc = d_after
+    tc = jnp.tanh(after[1])
+    dc = dc + dh * o * (1.0 - tc * tc)
+    dz = jnp.concatenate([dc * g * i * (1.0 - i), dc * before[1] * f * (1.0 - f),
+                          dc * i * (1.0 - g * g), dh * tc * o * (1.0 - o)], axis=-1)
+    return dz, (jnp.zeros_like(dh), dc * f)
 
 
 def _gru_hidden(params: PyTree, h: jax.Array) -> jax.Array:
@@ -91,12 +107,24 @@ def _gru_update(r_x, z_x, r_h, z_h) -> tuple[jax.Array, jax.Array]:
     return jax.nn.sigmoid(r_x + r_h), jax.nn.sigmoid(z_x + z_h)
 
 
-def _gru_activate(pre: tuple[jax.Array, jax.Array], h: jax.Array) -> jax.Array:
+def _gru_activate(pre: tuple[jax.Array, jax.Array], h: jax.Array):
     """Reset after the matmul: n = tanh(n_x + r n_h); h' = (1 - z) n + z h."""
     r_x, z_x, n_x = _gates(pre[0], 3)
     r_h, z_h, n_h = _gates(pre[1], 3)
     r, z = _gru_update(r_x, z_x, r_h, z_h)
-    return (1.0 - z) * jnp.tanh(n_x + r * n_h) + z * h
+    n = jnp.tanh(n_x + r * n_h)
+    return (1.0 - z) * n + z * h, (r, z, n, n_h)
+
+
+def _gru_activate_vjp(saved, h: jax.Array, after: jax.Array, dh: jax.Array):
+    """dn = dh' (1 - z)(1 - n²); dr = dn n_h σ'(r); dz = dh' (h - n) σ'(z); the input part
+    [dr, dz, dn], the recurrent part [dr, dz, dn r]; the carry's: dh' z."""
+    r, z, n, n_h = saved
+    dn = dh * (1.0 - z) * (1.0 - n * n)
+    dr = dn * n_h * r * (1.0 - r)
+    dz = dh * (h - n) * z * (1.0 - z)
+    return ((jnp.concatenate([dr, dz, dn], axis=-1), jnp.concatenate([dr, dz, dn * r], axis=-1)),
+            dh * z)
 
 
 def _gru_before_step(params: PyTree, h: jax.Array, xp: jax.Array) -> jax.Array:
@@ -109,11 +137,12 @@ def _gru_before_step(params: PyTree, h: jax.Array, xp: jax.Array) -> jax.Array:
     return (1.0 - z) * jnp.tanh(n_x + (r * h) @ w_hh[:, 2 * hidden :]) + z * h
 
 
-LSTM_CELL = Cell("LSTM", 4, _project, _lstm_hidden, jnp.add, _lstm_activate,
+LSTM_CELL = Cell("LSTM", 4, _project, _lstm_hidden, jnp.add, _lstm_activate, _lstm_activate_vjp,
                  lambda carry: carry[0], lambda z: (z, z), ("b",))
 GRU_CELL = Cell("GRU", 3, _project, _gru_hidden, lambda xp, zh: (xp, zh), _gru_activate,
-                lambda h: h, lambda z: z, ("b_ih", "b_hh"))
-GRU_BEFORE_CELL = GRU_CELL._replace(hidden=None, bias_names=("b",), own_step=_gru_before_step)
+                _gru_activate_vjp, lambda h: h, lambda z: z, ("b_ih", "b_hh"))
+GRU_BEFORE_CELL = GRU_CELL._replace(hidden=None, activate_vjp=None, bias_names=("b",),
+                                    own_step=_gru_before_step)
 
 
 def gru_cell(reset_after: bool) -> Cell:

@@ -6,8 +6,10 @@ only carries the state's gradient back through time and emits each step's gradie
 projected input and of the recurrent matmul's output; the weight gradients are then one large
 matmul each over all T·N rows after the loop: dW_hh = Σ_t h_{t-1}ᵀ dzh_t, dW_ih = Σ_t x_tᵀ dxp_t.
 
-No gate formula is restated: every step differentiates the cell's own functions
-(`jnet.layers.cells.Cell`) with `jax.vjp` / `jax.jvp`. `fused_scan` is a `jax.custom_jvp` whose
+No gate formula is restated here: each step runs the cell's own functions
+(`jnet.layers.cells.Cell`): ``activate`` forwards, its ``activate_vjp`` (written next to it)
+backwards, `jax.vjp` of ``hidden`` and ``project`` for the matmuls, `jax.jvp` of the step in
+forward mode. `fused_scan` is a `jax.custom_jvp` whose
 tangent is a `jnet._transpose.linear_call`: forward mode runs the tangent recurrence, reverse
 mode transposes it into the reverse loop below, and both nest and vmap like plain code.
 """
@@ -27,17 +29,17 @@ PyTree = Any
 
 
 def _forward(cell, inside: bool, unroll, params, xs, carry0):
-    """``((hs (T, N, H), final carry), (carries, pres))``: every step's carry and
-    pre-activations, what the backward pass needs."""
+    """``((hs (T, N, H), final carry), (carries, saved))``: every step's carry and activated
+    gates, what ``cell.activate_vjp`` needs, so the reverse loop recomputes nothing."""
 
     def body(carry, x_t):
         xp = cell.project(params, x_t) if inside else x_t
         pre = cell.combine(xp, cell.hidden(params, cell.output(carry)))
-        new = cell.activate(pre, carry)
-        return new, (new, pre)
+        new, saved = cell.activate(pre, carry)
+        return new, (new, saved)
 
-    carry, (carries, pres) = jax.lax.scan(body, carry0, xs, unroll=unroll)
-    return (cell.output(carries), carry), (carries, pres)
+    carry, (carries, saved) = jax.lax.scan(body, carry0, xs, unroll=unroll)
+    return (cell.output(carries), carry), (carries, saved)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
@@ -52,14 +54,13 @@ def fused_scan(cell, inside: bool, unroll, params: PyTree, xs: jax.Array,
 
 @partial(fused_scan.defjvp, symbolic_zeros=True)
 def _fused_scan_jvp(cell, inside, unroll, primals, tangents):
-    out, (carries, pres) = _forward(cell, inside, unroll, *primals)
+    out, (carries, saved) = _forward(cell, inside, unroll, *primals)
     # differentiated inputs only: a symbolic zero (the data, a zero initial state) costs nothing
     nonzero = jax.tree.map(lambda t: not isinstance(t, SymbolicZero), tangents)
     linear = jax.tree.map(lambda t, nz: t if nz else None, tangents, nonzero)
-    residuals = (*primals, carries, pres)
     tangent = linear_call(partial(_tangent, cell, inside, unroll),
                           partial(_transpose, cell, inside, unroll, nonzero),
-                          residuals, linear)
+                          (*primals, carries, saved), linear)
     return out, tangent
 
 
@@ -69,30 +70,29 @@ def _before(carry0, carries):
 
 
 def _tangent(cell, inside, unroll, residuals, linear):
-    """Forward mode: the tangent recurrence ``(dhs, d final carry)``, linear in `linear`."""
-    params, xs, carry0, carries, pres = residuals
+    """Forward mode: the tangent recurrence ``(dhs, d final carry)``, linear in `linear`: each
+    step's `jax.jvp` at the saved carry before it."""
+    params, xs, carry0, carries, _ = residuals
     linear = jax.tree.map(lambda t, p: jnp.zeros_like(p) if t is None else t,
                           linear, residuals[:3], is_leaf=lambda t: t is None)
     d_params, d_xs, d_carry0 = linear
 
-    def pre_of(p, x, h):
-        return cell.combine(cell.project(p, x) if inside else x, cell.hidden(p, h))
+    def step(p, carry, x):
+        return cell.step(p, carry, cell.project(p, x) if inside else x)
 
     def body(d_carry, inputs):
-        x_t, before, pre, dx_t = inputs
-        _, d_pre = jax.jvp(pre_of, (params, x_t, cell.output(before)),
-                           (d_params, dx_t, cell.output(d_carry)))
-        _, d_new = jax.jvp(cell.activate, (pre, before), (d_pre, d_carry))
+        x_t, before, dx_t = inputs
+        _, d_new = jax.jvp(step, (params, before, x_t), (d_params, d_carry, dx_t))
         return d_new, cell.output(d_new)
 
-    d_carry, d_hs = jax.lax.scan(body, d_carry0, (xs, _before(carry0, carries), pres, d_xs),
+    d_carry, d_hs = jax.lax.scan(body, d_carry0, (xs, _before(carry0, carries), d_xs),
                                  unroll=unroll)
     return d_hs, d_carry
 
 
 def _transpose(cell, inside, unroll, nonzero, residuals, cotangents):
     """Reverse mode: the cotangents of (params, xs, carry0) from those of (hs, final carry)."""
-    params, xs, carry0, carries, pres = residuals
+    params, xs, carry0, carries, saved = residuals
     d_hs, d_carry = cotangents
     before = _before(carry0, carries)
     h_before = cell.output(before)
@@ -100,17 +100,17 @@ def _transpose(cell, inside, unroll, nonzero, residuals, cotangents):
     add = partial(jax.tree.map, jnp.add)
     xp_shape = jax.eval_shape(lambda p, x: cell.project(p, x) if inside else x, params, xs[0])
     split = jax.linear_transpose(cell.combine, xp_shape, xp_shape)  # d pre -> (d xp, d zh)
+    # the recurrent map is affine in h: one backward for all steps, ``dzh -> dzh W_hhᵀ``
+    hidden_vjp = jax.vjp(lambda h: cell.hidden(params, h), h_before[0])[1]
 
     def body(d_carry, inputs):
-        d_h, pre, before, h_before_t = inputs
-        d_carry = add(d_carry, into_carry(d_h)[0])
-        _, activate_vjp = jax.vjp(cell.activate, pre, before)
-        d_pre, d_before = activate_vjp(d_carry)
+        d_h, saved_t, before_t, after_t = inputs
+        d_after = add(d_carry, into_carry(d_h)[0])
+        d_pre, d_before = cell.activate_vjp(saved_t, before_t, after_t, d_after)
         d_xp, d_zh = split(d_pre)
-        _, hidden_vjp = jax.vjp(lambda h: cell.hidden(params, h), h_before_t)
         return add(d_before, into_carry(hidden_vjp(d_zh)[0])[0]), (d_xp, d_zh)
 
-    d_carry0, (d_xps, d_zhs) = jax.lax.scan(body, d_carry, (d_hs, pres, before, h_before),
+    d_carry0, (d_xps, d_zhs) = jax.lax.scan(body, d_carry, (d_hs, saved, before, carries),
                                            reverse=True, unroll=unroll)
     flat = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731 (T, N, K) -> (T·N, K)
     # the weight gradients: one matmul each over all T·N rows
