@@ -98,8 +98,10 @@ def _transpose(cell, inside, unroll, nonzero, residuals, cotangents):
     h_before = cell.output(before)
     into_carry = jax.linear_transpose(cell.output, carry0)  # dh -> (dh, 0) for the LSTM
     add = partial(jax.tree.map, jnp.add)
-    xp_shape = jax.eval_shape(lambda p, x: cell.project(p, x) if inside else x, params, xs[0])
-    split = jax.linear_transpose(cell.combine, xp_shape, xp_shape)  # d pre -> (d xp, d zh)
+    # d pre -> (d xp, d zh): of one step, and of all steps stacked
+    split_t, split = (jax.linear_transpose(cell.combine, shape, shape) for shape in (
+        jax.eval_shape(lambda p, x: cell.project(p, x) if inside else x, params, x)
+        for x in (xs[0], xs)))
     # the recurrent map is affine in h: one backward for all steps, ``dzh -> dzh W_hhᵀ``
     hidden_vjp = jax.vjp(lambda h: cell.hidden(params, h), h_before[0])[1]
 
@@ -107,11 +109,12 @@ def _transpose(cell, inside, unroll, nonzero, residuals, cotangents):
         d_h, saved_t, before_t, after_t = inputs
         d_after = add(d_carry, into_carry(d_h)[0])
         d_pre, d_before = cell.activate_vjp(saved_t, before_t, after_t, d_after)
-        d_xp, d_zh = split(d_pre)
-        return add(d_before, into_carry(hidden_vjp(d_zh)[0])[0]), (d_xp, d_zh)
+        d_zh = split_t(d_pre)[1]  # the LSTM's d xp is the same array: emit d_pre once
+        return add(d_before, into_carry(hidden_vjp(d_zh)[0])[0]), d_pre
 
-    d_carry0, (d_xps, d_zhs) = jax.lax.scan(body, d_carry, (d_hs, saved, before, carries),
-                                           reverse=True, unroll=unroll)
+    d_carry0, d_pres = jax.lax.scan(body, d_carry, (d_hs, saved, before, carries),
+                                    reverse=True, unroll=unroll)
+    d_xps, d_zhs = split(d_pres)
     flat = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731 (T, N, K) -> (T·N, K)
     # the weight gradients: one matmul each over all T·N rows
     d_params = jax.vjp(lambda p: cell.hidden(p, flat(h_before)), params)[1](flat(d_zhs))[0]
