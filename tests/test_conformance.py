@@ -43,8 +43,8 @@ ARGS: dict[str, Any] = {
     "dim_feedforward": 8, "axis": -1,
 }
 CHILD_ARGS = ("layer", "block", "forward", "body", "inner", "child", "module")
-FAST_SUBSET = ("Dense", "Conv1D", "Conv2D", "ConvTranspose2D", "LSTM", "GRU", "Bidirectional",
-               "MultiHeadAttention", "BatchNorm", "LayerNorm", "Embedding", "serial")
+# unmarked: one layer of each kind of fast path and a container; all of them: marked slow
+FAST_SUBSET = ("Dense", "Conv2D", "LSTM", "serial")
 
 
 def child_layers() -> list[list[L.Layer]]:
@@ -241,9 +241,7 @@ def _sequence_mask() -> jax.Array:
 @pytest.mark.parametrize("name", [n for n in FAST_SUBSET if n in CASES])
 def test_fast_subset(name):
     case = CASES[name]
-    check_transformations(case)
-    if case.in_shape == SEQ:
-        check_transformations(case, _sequence_mask(), second_order=False)
+    check_transformations(case, second_order=name != "LSTM")  # LSTM's: in the slow run
 
 
 @pytest.mark.slow

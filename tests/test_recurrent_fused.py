@@ -84,8 +84,11 @@ def _f64_case(kind, **options):
         params, x
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
-@pytest.mark.parametrize("hoist", [False, True])
+@pytest.mark.parametrize(("kind", "hoist"), [
+    ("lstm", False),
+    pytest.param("gru", False, marks=pytest.mark.slow),
+    pytest.param("lstm", True, marks=pytest.mark.slow),
+    pytest.param("gru", True, marks=pytest.mark.slow)])
 def test_forward_mode_and_second_order_through_the_fused_scan(kind, hoist):
     """jvp, jacfwd, hessian and vmap-of-grad equal those of the plain scan (float64), and
     both modes to second order match finite differences."""

@@ -223,7 +223,7 @@ def should_hoist(hoist: bool | None) -> bool:
 def time_mask(kind: str, mask: Any, n: int, t: int) -> jax.Array | None:
     """The (N, T) step mask, or None: a boolean (N,) mask marks real examples of a padded
     batch (for batch statistics), which pads no step, so the unmasked path runs."""
-    if isinstance(mask, (tuple, list)) or jnp.ndim(mask) != 1:
+    if mask is None or isinstance(mask, (tuple, list)) or jnp.ndim(mask) != 1:
         return check_mask(kind, mask, n, t)
     if jnp.shape(mask) != (n,) or jnp.result_type(mask) != jnp.bool_:
         raise LayerError(
