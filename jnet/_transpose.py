@@ -48,7 +48,7 @@ def linear_call(fn: Callable[[Any, Any], Any], transpose: Callable[[Any, Any], A
     outs = _linear_p.bind(*res, *lin, fn=flat_fn, transpose=flat_transpose, num_res=n,
                           out_avals=tuple(map(_aval, out_leaves)),
                           lin_avals=tuple(map(_aval, lin)))
-    return out_tree.unflatten(outs)
+    return jax.tree.unflatten(out_tree, outs)
 
 
 def _aval(x: Any) -> jax.core.ShapedArray:
