@@ -1,6 +1,6 @@
-"""The container protocol: a user-written container (the README's, executed from the README
-itself) is first-class in `summary`, `precision.mixed` and `map_layers`; masks reach every
-child; side inputs are declared."""
+"""The container protocol: a user-written container (docs/custom-layers.md's, executed from the
+page itself) is first-class in `summary`, `precision.mixed` and `map_layers`; masks reach every
+child; side inputs are declared; a container's parts cannot disagree."""
 
 import dataclasses
 import pathlib
@@ -15,22 +15,22 @@ import jnet
 from jnet import layers as L
 from jnet.layers import LayerError
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+PAGE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "custom-layers.md"
 
 
-def readme_container_namespace() -> dict:
-    """Run the README's "Writing your own container" code block; return its namespace."""
-    text = README.read_text()
-    section = text.split("### Writing your own container", 1)[1]
-    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+def page_container_namespace(blocks: int) -> dict:
+    """Run the first `blocks` code blocks of docs/custom-layers.md's "A container" section, in
+    order, in one namespace (the second uses the first's imports); return it."""
+    section = PAGE.read_text().split("## A container", 1)[1].split("\n## ", 1)[0]
     namespace: dict = {}
-    exec(compile(block, str(README), "exec"), namespace)
+    for block in re.findall(r"```python\n(.*?)```", section, re.S)[:blocks]:
+        exec(compile(block, str(PAGE), "exec"), namespace)
     return namespace
 
 
 @pytest.fixture(scope="module")
 def readme():
-    return readme_container_namespace()
+    return page_container_namespace(1)
 
 
 def test_readme_container_has_real_shapes_in_summary(readme):
