@@ -91,6 +91,7 @@ from jnet.layers.base import (
     init_child,
     split_key,
 )
+from jnet.layers.checks import is_int
 
 Carry = Any  # (h, c) for the LSTM, h for the GRU
 
@@ -458,7 +459,7 @@ def _non_default(hidden: int, **options: tuple[Any, Any]) -> dict:
 
 
 def _check_hidden(kind: str, hidden: Any) -> None:
-    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
+    if not is_int(hidden) or hidden < 1:
         raise LayerError(kind, f"expected hidden to be a positive int, got {hidden!r}.")
 
 
