@@ -91,7 +91,7 @@ def build(fn: Callable[..., L.Layer], **overrides: Any) -> L.Layer:
             value = REQUIRED[p.name]()
         else:
             continue
-        if p.kind is p.KEYWORD_ONLY:
+        if p.kind is p.KEYWORD_ONLY or p.default is not p.empty:
             kwargs[p.name] = value
         else:
             args.append(value)

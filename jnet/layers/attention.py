@@ -93,6 +93,7 @@ def MultiHeadAttention(
             f"dropout is the probability to drop an attention weight and must satisfy "
             f"0 <= dropout < 1, got {dropout!r}.",
         )
+    dropout = float(dropout)  # weakly typed: keeps bfloat16 attention weights bfloat16
     w_fn = initializers.get(w_init, "w_init")
 
     def init_fn(key, in_shape):

@@ -30,6 +30,7 @@ def Dropout(rate: float, name: str | None = None) -> Layer:
             f"rate is the probability to drop and must satisfy 0 <= rate < 1, got {rate!r}. "
             "(If you meant a keep probability p, pass rate = 1 - p.)",
         )
+    rate = float(rate)  # weakly typed: a NumPy float32 rate keeps bfloat16 inputs bfloat16
 
     def drop(x, *, key, train, mask):
         if not train or rate == 0.0:
