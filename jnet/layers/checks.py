@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +16,9 @@ import numpy as np
 
 from jnet.errors import Error
 from jnet.typing import Shape
+
+if TYPE_CHECKING:  # a hint only: jnet does not depend on typing_extensions at run time
+    from typing_extensions import TypeIs
 
 
 class LayerError(Error, ValueError):
@@ -71,7 +74,7 @@ def as_shape(shape: Any, kind: str = "Layer", what: str = "in_shape") -> Any:
 # config array is an int), never bools.
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeIs[int | np.integer]:
     """A Python or NumPy integer, not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 

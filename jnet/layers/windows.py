@@ -91,13 +91,13 @@ def _as_pairs(padding: object, n: int) -> Pads | None:
                 items = tuple((p, p) for p in items)
             elif n == 1 and len(items) == 2:
                 items = (items,)
-        pairs = tuple(tuple(int(v) if is_int(v) else v for v in p) for p in items)
+        pairs = tuple(tuple(p) for p in items)
     except TypeError:
         return None
     ok = len(pairs) == n and all(
         len(p) == 2 and all(is_int(v) and v >= 0 for v in p) for p in pairs
     )
-    return pairs if ok else None
+    return tuple((int(lo), int(hi)) for lo, hi in pairs) if ok else None
 
 
 def resolve_padding(padding: str | Pads, size: Sequence[int], window: Sequence[int],
