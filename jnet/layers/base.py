@@ -258,34 +258,40 @@ class Layer:
             LayerError: the container rejects `in_shape`, or its init never initialises a
                 child.
         """
-        seen: dict[int, Any] = {}
-
-        def stand_in(i: int, child: Layer) -> Layer:
-            def init_fn(key, shape):
-                seen.setdefault(i, shape)
-                return child.init(key, shape)
-
-            # A leaf with the child's metadata: `definition` may read its head or input_shape.
-            return dataclasses.replace(child, init_fn=init_fn, children=(), definition=None,
-                                       _made=None)
-
-        if not self.children:
-            return ()
-        stand_ins = [stand_in(i, child) for i, (_, child) in enumerate(self.children)]
-        abstract_init(self.with_children(stand_ins), abstract_key(), in_shape)
-        missing = [name for i, (name, _) in enumerate(self.children) if i not in seen]
-        if missing:
-            raise LayerError(
-                self.kind,
-                f"its init never initialised the children {missing}, so their params and "
-                "shapes are unknown. Call `init_child(name, layer, key, shape)` for every child.",
-            )
-        return tuple(seen[i] for i in range(len(self.children)))
+        return _routed_shapes(self, in_shape)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         named = f", name={self.name!r}" if self.name else ""
         return f"{self.kind}({args}{named})"
+
+
+def _routed_shapes(layer: Layer, in_shape: Any) -> tuple[Any, ...]:
+    """`Layer.child_shapes`: the container's init, run abstractly on stand-ins of its children
+    that record the shape they are initialised with."""
+    seen: dict[int, Any] = {}
+
+    def stand_in(i: int, child: Layer) -> Layer:
+        def init_fn(key, shape):
+            seen.setdefault(i, shape)
+            return child.init(key, shape)
+
+        # A leaf with the child's metadata: `definition` may read its head or input_shape.
+        return dataclasses.replace(child, init_fn=init_fn, children=(), definition=None,
+                                   _made=None)
+
+    if not layer.children:
+        return ()
+    stand_ins = [stand_in(i, child) for i, (_, child) in enumerate(layer.children)]
+    abstract_init(layer.with_children(stand_ins), abstract_key(), in_shape)
+    missing = [name for i, (name, _) in enumerate(layer.children) if i not in seen]
+    if missing:
+        raise LayerError(
+            layer.kind,
+            f"its init never initialised the children {missing}, so their params and "
+            "shapes are unknown. Call `init_child(name, layer, key, shape)` for every child.",
+        )
+    return tuple(seen[i] for i in range(len(layer.children)))
 
 
 # What a container's `definition` decides; a copy of the container may change none of them.
