@@ -401,7 +401,17 @@ def map_layers(fn: Callable[[Layer], Layer | None], layer: Layer) -> Layer:
     """Rebuild `layer` with `fn` applied top-down through the container protocol.
 
     `fn(layer)` returns a replacement (which is not descended into) or None to keep going:
-    a container is then rebuilt around its mapped children and a leaf is kept as it is.
+    a container is then rebuilt around its mapped children (`Layer.with_children`: its
+    definition called again, child names kept) and a leaf is kept as it is. So
+    ``map_layers(lambda layer: None, model)`` is `model` again: same init, apply, summary and
+    config, `jnet.precision.mixed` models included.
+
+    Returns:
+        The rebuilt layer.
+
+    Raises:
+        jnet.ArgumentTypeError: `layer` is not a Layer, `fn` is not callable or returns
+            something other than a Layer or None.
     """
     if not isinstance(layer, Layer):
         raise ArgumentTypeError(
