@@ -83,6 +83,24 @@ def test_readme_container_trains_like_its_hand_written_maths(readme):
     np.testing.assert_allclose(y, np.concatenate([x, x @ w + b], -1), rtol=1e-6)
 
 
+def test_page_mean_of_keeps_its_arguments_through_rebuilds():
+    """The page's second container: arguments that are not children (`scale`) survive a
+    rebuild because they are part of the definition, and the maths matches NumPy."""
+    ns = page_container_namespace(2)
+    layer = ns["MeanOf"](L.Dense(3), L.Dense(3), scale=2.0)
+    rebuilt = L.map_layers(lambda child: None, layer)
+    _, params, state = rebuilt.init(jax.random.key(0), (4,))
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    y, _ = rebuilt.apply(params, state, x)
+    ref = sum(x @ params[b]["w"] + params[b]["b"] for b in ("branch_0", "branch_1")) / 2
+    np.testing.assert_allclose(y, 2.0 * ref, rtol=1e-5)
+    assert rebuilt.config == {"scale": 2.0}
+    rows = {r.path: r for r in jnet.summary(ns["model"]).rows}
+    assert rows["mean_of_1/branch_1/dense_0"].out_shape == (8,)
+    assert ns["model16"].apply(*ns["model16"].init(jax.random.key(0))[1:],
+                               jnp.ones((2, 4)))[0].dtype == jnp.float32
+
+
 def test_map_layers_rebuilds_every_container():
     model = L.serial(L.Dense(3), L.residual(L.serial(L.Dense(3), L.ReLU())),
                      L.Bidirectional(L.LSTM(2)), name="m")
