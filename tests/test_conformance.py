@@ -1,83 +1,35 @@
 """Every layer and container in `jnet.layers.__all__` under every JAX transformation, in float64.
 
-The layers are found at test time: every CamelCase function in ``__all__`` is a layer
-constructor and must be built here (its required arguments filled by name from `ARGS`, a
-container's children from `child_layers`; an input shape found by trying `CANDIDATES` until
-``init`` and ``apply`` succeed), and every snake_case function that builds a layer from those
-arguments (`serial`, `residual`, ...) is a container under test too. A new layer is covered
-without editing this file; one with an argument name the table lacks fails
-`test_every_layer_constructor_is_covered`, which says which name to add.
+The layers come from `tests/_layer_zoo.py` (derived at test time from ``__all__``: required
+arguments by name, the first input each layer inits and applies on), so a new layer is covered
+without editing this file.
 
 The matrix (`check_transformations`): jit, eval_shape, vmap, `jax.test_util.check_grads` to
 second order in forward and reverse mode (grad, grad of grad, jvp, vjp against finite
 differences), linearize = jvp, jacfwd = jacrev, hessian = jacrev of jacrev, grad through
 `jax.checkpoint`, a `lax.scan` over stacked params; layers with a hand-written backward pass
 (a ``fast_grad`` argument) give the values of plain autodiff (``fast_grad=False``) under all
-of them. Sequence layers run unmasked and with an (N, T) mask. The fast default run covers a
-representative subset; the whole matrix over every layer is marked slow.
+of them. Sequence layers run unmasked and with an (N, T) mask. The default run covers a
+representative subset (a dense, a convolution and a recurrent layer with their fast paths, a
+container); the whole matrix over every layer is marked slow.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _layer_zoo import build, constructors, input_for
 from jax.test_util import check_grads
 
 from jnet import layers as L
 
-N = 2
-SEQ, IMG, VOL, VEC = (3, 4), (4, 4, 4), (3, 3, 3, 4), (4,)
-CANDIDATES: tuple[Any, ...] = (SEQ, IMG, VOL, VEC, (SEQ, SEQ))  # (SEQ, SEQ): a pair input
-# Required constructor arguments by name. Sizes keep the feature / channel count at 4, so a
-# child inside `residual` maps its input shape to itself.
-ARGS: dict[str, Any] = {
-    "units": 4, "filters": 4, "features": 4, "kernel_size": 2, "window": 2, "pool_size": 2,
-    "size": 2, "hidden": 4, "num_heads": 2, "rate": 0.5, "shape": SEQ, "num_embeddings": 5,
-    "num": 2, "n": 2, "num_groups": 2, "groups": 2, "fn_or_name": "tanh",
-    "dim_feedforward": 8, "axis": -1,
-}
-CHILD_ARGS = ("layer", "block", "forward", "body", "inner", "child", "module")
 # unmarked: one layer of each kind of fast path and a container; all of them: marked slow
 FAST_SUBSET = ("Dense", "Conv2D", "LSTM", "serial")
-
-
-def child_layers() -> list[list[L.Layer]]:
-    """Children to build a container around, tried in order: a Dense, a recurrent layer."""
-    return [[L.Dense(4), L.Dense(4)], [L.LSTM(4, return_sequences=True)] * 2]
-
-
-def _build(fn: Callable[..., Any], children: list[L.Layer], extra: dict | None = None) -> Any:
-    """`fn` called with its required arguments from the tables (and `extra`), None where one
-    of them is not in the tables."""
-    args, kwargs = [], dict(extra or {})
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind is p.VAR_POSITIONAL:
-            args.extend(children)
-        elif p.default is not p.empty or p.kind is p.VAR_KEYWORD:
-            continue
-        elif p.name in CHILD_ARGS:
-            kwargs[p.name] = children[0]
-        elif p.name in ARGS:
-            kwargs[p.name] = ARGS[p.name]
-        else:
-            return None
-    return fn(*args, **kwargs)
-
-
-def _example(in_shape: Any, int_input: bool, seed: int) -> Any:
-    """A batch of N examples of `in_shape` (a pair of shapes: a tuple of batches)."""
-    if isinstance(in_shape[0], tuple):
-        return tuple(_example(s, int_input, seed + i) for i, s in enumerate(in_shape))
-    rng = np.random.default_rng(seed)
-    if int_input:
-        return jnp.asarray(rng.integers(0, ARGS["num_embeddings"], (N, *in_shape)), jnp.int32)
-    return jnp.asarray(rng.normal(size=(N, *in_shape)))  # float64 under the tests x64
 
 
 class Case(NamedTuple):
@@ -85,68 +37,38 @@ class Case(NamedTuple):
     layer: L.Layer
     plain: L.Layer | None  # the same layer with fast_grad=False, if it has that argument
     in_shape: Any
-    int_input: bool
-    cell: bool  # the input is a one-step cell's pair (carry None, x_t)
+    x32: Any  # the zoo's input, float32 (cast to float64 in the tests)
 
     @property
     def x(self) -> Any:
-        x = _example(self.in_shape, self.int_input, 0)
-        return (None, x) if self.cell else x
+        return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64)
+                            if jnp.issubdtype(a.dtype, jnp.floating) else a, self.x32)
+
+    @property
+    def int_input(self) -> bool:
+        return not any(jnp.issubdtype(a.dtype, jnp.floating) for a in jax.tree.leaves(self.x32))
 
 
-def _probe(name: str, fn: Callable[..., Any], children: list[L.Layer]) -> Case | None:
-    """The first candidate input (shape, float or int ids, a cell's ``(None, x)``) that the
-    layer inits and applies on, as a Case; None if none does."""
-    layer = _build(fn, children)
-    fast = "fast_grad" in inspect.signature(fn).parameters
-    for in_shape in CANDIDATES:
-        for int_input in (False, True):
-            x = _example(in_shape, int_input, 0)
-            for cell in (False, True) if in_shape == VEC else (False,):
-                xi = (None, x) if cell else x
-                try:
-                    _, params, state = layer.init(jax.random.key(0), in_shape)
-                    layer.apply(params, state, xi)
-                except (L.LayerError, TypeError, ValueError):
-                    continue
-                plain = _build(fn, children, {"fast_grad": False}) if fast else None
-                return Case(name, layer, plain, in_shape, int_input, cell)
-    return None
+def _case(name: str, fn: Any) -> Case:
+    layer = build(fn)
+    plain = build(fn, fast_grad=False) if "fast_grad" in inspect.signature(fn).parameters \
+        else None
+    return Case(name, layer, plain, *input_for(layer))
 
 
-def _cases() -> tuple[dict[str, Case], list[str]]:
-    """Every buildable layer as a Case, and the CamelCase constructors that could not be."""
-    functions = {n: getattr(L, n) for n in L.__all__
-                 if callable(getattr(L, n)) and not isinstance(getattr(L, n), type)}
-    cases, missing = {}, []
-    for name, fn in functions.items():
-        case = None
-        for children in child_layers():
-            try:
-                if not isinstance(_build(fn, children), L.Layer):
-                    break  # an argument the tables lack, or a function that is no layer
-            except L.LayerError:  # e.g. Bidirectional around a Dense: try the next children
-                continue
-            case = _probe(name, fn, children)
-            if case is not None:
-                break
-        if case is not None:
-            cases[name] = case
-        elif name[0].isupper():
-            missing.append(name)
-    return cases, missing
+CASES = {name: _case(name, fn) for name, fn in constructors().items()}
 
 
-CASES, MISSING = _cases()
+def _is_sequence(case: Case) -> bool:
+    return len(case.in_shape) == 2 and all(isinstance(d, int) for d in case.in_shape)
 
 
-def test_every_layer_constructor_is_covered():
-    assert not MISSING, (
-        f"no input found for {MISSING}: add their required argument names to ARGS (or an "
-        "input shape to CANDIDATES) in tests/test_conformance.py")
-    for name in ("Dense", "Conv2D", "LSTM", "GRU", "Bidirectional", "serial", "parallel",
-                 "residual", "LSTMCell", "Embedding", "FanInSum"):
-        assert name in CASES, name  # the discovery itself works
+def test_the_matrix_covers_the_layers_and_their_fast_paths():
+    for name in ("Dense", "Conv1D", "Conv2D", "ConvTranspose2D", "LSTM", "GRU", "Bidirectional",
+                 "serial", "residual", "parallel"):
+        assert name in CASES, name
+    assert all(CASES[n].plain is not None for n in ("Conv2D", "ConvTranspose2D", "LSTM", "GRU"))
+    assert _is_sequence(CASES["LSTM"]) and CASES["Embedding"].int_input
 
 
 # ----------------------------------------------------------------------------------------
@@ -233,9 +155,11 @@ def _state(case: Case) -> Any:
     return case.layer.init(jax.random.key(1), case.in_shape)[2]
 
 
-def _sequence_mask() -> jax.Array:
-    """(N, T): the second sequence padded after its first step."""
-    return jnp.arange(SEQ[0])[None, :] < jnp.array([SEQ[0], 1])[:, None]
+def _sequence_mask(case: Case) -> jax.Array:
+    """(N, T): the first sequence whole, the others padded after 1, 2, ... steps."""
+    n, t = jax.tree.leaves(case.x32)[0].shape[:2]
+    lengths = jnp.array([t, *range(1, n)])
+    return jnp.arange(t)[None, :] < lengths[:, None]
 
 
 @pytest.mark.parametrize("name", [n for n in FAST_SUBSET if n in CASES])
@@ -247,6 +171,7 @@ def test_fast_subset(name):
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "masked"), [
     *((n, False) for n in sorted(CASES)),
-    *((n, True) for n in sorted(CASES) if CASES[n].in_shape == SEQ)])  # sequence layers
+    *((n, True) for n in sorted(CASES) if _is_sequence(CASES[n]))])
 def test_every_layer(name, masked):
-    check_transformations(CASES[name], _sequence_mask() if masked else None)
+    case = CASES[name]
+    check_transformations(case, _sequence_mask(case) if masked else None)

@@ -105,6 +105,7 @@ from jnet.layers.cells import (
     lstm_step,
     scan,
 )
+from jnet.layers.checks import is_int
 
 __all__ = ["GRU", "LSTM", "GRUCell", "LSTMCell", "gru_scan", "gru_step", "lstm_scan", "lstm_step"]
 
@@ -134,7 +135,7 @@ def _check_sequence(kind: str, x: Any) -> None:
 
 
 def _check_hidden(kind: str, hidden: Any) -> None:
-    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
+    if not is_int(hidden) or hidden < 1:
         raise LayerError(kind, f"expected hidden to be a positive int, got {hidden!r}.")
 
 
