@@ -106,6 +106,9 @@ def test_conv_transpose_fast_and_autodiff_equal_the_definition(case):
     (lambda fast: L.Conv2D(2, 3, strides=2, padding=((3, 0), (1, 4)), fast_grad=fast),
      (6, 5, 2)),  # pads beyond the kernel, unused trailing rows
     (lambda fast: L.Conv1D(3, 3, strides=3, dilation=2, padding=1, fast_grad=fast), (11, 2)),
+    (lambda fast: L.Conv2D(8, 3, strides=2, padding="SAME", feature_group_count=4,
+                           fast_grad=fast), (6, 5, 4)),  # depthwise, depth multiplier 2
+    (lambda fast: L.Conv1D(4, 2, dilation=2, feature_group_count=2, fast_grad=fast), (7, 6)),
     (lambda fast: L.ConvTranspose2D(2, (3, 2), strides=(2, 3), padding=1, output_padding=(1, 2),
                                     fast_grad=fast), (3, 3, 2)),
     (lambda fast: L.ConvTranspose2D(2, 2, strides=3, padding="SAME", dilation=2,
