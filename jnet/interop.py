@@ -59,10 +59,13 @@ __all__ = [
     "conv_transpose2d_from_torch",
     "dense_from_torch",
     "embedding_from_torch",
+    "groupnorm_from_torch",
     "gru_from_torch",
+    "instancenorm_from_torch",
     "layernorm_from_torch",
     "lstm_from_torch",
     "multihead_attention_from_torch",
+    "rmsnorm_from_torch",
 ]
 
 
@@ -368,3 +371,67 @@ def multihead_attention_from_torch(state_dict: Mapping[str, Any], prefix: str = 
         _check_shape(what, "out_proj.bias", b_out, (e,))
         params.update(b_qkv=b_in, b_out=b_out)
     return params
+
+
+# ----------------------------------------------------------------------------------------
+# Transformer-era blocks: RMSNorm, GroupNorm, InstanceNorm, grouped attention, encoder layers,
+# separable convolutions, Conv3d.
+
+
+def _affine(state_dict: Mapping[str, Any], prefix: str, what: str, bias: bool) -> dict:
+    """``{"scale": weight (C,), "bias": bias (C,)}`` of a normalisation module (the bias only
+    when `bias` and present)."""
+    weight = _get(state_dict, prefix + "weight", what)
+    if weight.ndim != 1:
+        raise ArgumentError(f"{what}: expected a 1-D weight (C,), got {weight.shape}. jnet "
+                            "normalises with one scale per channel / feature.")
+    params = {"scale": weight}
+    b = _get(state_dict, prefix + "bias", what, optional=True) if bias else None
+    if b is not None:
+        _check_shape(what, "bias", b, weight.shape)
+        params["bias"] = b
+    return params
+
+
+def rmsnorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.RMSNorm(C, eps=eps)`` -> `RMSNorm(eps)` params ``{"scale": weight (C,)}``.
+
+    Pass eps explicitly on both sides: PyTorch's default ``eps=None`` is the dtype's machine
+    epsilon, jnet's default 1e-6. ``elementwise_affine=False`` has nothing to convert:
+    ``RMSNorm(scale=False)``.
+
+    Raises:
+        ArgumentError: no ``weight`` under `prefix`, or a weight that is not one vector.
+    """
+    return _affine(state_dict, prefix, "rmsnorm_from_torch", bias=False)
+
+
+def groupnorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.GroupNorm(G, C)`` -> `GroupNorm(G)` params ``{"scale": weight, "bias": bias}``.
+
+    The grouping of channels agrees (consecutive blocks of C / G), so no permutation; inputs
+    go from NCHW to NHWC. ``affine=False`` has nothing to convert:
+    ``GroupNorm(G, scale=False, center=False)``.
+
+    Raises:
+        ArgumentError: no ``weight`` under `prefix`, or weight / bias not one vector of C.
+    """
+    return _affine(state_dict, prefix, "groupnorm_from_torch", bias=True)
+
+
+def instancenorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.InstanceNorm2d(C, affine=True)`` (or 1d / 3d) -> `InstanceNorm` params
+    ``{"scale": weight, "bias": bias}``.
+
+    Raises:
+        ArgumentError: running statistics in the state dict (``track_running_stats=True``,
+            which jnet's InstanceNorm does not keep), no ``weight`` (``affine=False`` needs
+            no conversion: ``InstanceNorm(scale=False, center=False)``), or bad shapes.
+    """
+    what = "instancenorm_from_torch"
+    if prefix + "running_mean" in state_dict:
+        raise ArgumentError(
+            f"{what}: the module keeps running statistics (track_running_stats=True); jnet's "
+            "InstanceNorm always normalises with each example's own statistics. Build the "
+            "PyTorch module with track_running_stats=False, or use BatchNorm semantics.")
+    return _affine(state_dict, prefix, what, bias=True)

@@ -51,7 +51,7 @@ from jnet.layers.dropout import Dropout
 from jnet.layers.embedding import Embedding
 from jnet.layers.heads import ClassificationOutput, RegressionOutput
 from jnet.layers.input import Input
-from jnet.layers.norm import BatchNorm, LayerNorm
+from jnet.layers.norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from jnet.layers.pooling import (
     AvgPool1D,
     AvgPool2D,
@@ -89,8 +89,10 @@ __all__ = [
     "GlobalAvgPool1D",
     "GlobalAvgPool2D",
     "GlobalMaxPool1D",
+    "GroupNorm",
     "Head",
     "Input",
+    "InstanceNorm",
     "LSTMCell",
     "Layer",
     "LayerError",
@@ -101,6 +103,7 @@ __all__ = [
     "MaxPool2D",
     "MultiHeadAttention",
     "PReLU",
+    "RMSNorm",
     "ReLU",
     "RegressionOutput",
     "Reshape",

@@ -1,0 +1,103 @@
+"""Write the PyTorch parity fixtures of the transformer-era layers (needs torch; the tests do
+not): ``tests/fixtures/tf_<case>.npz``.
+
+Every case runs a random float64 PyTorch module on an input and records, in jnet's
+channels-last layout: the module's state dict (``sd/<torch name>``), the input ``x``,
+PyTorch's output ``y``, a random cotangent ``w`` and the gradients of ``sum(w * y)`` with
+respect to ``x`` (``grad_x``) and to every parameter (``grad_sd/<torch name>``, in PyTorch's
+layout, so the same converter that maps the weights maps their gradients). Attention cases
+add ``mask`` (N, T), True on real steps, with ``w`` zero at padded queries (PyTorch computes
+values there, jnet returns 0), and the configuration as scalars.
+
+    python scripts/make_transformer_fixtures.py     # rewrites tests/fixtures/tf_*.npz
+
+tests/test_transformer_parity.py checks the committed files always and fresh draws of
+`make_cases` when torch is installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+
+
+def channels_first(x: torch.Tensor) -> torch.Tensor:
+    """(N, *spatial, C) -> (N, C, *spatial)."""
+    return x.movedim(-1, 1)
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.movedim(1, -1)
+
+
+def _perturb(module: torch.nn.Module) -> None:
+    """Draw every parameter away from PyTorch's ones / zeros, so each conversion is checked."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("bias") or p.ndim == 1:
+                p.uniform_(-0.5, 1.5)
+
+
+def _norm_cases() -> dict[str, dict]:
+    cases = {}
+    for name, module, shape in (
+        ("rmsnorm", torch.nn.RMSNorm(6, eps=1e-6), (2, 5, 6)),
+        ("groupnorm", torch.nn.GroupNorm(2, 6), (2, 4, 3, 6)),
+        ("instancenorm", torch.nn.InstanceNorm2d(4, affine=True), (2, 5, 3, 4)),
+    ):
+        spatial = name != "rmsnorm"
+
+        def forward(x, module=module, spatial=spatial):
+            return channels_last(module(channels_first(x))) if spatial else module(x)
+
+        cases[name] = {"module": module, "x": torch.randn(*shape) * 3 + 1, "forward": forward}
+    return cases
+
+
+def make_cases(seed: int = 0) -> dict[str, dict]:
+    """name -> ``{"module", "x" (jnet layout), "forward": x -> y (jnet layout), extras}``."""
+    torch.manual_seed(seed)
+    cases = {**_norm_cases()}
+    for case in cases.values():
+        case["module"].double()
+        _perturb(case["module"])
+        case["x"] = case["x"].double()
+    return cases
+
+
+def run_case(case: dict, seed: int = 0) -> dict[str, np.ndarray]:
+    """PyTorch's outputs and gradients for a case of `make_cases`, as a flat dict of arrays."""
+    module, forward = case["module"], case["forward"]
+    module.eval()  # dropout off: the parity is of the deterministic maths
+    x = case["x"].clone().requires_grad_(True)
+    y = forward(x)
+    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed + 1),
+                    dtype=y.dtype)
+    if "mask" in case:
+        w = w * case["mask"][:, :, None]
+    module.zero_grad()
+    (y * w).sum().backward()
+    arrays = {f"sd/{k}": v.detach().numpy() for k, v in module.state_dict().items()}
+    arrays.update({f"grad_sd/{k}": p.grad.numpy() for k, p in module.named_parameters()})
+    arrays.update(x=x.detach().numpy(), y=y.detach().numpy(), w=w.numpy(),
+                  grad_x=x.grad.numpy())
+    arrays.update({k: np.asarray(v) for k, v in case.items()
+                   if k not in ("module", "x", "forward")})
+    return arrays
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, case in make_cases().items():
+        path = OUT / f"tf_{name}.npz"
+        np.savez_compressed(path, **run_case(case))
+        print(f"{path.relative_to(OUT.parent.parent)}: {path.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()
