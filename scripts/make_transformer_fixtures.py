@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
