@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
@@ -58,10 +59,54 @@ def _norm_cases() -> dict[str, dict]:
     return cases
 
 
+class RopeGQAttention(torch.nn.Module):
+    """Grouped-query self-attention with half-split rotary embeddings, written with PyTorch's
+    ``F.scaled_dot_product_attention(enable_gqa=True)`` and Hugging Face's ``rotate_half``
+    (Llama / GPT-NeoX), in jnet's parameter layout: ``qkv`` (q | k | v), ``out``."""
+
+    def __init__(self, e: int, heads: int, kv_heads: int, base: float, causal: bool):
+        super().__init__()
+        self.heads, self.kv_heads, self.d, self.base, self.causal = (
+            heads, kv_heads, e // heads, base, causal)
+        self.qkv = torch.nn.Linear(e, (heads + 2 * kv_heads) * self.d)
+        self.out = torch.nn.Linear(e, e)
+
+    def rope(self, u: torch.Tensor) -> torch.Tensor:  # u (N, heads, T, D)
+        t, d = u.shape[2], self.d
+        inv_freq = 1.0 / self.base ** (torch.arange(0, d, 2, dtype=u.dtype) / d)
+        freqs = torch.outer(torch.arange(t, dtype=u.dtype), inv_freq)
+        emb = torch.cat([freqs, freqs], -1)
+        half = torch.cat([-u[..., d // 2:], u[..., :d // 2]], -1)  # rotate_half
+        return u * emb.cos() + half * emb.sin()
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n, t, _ = x.shape
+        split = (self.heads * self.d, self.kv_heads * self.d, self.kv_heads * self.d)
+        q, k, v = (a.reshape(n, t, -1, self.d).transpose(1, 2)
+                   for a in self.qkv(x).split(split, -1))
+        q, k = self.rope(q), self.rope(k)
+        allowed = mask[:, None, None, :]
+        if self.causal:
+            allowed = allowed & torch.tril(torch.ones(t, t, dtype=torch.bool))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
+        return self.out(y.transpose(1, 2).reshape(n, t, -1))
+
+
+def _attention_cases() -> dict[str, dict]:
+    mask = torch.arange(6)[None, :] < torch.tensor([6, 4, 1])[:, None]
+    cases = {}
+    for name, heads, kv, causal in (("gqa_rope", 4, 2, False), ("mqa_rope_causal", 4, 1, True)):
+        module = RopeGQAttention(8, heads, kv, 100.0, causal)
+        cases[name] = {"module": module, "x": torch.randn(3, 6, 8), "mask": mask,
+                       "num_heads": heads, "num_kv_heads": kv, "causal": causal, "rope": 100.0,
+                       "forward": lambda x, m=module, mask=mask: m(x, mask)}
+    return cases
+
+
 def make_cases(seed: int = 0) -> dict[str, dict]:
     """name -> ``{"module", "x" (jnet layout), "forward": x -> y (jnet layout), extras}``."""
     torch.manual_seed(seed)
-    cases = {**_norm_cases()}
+    cases = {**_norm_cases(), **_attention_cases()}
     for case in cases.values():
         case["module"].double()
         _perturb(case["module"])
