@@ -125,7 +125,7 @@ def test_decoding_step_by_step_equals_the_causal_forward(impl):
     full, _ = layer.apply(params, {}, x)
     cache = layer.init_cache(params, batch_size=2, max_len=10)
     assert cache["k"].shape == (2, 10, 2, 2)
-    y0, cache0 = layer.decode_step(params, cache, x[:, 0], 0)  # eager, Python position
+    y0, _ = layer.decode_step(params, cache, x[:, 0], 0)  # eager, Python position
     np.testing.assert_allclose(y0, full[:, 0], rtol=1e-6, atol=1e-6)
 
     def step(cache, inputs):

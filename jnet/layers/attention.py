@@ -212,8 +212,8 @@ def MultiHeadAttention(
         return _self_attention(params, x, mask, key, heads, causal, base, rate,
                                implementation), state
 
-    config = {"num_heads": num_heads, "causal": causal, "dropout": dropout,
-              "use_bias": use_bias}
+    config: dict[str, Any] = {"num_heads": num_heads, "causal": causal, "dropout": dropout,
+                              "use_bias": use_bias}
     if heads[1] != heads[0]:
         config["num_kv_heads"] = heads[1]
     if base is not None:
@@ -336,7 +336,8 @@ def _use_einsum(implementation: str | None, rate: float) -> bool:
 def _fused(q, k, v, allowed, implementation: str | None) -> jax.Array:
     """`jax.nn.dot_product_attention` (grouped heads natively), `allowed` as in `_attend`."""
     mask = None if allowed is None else allowed[:, None]
-    return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
+    return jax.nn.dot_product_attention(q, k, v, mask=mask,
+                                        implementation=implementation)  # type: ignore[arg-type]
 
 
 def _time_mask(mask: Any, n: int, t: int) -> jax.Array | None:
