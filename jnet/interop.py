@@ -66,6 +66,7 @@ __all__ = [
     "lstm_from_torch",
     "multihead_attention_from_torch",
     "rmsnorm_from_torch",
+    "transformer_encoder_layer_from_torch",
 ]
 
 
@@ -435,3 +436,33 @@ def instancenorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> 
             "InstanceNorm always normalises with each example's own statistics. Build the "
             "PyTorch module with track_running_stats=False, or use BatchNorm semantics.")
     return _affine(state_dict, prefix, what, bias=True)
+
+
+def transformer_encoder_layer_from_torch(state_dict: Mapping[str, Any],
+                                         prefix: str = "") -> dict:
+    """``nn.TransformerEncoderLayer(E, H, F, batch_first=True)`` -> `TransformerEncoderLayer`
+    params (and `TransformerDecoderLayer`'s, for a PyTorch encoder layer run with a causal
+    mask).
+
+    ``{"self_attn": multihead_attention_from_torch(prefix + "self_attn."), "linear1":
+    dense_from_torch(prefix + "linear1."), "linear2": ..., "norm1":
+    layernorm_from_torch(prefix + "norm1."), "norm2": ...}``. Build the jnet block with the
+    module's ``num_heads``, ``dim_feedforward``, ``activation``, ``norm_first`` and
+    ``layer_norm_eps`` (the state dict holds none of them). For a stack
+    (``nn.TransformerEncoder``) call it once per layer with ``prefix="layers.{i}."``.
+
+    Raises:
+        ArgumentError: a missing or misshapen entry (named), or a feed-forward network that
+            does not fit E.
+    """
+    what = "transformer_encoder_layer_from_torch"
+    params = {"self_attn": multihead_attention_from_torch(state_dict, prefix + "self_attn."),
+              "linear1": dense_from_torch(state_dict, prefix + "linear1."),
+              "linear2": dense_from_torch(state_dict, prefix + "linear2."),
+              "norm1": layernorm_from_torch(state_dict, prefix + "norm1."),
+              "norm2": layernorm_from_torch(state_dict, prefix + "norm2.")}
+    e = params["self_attn"]["w_out"].shape[0]
+    f = params["linear1"]["w"].shape[1]
+    _check_shape(what, "linear1.weight.T", params["linear1"]["w"], (e, f))
+    _check_shape(what, "linear2.weight.T", params["linear2"]["w"], (f, e))
+    return params

@@ -103,10 +103,33 @@ def _attention_cases() -> dict[str, dict]:
     return cases
 
 
+def _block_cases() -> dict[str, dict]:
+    """nn.TransformerEncoderLayer, bidirectional (encoder) and causal (decoder-only)."""
+    lengths = torch.tensor([5, 3, 5])
+    mask = torch.arange(5)[None, :] < lengths[:, None]
+    causal_mask = torch.triu(torch.ones(5, 5, dtype=torch.bool), 1)
+    cases = {}
+    for name, norm_first, activation, causal in (
+        ("encoder_post_relu", False, "relu", False), ("encoder_pre_gelu", True, "gelu", False),
+        ("decoder_pre_gelu", True, "gelu", True), ("decoder_post_relu", False, "relu", True),
+    ):
+        module = torch.nn.TransformerEncoderLayer(8, 2, 12, dropout=0.1, activation=activation,
+                                                  batch_first=True, norm_first=norm_first)
+
+        def forward(x, m=module, causal=causal):
+            return m(x, src_mask=causal_mask if causal else None,
+                     src_key_padding_mask=~mask)
+
+        cases[name] = {"module": module, "x": torch.randn(3, 5, 8), "mask": mask,
+                       "norm_first": norm_first, "activation": activation, "causal": causal,
+                       "forward": forward}
+    return cases
+
+
 def make_cases(seed: int = 0) -> dict[str, dict]:
     """name -> ``{"module", "x" (jnet layout), "forward": x -> y (jnet layout), extras}``."""
     torch.manual_seed(seed)
-    cases = {**_norm_cases(), **_attention_cases()}
+    cases = {**_norm_cases(), **_attention_cases(), **_block_cases()}
     for case in cases.values():
         case["module"].double()
         _perturb(case["module"])

@@ -22,7 +22,7 @@ from jnet.layers.activations import (
     Swish,
     Tanh,
 )
-from jnet.layers.attention import MultiHeadAttention
+from jnet.layers.attention import DecodingLayer, MultiHeadAttention
 from jnet.layers.base import (
     Head,
     Layer,
@@ -63,6 +63,7 @@ from jnet.layers.pooling import (
 )
 from jnet.layers.recurrent import GRU, LSTM, Bidirectional, GRUCell, LSTMCell
 from jnet.layers.reshape import Flatten, Reshape
+from jnet.layers.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
 __all__ = [
     "ELU",
@@ -78,6 +79,7 @@ __all__ = [
     "Conv1D",
     "Conv2D",
     "ConvTranspose2D",
+    "DecodingLayer",
     "Dense",
     "Dropout",
     "Embedding",
@@ -111,6 +113,8 @@ __all__ = [
     "Softmax",
     "Swish",
     "Tanh",
+    "TransformerDecoderLayer",
+    "TransformerEncoderLayer",
     "abstract_init",
     "apply_child",
     "check_children",

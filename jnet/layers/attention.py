@@ -69,7 +69,11 @@ class DecodingLayer(Layer):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise LayerError(self.kind, f"init_cache: {what} must be a positive int, "
                                             f"got {value!r}.")
-        assert self.cache_fn is not None
+        if self.cache_fn is None or self.step_fn is None:
+            raise LayerError(self.kind, "init_cache: decoding step by step needs a causal "
+                                        "layer (a later step must not change an earlier "
+                                        "output). Use a causal=True attention or a "
+                                        "TransformerDecoderLayer.")
         return self.cache_fn(params, batch_size, max_len, dtype)
 
     def decode_step(self, params: PyTree, cache: PyTree, x_t: jax.Array,
@@ -86,7 +90,9 @@ class DecodingLayer(Layer):
         Raises:
             LayerError: a wrong x_t shape, or a concrete position outside the cache.
         """
-        assert self.step_fn is not None
+        if self.step_fn is None:
+            raise LayerError(self.kind, "decode_step: decoding needs a causal layer. Use a "
+                                        "causal=True attention or a TransformerDecoderLayer.")
         max_len = jax.tree.leaves(cache)[0].shape[1]
         if not isinstance(position, jax.core.Tracer) and not 0 <= int(position) < max_len:
             raise LayerError(self.kind, f"decode_step: position must lie in [0, {max_len}) "
