@@ -47,6 +47,7 @@ from jnet.layers.combinators import (
 )
 from jnet.layers.conv import Conv1D, Conv2D, ConvTranspose2D
 from jnet.layers.dense import Dense
+from jnet.layers.depth import remat, repeat, tied_embedding
 from jnet.layers.dropout import Dropout
 from jnet.layers.embedding import Embedding
 from jnet.layers.heads import ClassificationOutput, RegressionOutput
@@ -124,7 +125,10 @@ __all__ = [
     "output_shape",
     "parallel",
     "parameter_free",
+    "remat",
+    "repeat",
     "residual",
     "serial",
     "split_key",
+    "tied_embedding",
 ]

@@ -93,7 +93,8 @@ class DecodingLayer(Layer):
         if self.step_fn is None:
             raise LayerError(self.kind, "decode_step: decoding needs a causal layer. Use a "
                                         "causal=True attention or a TransformerDecoderLayer.")
-        max_len = jax.tree.leaves(cache)[0].shape[1]
+        # every cache leaf ends in (max_len, heads, D), stacked caches (`repeat`) included
+        max_len = jax.tree.leaves(cache)[0].shape[-3]
         if not isinstance(position, jax.core.Tracer) and not 0 <= int(position) < max_len:
             raise LayerError(self.kind, f"decode_step: position must lie in [0, {max_len}) "
                                         f"(the cache's max_len), got {position}. Make the "
