@@ -36,7 +36,7 @@ def _policy(policy: Any) -> tuple[Callable[..., bool] | None, str | None]:
     if policy is None or callable(policy):
         return policy, None if policy is None else getattr(policy, "__name__", "custom")
     known = getattr(jax.checkpoint_policies, policy, None) if isinstance(policy, str) else None
-    if known is None or isinstance(policy, str) and policy.startswith("_"):
+    if known is None or (isinstance(policy, str) and policy.startswith("_")):
         raise LayerError("Remat", f"policy must be None, a jax.checkpoint_policies function or "
                                   f"its name (e.g. 'dots_saveable'), got {policy!r}.")
     return known, policy
