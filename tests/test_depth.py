@@ -21,15 +21,15 @@ def test_remat_same_values_and_gradients_and_recomputes():
         x = jnp.asarray(randn(1, (2, 5, 8)))
         mask = jnp.asarray([[True] * 5, [True] * 3 + [False] * 2])
 
-        def loss(layer, p, x):
+        def loss(layer, p, x, mask=mask):
             y, _ = layer.apply(p, {}, x, key=jax.random.key(3), train=True, mask=mask)
             return jnp.sum(jnp.sin(y))
 
         want = jax.value_and_grad(lambda p, x: loss(block, p, x), (0, 1))(params, x)
-        got = jax.value_and_grad(lambda p, x: loss(wrapped, p, x), (0, 1))(params, x)
+        got = jax.value_and_grad(lambda p, x, w=wrapped: loss(w, p, x), (0, 1))(params, x)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-        jaxpr = str(jax.make_jaxpr(lambda p, x: loss(wrapped, p, x))(params, x))
+        jaxpr = str(jax.make_jaxpr(lambda p, x, w=wrapped: loss(w, p, x))(params, x))
         assert "checkpoint" in jaxpr or "remat" in jaxpr
     with pytest.raises(LayerError, match="policy must be None"):
         L.remat(block, "no_such_policy")
@@ -62,7 +62,7 @@ def test_repeat_program_size_does_not_grow_with_depth():
         _, params, _ = stack.init(KEY, (5, 8))
         x = jnp.zeros((2, 5, 8))
         jaxpr = jax.make_jaxpr(jax.grad(
-            lambda p, stack=stack: jnp.sum(stack.apply(p, {}, x, key=KEY, train=True)[0])))(
+            lambda p, stack=stack, x=x: jnp.sum(stack.apply(p, {}, x, key=KEY, train=True)[0])))(
             params)
         sizes.append(len(str(jaxpr)))
     assert sizes[0] == sizes[1]
