@@ -56,6 +56,7 @@ __all__ = [
     "bidirectional_from_torch",
     "conv1d_from_torch",
     "conv2d_from_torch",
+    "conv3d_from_torch",
     "conv_transpose2d_from_torch",
     "dense_from_torch",
     "embedding_from_torch",
@@ -66,6 +67,7 @@ __all__ = [
     "lstm_from_torch",
     "multihead_attention_from_torch",
     "rmsnorm_from_torch",
+    "separable_conv2d_from_torch",
     "transformer_encoder_layer_from_torch",
 ]
 
@@ -465,4 +467,66 @@ def transformer_encoder_layer_from_torch(state_dict: Mapping[str, Any],
     f = params["linear1"]["w"].shape[1]
     _check_shape(what, "linear1.weight.T", params["linear1"]["w"], (e, f))
     _check_shape(what, "linear2.weight.T", params["linear2"]["w"], (f, e))
+    return params
+
+
+def conv3d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.Conv3d`` -> `Conv3D` params: (O, I, kd, kh, kw) weight to DHWIO,
+    ``{"w": (kd, kh, kw, I, O), "b"}``; no kernel flip, inputs (N, C, D, H, W) ->
+    (N, D, H, W, C) with ``x.permute(0, 2, 3, 4, 1)``, ``groups=G`` is
+    ``feature_group_count=G``.
+
+    Raises:
+        ArgumentError: no ``weight`` under `prefix`, a weight that is not 5-D, or a bias not
+            of its O entries.
+    """
+    return _weight_and_bias(state_dict, prefix, "conv3d_from_torch", "(O, I, kd, kh, kw)",
+                            (2, 3, 4, 1, 0), 0)
+
+
+def separable_conv2d_from_torch(state_dict: Mapping[str, Any], depth_multiplier: int = 1,
+                                depthwise: str = "depthwise.",
+                                pointwise: str = "pointwise.") -> dict:
+    """A depthwise ``nn.Conv2d(C, C·M, k, groups=C)`` followed by a pointwise
+    ``nn.Conv2d(C·M, F, 1)`` -> `SeparableConv2D(F, k, depth_multiplier=M)` params
+    ``{"depthwise": (kh, kw, C, M), "pointwise": (1, 1, C·M, F), "b": (F,)}``.
+
+    PyTorch's depthwise output channel c·M + m reads input channel c, as jnet's (and
+    Keras's) depthwise kernel ``[:, :, c, m]``. A depthwise bias b_d, which Keras's layer does
+    not have, passes linearly through the pointwise step and is folded into the bias:
+    ``b = b_p + b_d @ W_p``.
+
+    Args:
+        state_dict: the model's ``state_dict()`` as arrays.
+        depth_multiplier: M (the state dict does not say how C·M splits).
+        depthwise, pointwise: the two modules' key prefixes (default ``"depthwise."``,
+            ``"pointwise."``; e.g. ``"block.0."`` and ``"block.1."`` in a Sequential).
+
+    Returns:
+        The params dict (no ``"b"`` when neither convolution has a bias).
+
+    Raises:
+        ArgumentError: missing weights, or shapes that are not a depthwise / 1 x 1 pair
+            with C·M divisible by M.
+    """
+    what = "separable_conv2d_from_torch"
+    dw = _get(state_dict, depthwise + "weight", what)
+    pw = _get(state_dict, pointwise + "weight", what)
+    m = depth_multiplier
+    if dw.ndim != 4 or dw.shape[1] != 1 or dw.shape[0] % m or pw.ndim != 4 \
+            or pw.shape[1:] != (dw.shape[0], 1, 1):
+        raise ArgumentError(
+            f"{what}: expected a depthwise weight (C·M, 1, kh, kw) with M = "
+            f"depth_multiplier = {m} dividing C·M, and a pointwise weight (F, C·M, 1, 1), got "
+            f"{dw.shape} and {pw.shape}.")
+    cm, kh, kw = dw.shape[0], dw.shape[2], dw.shape[3]
+    w_p = pw[:, :, 0, 0].T  # (C·M, F)
+    params = {"depthwise": np.ascontiguousarray(
+                  dw.reshape(cm // m, m, kh, kw).transpose(2, 3, 0, 1)),
+              "pointwise": np.ascontiguousarray(w_p[None, None])}
+    b_d = _get(state_dict, depthwise + "bias", what, optional=True)
+    b_p = _get(state_dict, pointwise + "bias", what, optional=True)
+    if b_d is not None or b_p is not None:
+        params["b"] = (np.zeros(pw.shape[0], pw.dtype) if b_p is None else b_p) + (
+            0.0 if b_d is None else b_d @ w_p)
     return params

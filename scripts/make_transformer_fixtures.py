@@ -126,10 +126,31 @@ def _block_cases() -> dict[str, dict]:
     return cases
 
 
+def _conv_cases() -> dict[str, dict]:
+    """Conv3d, a depthwise-separable pair, and nn.Upsample (channels first in PyTorch)."""
+    separable = torch.nn.Sequential()
+    separable.add_module("depthwise", torch.nn.Conv2d(3, 6, (3, 2), stride=(2, 1), padding=1,
+                                                      dilation=(1, 2), groups=3, bias=False))
+    separable.add_module("pointwise", torch.nn.Conv2d(6, 4, 1))
+    cases = {
+        "conv3d": (torch.nn.Conv3d(2, 3, (3, 2, 2), stride=(1, 2, 1), padding=1,
+                                   dilation=(1, 1, 2)), (2, 4, 5, 6, 2)),
+        "separable": (separable, (2, 7, 6, 3)),
+        "upsample_nearest": (torch.nn.Upsample(scale_factor=(2, 3), mode="nearest"),
+                             (2, 3, 4, 2)),
+        "upsample_bilinear": (torch.nn.Upsample(scale_factor=(2, 3), mode="bilinear",
+                                                align_corners=False), (2, 3, 4, 2)),
+    }
+    return {name: {"module": module, "x": torch.randn(*shape),
+                   "forward": lambda x, m=module: channels_last(m(channels_first(x)))}
+            for name, (module, shape) in cases.items()}
+
+
 def make_cases(seed: int = 0) -> dict[str, dict]:
     """name -> ``{"module", "x" (jnet layout), "forward": x -> y (jnet layout), extras}``."""
     torch.manual_seed(seed)
-    cases = {**_norm_cases(), **_attention_cases(), **_block_cases()}
+    cases = {**_norm_cases(), **_attention_cases(), **_block_cases(),
+             **_conv_cases()}
     for case in cases.values():
         case["module"].double()
         _perturb(case["module"])

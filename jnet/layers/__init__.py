@@ -46,6 +46,7 @@ from jnet.layers.combinators import (
     serial,
 )
 from jnet.layers.conv import Conv1D, Conv2D, ConvTranspose2D
+from jnet.layers.conv_extra import Conv3D, SeparableConv2D
 from jnet.layers.dense import Dense
 from jnet.layers.depth import remat, repeat, tied_embedding
 from jnet.layers.dropout import Dropout
@@ -65,6 +66,7 @@ from jnet.layers.pooling import (
 from jnet.layers.recurrent import GRU, LSTM, Bidirectional, GRUCell, LSTMCell
 from jnet.layers.reshape import Flatten, Reshape
 from jnet.layers.transformer import TransformerDecoderLayer, TransformerEncoderLayer
+from jnet.layers.upsampling import UpSampling2D
 
 __all__ = [
     "ELU",
@@ -79,6 +81,7 @@ __all__ = [
     "ClassificationOutput",
     "Conv1D",
     "Conv2D",
+    "Conv3D",
     "ConvTranspose2D",
     "DecodingLayer",
     "Dense",
@@ -110,12 +113,14 @@ __all__ = [
     "ReLU",
     "RegressionOutput",
     "Reshape",
+    "SeparableConv2D",
     "Sigmoid",
     "Softmax",
     "Swish",
     "Tanh",
     "TransformerDecoderLayer",
     "TransformerEncoderLayer",
+    "UpSampling2D",
     "abstract_init",
     "apply_child",
     "check_children",
