@@ -218,4 +218,4 @@ def tied_embedding(embedding: Layer, body: Layer, name: str | None = None) -> La
     return Layer(init_fn, apply_fn, kind=kind, name=name,
                  children=(("embedding", embedding), ("body", body)),
                  child_shapes=child_shapes,
-                 rebuild=lambda children: tied_embedding(*children, name=name))
+                 rebuild=lambda children: tied_embedding(children[0], children[1], name=name))
