@@ -21,7 +21,8 @@ def conv3d_ref(x, w, b, strides, pads):
     """y[n,i,j,l,f] = b[f] + Σ x_pad[n, i s + u, j s + v, l s + r, c] w[u, v, r, c, f]."""
     x = np.pad(np.asarray(x, np.float64), ((0, 0), *pads, (0, 0)))
     kd, kh, kw, _, f = w.shape
-    out = [(x.shape[a + 1] - k) // s + 1 for a, (k, s) in enumerate(zip((kd, kh, kw), strides, strict=True))]
+    out = [(x.shape[a + 1] - k) // s + 1
+           for a, (k, s) in enumerate(zip((kd, kh, kw), strides, strict=True))]
     y = np.zeros((x.shape[0], *out, f))
     for i, j, l in np.ndindex(*out):
         patch = x[:, i * strides[0]:i * strides[0] + kd, j * strides[1]:j * strides[1] + kh,
