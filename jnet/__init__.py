@@ -17,6 +17,7 @@ from jnet import (
     precision,
 )
 from jnet.errors import ArgumentError, ArgumentTypeError, DataError, Error
+from jnet.export import ExportedModel, export, load_exported
 from jnet.layers.summary import summary
 from jnet.training import (
     EarlyStopping,
@@ -36,6 +37,7 @@ __all__ = [
     "DataError",
     "EarlyStopping",
     "Error",
+    "ExportedModel",
     "FitResult",
     "TrainingDiverged",
     "activations",
@@ -44,10 +46,12 @@ __all__ = [
     "distributed",
     "errors",
     "evaluate",
+    "export",
     "fit",
     "initializers",
     "interop",
     "layers",
+    "load_exported",
     "losses",
     "make_train_step",
     "optim",
