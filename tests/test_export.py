@@ -64,11 +64,11 @@ def test_dynamic_batch_and_bytes():
 
 
 def test_errors(tmp_path):
-    with pytest.raises(jnet.ArgumentTypeError, match="jnet.export: model must be a jnet Layer"):
+    with pytest.raises(jnet.ArgumentTypeError, match=r"jnet\.export: model must be a jnet Layer"):
         jnet.export(lambda x: x, {}, {}, jnp.zeros(3))
     with pytest.raises(jnet.ArgumentTypeError, match="example must be an input batch"):
         jnet.export(L.Dense(2), {}, {}, [1.0, 2.0])
-    with pytest.raises(jnet.ArgumentError, match="jnet.load_exported: cannot read"):
+    with pytest.raises(jnet.ArgumentError, match=r"jnet\.load_exported: cannot read"):
         jnet.load_exported(tmp_path / "missing.jax")
     with pytest.raises(jnet.ArgumentError, match="not an exported model"):
         jnet.load_exported(b"not a model")
