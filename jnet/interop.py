@@ -25,6 +25,14 @@ nn.LayerNorm       LayerNorm {"scale", "bias"}             weight, bias
 nn.Embedding       Embedding {"embedding": (num, F)}       weight
 nn.Multihead-      MultiHeadAttention {"w_qkv": (E, 3E),   in_proj_weight.T, in_proj_bias,
 Attention          "b_qkv", "w_out": (E, E), "b_out"}      out_proj.weight.T, out_proj.bias
+nn.RMSNorm         RMSNorm {"scale"}                       weight
+nn.GroupNorm,      GroupNorm / InstanceNorm {"scale",      weight, bias
+nn.InstanceNorm2d  "bias"}
+nn.Transformer-    TransformerEncoderLayer /               self_attn, linear1, linear2, norm1,
+EncoderLayer       TransformerDecoderLayer                 norm2 converted as above
+nn.Conv3d          Conv3D {"w": (kd, kh, kw, I, O), "b"}   transpose(2, 3, 4, 1, 0)
+depthwise +        SeparableConv2D {"depthwise": (kh, kw,  reshape (C, M, kh, kw) ->
+pointwise Conv2d   C, M), "pointwise", "b"}                (kh, kw, C, M); pointwise.T
 =================  ======================================  ===================================
 
 Gate orders need no permutation: jnet packs LSTM gates as (i, f, g, o) and GRU gates as
