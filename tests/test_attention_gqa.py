@@ -211,3 +211,15 @@ def test_fixture_parity(name):
 def test_live_torch_parity(name):
     case = live_case(name, 5)
     assert_parity(case, layer_for(case), convert)
+
+
+def test_the_default_off_the_cpu_falls_back_to_xla_where_cudnn_refuses():
+    """Off the CPU, the default asks for cuDNN when the case fits; on this CPU-only machine
+    cuDNN refuses while tracing and the XLA implementation must give the einsums' values."""
+    from jnet.layers.attention import _attend, _cudnn_or_xla
+    q = jnp.asarray(randn(0, (2, 5, 4, 8))).astype(jnp.bfloat16)
+    k, v = (jnp.asarray(randn(s, (2, 5, 2, 8))).astype(jnp.bfloat16) for s in (1, 2))
+    causal = jnp.tril(jnp.ones((5, 5), bool))[None]
+    got = _cudnn_or_xla(q, k, v, causal, True, False)
+    want = _attend(q, k, v, causal, 0.0, None)
+    np.testing.assert_allclose(got.astype(jnp.float32), want.astype(jnp.float32), atol=3e-2)

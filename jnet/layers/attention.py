@@ -144,10 +144,12 @@ def MultiHeadAttention(
     `dropout` and the kept ones scaled by 1 / (1 − dropout) (needs ``key=``).
 
     Implementation: ``None`` (default) picks by backend: on the CPU plain einsums (XLA:CPU
-    has no fused kernel), elsewhere `jax.nn.dot_product_attention`, which uses cuDNN's fused
-    kernel on GPUs when it can. ``"einsum"``, ``"xla"`` or ``"cudnn"`` force one (the last two
-    are `jax.nn.dot_product_attention`'s implementations; ``"xla"`` runs anywhere). Training
-    with dropout always runs the einsums. The einsums compute logits and softmax in at least
+    has no fused kernel); elsewhere `jax.nn.dot_product_attention`, asking for cuDNN's fused
+    (flash) kernel when it takes the case (bfloat16 / float16, head size a multiple of 8 up
+    to 128, no padding mask) and its XLA implementation otherwise. ``"einsum"``, ``"xla"`` or
+    ``"cudnn"`` force one (the last two are `jax.nn.dot_product_attention`'s implementations;
+    ``"xla"`` runs anywhere). Training with dropout, and decoding unless ``"xla"`` /
+    ``"cudnn"`` is forced, run the einsums. The einsums compute logits and softmax in at least
     float32 and in float64 for float64 inputs; `jax.nn.dot_product_attention` always runs its
     softmax in float32.
 
@@ -347,6 +349,24 @@ def _fused(q, k, v, allowed, implementation: str | None) -> jax.Array:
                                         implementation=implementation)  # type: ignore[arg-type]
 
 
+def _cudnn_or_xla(q, k, v, allowed, causal: bool, padded: bool) -> jax.Array:
+    """The default off the CPU: cuDNN's fused kernel where it applies, else XLA's.
+
+    `jax.nn.dot_product_attention` picks XLA unless asked (jax 0.10), so jnet asks for cuDNN
+    when its kernel takes the case: 16-bit inputs, a head size that is a multiple of 8 up to
+    128, a causal or no mask (no padding mask). cuDNN's checks run while tracing; when they
+    refuse (no GPU, an old cuDNN, an unsupported shape) the XLA implementation runs instead.
+    """
+    d = q.shape[-1]
+    if not padded and q.dtype in (jnp.bfloat16, jnp.float16) and d % 8 == 0 and d <= 128:
+        try:
+            return jax.nn.dot_product_attention(q, k, v, is_causal=causal,
+                                                implementation="cudnn")
+        except (ValueError, NotImplementedError, RuntimeError, TypeError):
+            pass
+    return _fused(q, k, v, allowed, "xla")
+
+
 def _time_mask(mask: Any, n: int, t: int) -> jax.Array | None:
     """The (N, T) key-padding mask, or None (none given, or a per-example (N,) mask)."""
     if mask is not None and jnp.ndim(mask) == 1 and jnp.shape(mask) == (n,):
@@ -374,7 +394,9 @@ def _self_attention(params, x, mask, key, heads, causal: bool, base, rate: float
         allowed = lower if allowed is None else allowed & lower
     if _use_einsum(implementation, rate):
         out = _attend(q, k, v, allowed, rate, key)
-    else:  # lets JAX pick a fused kernel (cuDNN flash attention) on GPUs
+    elif implementation is None:  # cuDNN flash attention on GPUs where it applies
+        out = _cudnn_or_xla(q, k, v, allowed, causal, mask is not None)
+    else:
         out = _fused(q, k, v, allowed, implementation)
     y = _output(params, out)
     if mask is not None:
@@ -408,9 +430,9 @@ def _decode(params, cache, x_t, position, heads, base, implementation):
         cache[name].dtype), position, axis=1) for name, new in (("k", k), ("v", v))}
     allowed = (jnp.arange(cache["k"].shape[1]) <= position)[None, None, :]  # (1, 1, S)
     k_all, v_all = cache["k"].astype(q.dtype), cache["v"].astype(q.dtype)
-    if _use_einsum(implementation, 0.0):
-        out = _attend(q, k_all, v_all, allowed, 0.0, None)
-    else:
+    if implementation in ("xla", "cudnn"):
         out = _fused(q, k_all, v_all, allowed, implementation)
+    else:  # one query against the cache: memory-bound, the einsums do as well as a kernel
+        out = _attend(q, k_all, v_all, allowed, 0.0, None)
     return _output(params, out)[:, 0], cache
 
