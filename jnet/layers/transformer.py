@@ -110,7 +110,14 @@ def TransformerDecoderLayer(
     memory, which this layer is not.
 
     Args:
-        As `TransformerEncoderLayer`.
+        num_heads: attention heads; E must be divisible by it.
+        dim_feedforward: F, the feed-forward hidden size.
+        dropout: the drop probability of all four dropouts (as `TransformerEncoderLayer`).
+        activation: ``"relu"``, ``"gelu"`` (exact) or a function.
+        norm_first: pre-norm instead of post-norm.
+        layer_norm_eps: eps of both LayerNorms.
+        num_kv_heads, rope: grouped-query attention and rotary embeddings.
+        name: the layer's name inside a container.
 
     Returns:
         The `DecodingLayer`.
