@@ -145,3 +145,16 @@ def test_errors():
     sd["linear2.weight"] = np.zeros((8, 5))
     with pytest.raises(jnet.ArgumentError, match="linear2"):
         interop.transformer_encoder_layer_from_torch(sd)
+
+
+def test_mixed_precision_keeps_the_block_close_to_float32():
+    model = L.serial(L.Input((6, 8)), L.TransformerDecoderLayer(2, 16, dropout=0.0,
+                                                                num_kv_heads=1, rope=True),
+                     L.GroupNorm(2))
+    _, params, state = model.init(KEY)
+    x = jnp.asarray(randn(9, (3, 6, 8)))
+    y32, _ = model.apply(params, state, x)
+    y16, _ = jnet.precision.mixed(model).apply(params, state, x)
+    assert y16.dtype == jnp.float32
+    rel = float(jnp.linalg.norm(y16 - y32) / jnp.linalg.norm(y32))
+    assert 0 < rel < 5e-2
