@@ -143,20 +143,12 @@ def MultiHeadAttention(
     In training with ``dropout > 0`` each attention weight is dropped with probability
     `dropout` and the kept ones scaled by 1 / (1 − dropout) (needs ``key=``).
 
-    Implementation: ``None`` (default) picks by backend: on the CPU plain einsums (XLA:CPU
-    has no fused kernel); elsewhere `jax.nn.dot_product_attention`, asking for cuDNN's fused
-    (flash) kernel when it takes the case (bfloat16 / float16, head size a multiple of 8 up
-    to 128, no padding mask) and its XLA implementation otherwise. ``"einsum"``, ``"xla"`` or
-    ``"cudnn"`` force one (the last two are `jax.nn.dot_product_attention`'s implementations;
-    ``"xla"`` runs anywhere). Training with dropout, and decoding unless ``"xla"`` /
-    ``"cudnn"`` is forced, run the einsums. The einsums compute logits and softmax in at least
-    float32 and in float64 for float64 inputs; `jax.nn.dot_product_attention` always runs its
-    softmax in float32.
+    ``implementation=None`` runs einsums on the CPU and elsewhere
+    `jax.nn.dot_product_attention` with cuDNN's flash kernel where it applies (16-bit, D a
+    multiple of 8 up to 128, no padding mask), else its XLA one; "einsum", "xla", "cudnn"
+    force one. Dropout and decoding run the einsums, which keep float64 in float64.
 
-    Decoding: with ``causal=True`` the layer is a `DecodingLayer`:
-    ``cache = layer.init_cache(params, N, max_len)`` and ``y_t, cache =
-    layer.decode_step(params, cache, x_t, position)`` run one step (x_t (N, E)) attending to
-    the cached steps 0 ... position; step by step they give `apply`'s outputs. The cache is
+    Decoding (``causal=True``): `DecodingLayer.init_cache` / `decode_step`; the cache is
     ``{"k", "v"}``, each (N, max_len, K, D), keys stored after RoPE.
 
     Params: ``{"w_qkv": (E, (H + 2K)·D), "b_qkv": ((H + 2K)·D,), "w_out": (E, E),
@@ -192,6 +184,45 @@ def MultiHeadAttention(
     """
     heads = _check_heads(num_heads, num_kv_heads)
     base = _rope_base(rope)
+    _check_options(dropout, implementation)
+
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
+        rate = dropout if train else 0.0
+        return _self_attention(params, x, mask, key, heads, causal, base, rate,
+                               implementation), state
+
+    config: dict[str, Any] = {"num_heads": num_heads, "causal": causal, "dropout": dropout,
+                              "use_bias": use_bias}
+    optional = (("num_kv_heads", heads[1], heads[1] != heads[0]), ("rope", base, base),
+                ("implementation", implementation, implementation))
+    config.update({k: v for k, v, shown in optional if shown})
+    step = (lambda p, c, x, pos: _decode(p, c, x, pos, heads, base, implementation)) \
+        if causal else None
+    return DecodingLayer(_init_fn(heads, base, use_bias, initializers.get(w_init, "w_init")),
+                         apply_fn, kind=KIND, config=config, name=name,
+                         cache_fn=_cache_fn(heads, causal), step_fn=step)
+
+
+def _init_fn(heads: tuple[int, int], base: float | None, use_bias: bool,
+             w_fn: Callable[..., jax.Array]) -> Callable[..., Any]:
+    """`MultiHeadAttention`'s init: the fused (E, (H + 2K)·D) and (E, E) projections."""
+
+    def init_fn(key, in_shape):
+        check_in_shape_rank(KIND, in_shape, 2, "(T, E)",
+                            "Attention runs over sequences: per-example inputs (steps, features).")
+        e = in_shape[-1]
+        width = (heads[0] + 2 * heads[1]) * _head_size(e, heads, base)
+        k_qkv, k_out = jax.random.split(key)
+        params = {"w_qkv": w_fn(k_qkv, (e, width)), "w_out": w_fn(k_out, (e, e))}
+        if use_bias:
+            params["b_qkv"] = jnp.zeros((width,), jnp.float32)
+            params["b_out"] = jnp.zeros((e,), jnp.float32)
+        return in_shape, params, {}
+
+    return init_fn
+
+
+def _check_options(dropout: Any, implementation: Any) -> None:
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise LayerError(
             KIND,
@@ -201,38 +232,6 @@ def MultiHeadAttention(
     if implementation not in IMPLEMENTATIONS:
         raise LayerError(KIND, f"implementation must be one of {IMPLEMENTATIONS}, got "
                                f"{implementation!r}.")
-    w_fn = initializers.get(w_init, "w_init")
-
-    def init_fn(key, in_shape):
-        check_in_shape_rank(KIND, in_shape, 2, "(T, E)",
-                            "Attention runs over sequences: per-example inputs (steps, features).")
-        e = in_shape[-1]
-        d = _head_size(e, heads, base)
-        k_qkv, k_out = jax.random.split(key)
-        width = (heads[0] + 2 * heads[1]) * d
-        params = {"w_qkv": w_fn(k_qkv, (e, width)), "w_out": w_fn(k_out, (e, e))}
-        if use_bias:
-            params["b_qkv"] = jnp.zeros((width,), jnp.float32)
-            params["b_out"] = jnp.zeros((e,), jnp.float32)
-        return in_shape, params, {}
-
-    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
-        rate = dropout if train else 0.0
-        return _self_attention(params, x, mask, key, heads, causal, base, rate,
-                               implementation), state
-
-    config: dict[str, Any] = {"num_heads": num_heads, "causal": causal, "dropout": dropout,
-                              "use_bias": use_bias}
-    if heads[1] != heads[0]:
-        config["num_kv_heads"] = heads[1]
-    if base is not None:
-        config["rope"] = base
-    if implementation is not None:
-        config["implementation"] = implementation
-    step = (lambda p, c, x, pos: _decode(p, c, x, pos, heads, base, implementation)) \
-        if causal else None
-    return DecodingLayer(init_fn, apply_fn, kind=KIND, config=config, name=name,
-                         cache_fn=_cache_fn(heads, causal), step_fn=step)
 
 
 def _check_heads(num_heads: Any, num_kv_heads: Any) -> tuple[int, int]:
