@@ -24,6 +24,7 @@ from jnet.layers.base import (
     check_rank,
     require_key,
 )
+from jnet.layers.checks import check_positive_int, is_number
 from jnet.typing import PyTree
 
 KIND = "MultiHeadAttention"
@@ -184,7 +185,7 @@ def MultiHeadAttention(
     """
     heads = _check_heads(num_heads, num_kv_heads)
     base = _rope_base(rope)
-    _check_options(dropout, implementation)
+    dropout = _check_options(dropout, implementation)
 
     def apply_fn(params, state, x, *, key=None, train=False, mask=None):
         rate = dropout if train else 0.0
@@ -222,8 +223,9 @@ def _init_fn(heads: tuple[int, int], base: float | None, use_bias: bool,
     return init_fn
 
 
-def _check_options(dropout: Any, implementation: Any) -> None:
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+def _check_options(dropout: Any, implementation: Any) -> float:
+    """`dropout` as a Python float, after checking both options."""
+    if not is_number(dropout) or not 0.0 <= dropout < 1.0:
         raise LayerError(
             KIND,
             f"dropout is the probability to drop an attention weight and must satisfy "
@@ -232,21 +234,18 @@ def _check_options(dropout: Any, implementation: Any) -> None:
     if implementation not in IMPLEMENTATIONS:
         raise LayerError(KIND, f"implementation must be one of {IMPLEMENTATIONS}, got "
                                f"{implementation!r}.")
+    return float(dropout)  # weakly typed: keeps bfloat16 attention weights bfloat16
 
 
 def _check_heads(num_heads: Any, num_kv_heads: Any) -> tuple[int, int]:
     """(H, K) after checking both are positive ints with K dividing H."""
-    for what, value in (("num_heads", num_heads), ("num_kv_heads", num_kv_heads)):
-        if value is None and what == "num_kv_heads":
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise LayerError(KIND, f"{what} must be a positive int, got {value!r}.")
-    kv = num_heads if num_kv_heads is None else num_kv_heads
-    if num_heads % kv:
-        raise LayerError(KIND, f"num_kv_heads = {kv} must divide num_heads = {num_heads}: "
+    h = check_positive_int(KIND, "num_heads", num_heads)
+    kv = h if num_kv_heads is None else check_positive_int(KIND, "num_kv_heads", num_kv_heads)
+    if h % kv:
+        raise LayerError(KIND, f"num_kv_heads = {kv} must divide num_heads = {h}: "
                                "each key / value head serves num_heads / num_kv_heads query "
                                "heads. Pick a divisor.")
-    return num_heads, kv
+    return h, kv
 
 
 def _rope_base(rope: Any) -> float | None:
@@ -255,7 +254,7 @@ def _rope_base(rope: Any) -> float | None:
         return None
     if rope is True:
         return 10000.0
-    if isinstance(rope, (int, float)) and not isinstance(rope, bool) and rope > 0:
+    if is_number(rope) and rope > 0:
         return float(rope)
     raise LayerError(KIND, f"rope must be False, True (base 10000) or a base > 0 such as "
                            f"10000.0, got {rope!r}.")

@@ -154,8 +154,8 @@ def SeparableConv2D(
         z[n, i, j, c·M + m] = Σ_{u, v} x_pad[n, i·sh + u·dh, j·sw + v·dw, c] · dw[u, v, c, m]
         y[n, i, j, f] = b[f] + Σ_k z[n, i, j, k] · pw[0, 0, k, f]
 
-    Params (Keras's names and shapes): ``{"depthwise": (kh, kw, C, M), "pointwise":
-    (1, 1, C·M, filters), "b": (filters,)}``; no bias between the two steps.
+    Params: ``{"depthwise": (kh, kw, C, M), "pointwise": (1, 1, C·M, filters),
+    "b": (filters,)}`` (Keras's names and shapes); no bias between the two steps.
 
     PyTorch: ``nn.Conv2d(C, C·M, k, stride, padding, dilation, groups=C, bias=False)``
     followed by ``nn.Conv2d(C·M, filters, 1)``; `jnet.interop.separable_conv2d_from_torch`

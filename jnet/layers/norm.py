@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jnet.layers.base import Layer, LayerError, check_float, check_last_dim, check_mask
+from jnet.layers.checks import check_positive_int, is_number
 
 
 def BatchNorm(
@@ -170,7 +171,7 @@ def LayerNorm(
         LayerError: ``eps <= 0``; at init, per-example inputs without a feature axis; at apply,
             non-floating inputs or a last axis other than the C the params were made for.
     """
-    if not isinstance(eps, (int, float)) or eps <= 0:
+    if not is_number(eps) or eps <= 0:
         raise LayerError("LayerNorm", f"eps must be a positive number, got {eps!r}.")
 
     def init_fn(key, in_shape):
@@ -224,7 +225,7 @@ def _affine_params(c: int, scale: bool, center: bool) -> dict:
 
 
 def _check_eps(kind: str, eps: object) -> None:
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0:
+    if not is_number(eps) or eps <= 0:
         raise LayerError(kind, f"eps must be a positive number, got {eps!r}.")
 
 
@@ -324,8 +325,7 @@ def GroupNorm(
         LayerError: bad arguments; at init, C not divisible by G or no axis besides the
             channels; at apply, non-float inputs, a wrong C, or a bad mask.
     """
-    if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1:
-        raise LayerError("GroupNorm", f"num_groups must be a positive int, got {num_groups!r}.")
+    num_groups = check_positive_int("GroupNorm", "num_groups", num_groups)
     _check_eps("GroupNorm", eps)
     return _group_layer("GroupNorm", num_groups, eps, scale, center, name)
 

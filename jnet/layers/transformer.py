@@ -102,6 +102,9 @@ def TransformerDecoderLayer(
 
     runs one step with the attention's key / value cache; step by step it reproduces `apply`.
 
+    Params: ``{"self_attn", "linear1", "linear2", "norm1", "norm2"}`` (as
+    `TransformerEncoderLayer`'s).
+
     PyTorch: ``nn.TransformerEncoderLayer(..., batch_first=True)`` called with a causal mask,
     ``layer(x, src_mask=torch.triu(torch.ones(T, T, dtype=torch.bool), 1),
     src_key_padding_mask=~mask)`` (its state dict converts with
