@@ -16,6 +16,7 @@ from jnet.layers.base import (
     LayerError,
     apply_child,
     check_children,
+    container,
     init_child,
     output_shape,
     split_key,
@@ -183,13 +184,15 @@ def tied_embedding(embedding: Layer, body: Layer, name: str | None = None) -> La
         LayerError: arguments that are not layers; at init, a body that does not end in E
             features or an embedding without an ``"embedding"`` table.
     """
-    kind = "TiedEmbedding"
     for layer in (embedding, body):
-        _check_layer(kind, layer)
-    names = ("embedding", "body")
+        _check_layer("TiedEmbedding", layer)
+    return container(_tied, {"embedding": embedding, "body": body}, name=name)
 
-    def child_shapes(in_shape):
-        return in_shape, output_shape(embedding, in_shape)
+
+def _tied(children: dict[str, Layer]) -> Layer:
+    """The definition of `tied_embedding` (the container toolkit rebuilds it from this)."""
+    kind, names = "TiedEmbedding", ("embedding", "body")
+    embedding, body = children["embedding"], children["body"]
 
     def init_fn(key, in_shape):
         k_emb, k_body = split_key(key, 2)
@@ -215,7 +218,4 @@ def tied_embedding(embedding: Layer, body: Layer, name: str | None = None) -> La
         logits = jnp.einsum("...e,ve->...v", h, table.astype(h.dtype))
         return logits, {"embedding": s_emb, "body": s_body}
 
-    return Layer(init_fn, apply_fn, kind=kind, name=name,
-                 children=(("embedding", embedding), ("body", body)),
-                 child_shapes=child_shapes,
-                 rebuild=lambda children: tied_embedding(children[0], children[1], name=name))
+    return Layer(init_fn, apply_fn, kind=kind)

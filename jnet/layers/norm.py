@@ -4,6 +4,7 @@ kept in `state`, and layer normalization (Ba, Kiros & Hinton 2016)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -224,7 +225,7 @@ def _affine_params(c: int, scale: bool, center: bool) -> dict:
     return params
 
 
-def _check_eps(kind: str, eps: object) -> None:
+def _check_eps(kind: str, eps: Any) -> None:
     if not is_number(eps) or eps <= 0:
         raise LayerError(kind, f"eps must be a positive number, got {eps!r}.")
 
