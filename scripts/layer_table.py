@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "layers.md"
 BEGIN, END = "<!-- layer-table:begin -->", "<!-- layer-table:end -->"
 # Families in reading order; a family not listed (a new module) follows them, alphabetically.
-FAMILIES = ("input", "dense", "conv", "pooling", "norm", "dropout", "reshape", "activations",
-            "heads", "embedding", "attention", "recurrent", "combinators")
+FAMILIES = ("input", "dense", "conv", "conv_extra", "upsampling", "pooling", "norm", "dropout",
+            "reshape", "activations", "heads", "embedding", "attention", "transformer",
+            "recurrent", "combinators")
 # `Params: ``{...}``` or `Params ``{...}``` anywhere in a docstring: the documented params.
 PARAMS = re.compile(r"Params:?\s+``(\{.*?\})``", re.S)
 

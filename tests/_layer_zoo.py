@@ -117,6 +117,7 @@ CANDIDATES: list[tuple[Any, Callable[[], Any]]] = [
     (((4,), (4,)), lambda: (_floats((4,)), _floats((4,), seed=1))),
     ((6,), lambda: jnp.asarray(np.random.default_rng(0).integers(0, 5, (3, 6)), jnp.int32)),
     ((4,), lambda: (None, _floats((4,)))),
+    ((3, 4, 4, 2), lambda: _floats((3, 4, 4, 2))),
 ]
 
 

@@ -13,12 +13,12 @@ import jax.numpy as jnp
 from jnet import initializers
 from jnet.layers.base import (
     Layer,
-    LayerError,
     check_float,
     check_in_shape_rank,
     check_last_dim,
     check_rank,
 )
+from jnet.layers.checks import check_positive_int
 from jnet.layers.conv import check_filters, check_groups, conv
 from jnet.layers.windows import (
     Padding,
@@ -179,10 +179,7 @@ def SeparableConv2D(
     """
     kind = "SeparableConv2D"
     check_filters(kind, filters, 1)
-    if not isinstance(depth_multiplier, int) or isinstance(depth_multiplier, bool) \
-            or depth_multiplier < 1:
-        raise LayerError(kind, f"depth_multiplier must be a positive int, got "
-                               f"{depth_multiplier!r}.")
+    depth_multiplier = check_positive_int(kind, "depth_multiplier", depth_multiplier)
     window = _Window(kind, 2, kernel_size, strides, padding, dilation)
     dw_fn, pw_fn = (initializers.get(depthwise_init, "depthwise_init"),
                     initializers.get(pointwise_init, "pointwise_init"))

@@ -21,6 +21,7 @@ from jnet.layers.base import (
     output_shape,
     split_key,
 )
+from jnet.layers.checks import check_positive_int
 from jnet.typing import PyTree
 
 
@@ -108,9 +109,7 @@ def repeat(block: Layer, n: int, name: str | None = None) -> Layer:
             shape.
     """
     _check_layer("Repeat", block)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise LayerError("Repeat", f"n must be a positive int (the number of copies), got "
-                                   f"{n!r}.")
+    n = check_positive_int("Repeat", "n", n)
 
     def init_fn(key, in_shape):
         out = output_shape(block, in_shape)

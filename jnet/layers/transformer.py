@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from jnet._rng import draw
 from jnet.layers.attention import DecodingLayer, MultiHeadAttention
 from jnet.layers.base import Layer, LayerError, check_in_shape_rank, require_key, split_key
+from jnet.layers.checks import check_positive_int, is_number
 from jnet.layers.dense import Dense
 from jnet.layers.norm import LayerNorm
 
@@ -135,11 +136,8 @@ def TransformerDecoderLayer(
 def _check_args(kind: str, dim_feedforward: Any, dropout: Any, activation: Any,
                 norm_first: Any) -> Callable[[jax.Array], jax.Array]:
     """The activation function, after checking the block's own arguments."""
-    if not isinstance(dim_feedforward, int) or isinstance(dim_feedforward, bool) \
-            or dim_feedforward < 1:
-        raise LayerError(kind, f"dim_feedforward must be a positive int, got "
-                               f"{dim_feedforward!r}.")
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+    check_positive_int(kind, "dim_feedforward", dim_feedforward)
+    if not is_number(dropout) or not 0.0 <= dropout < 1.0:
         raise LayerError(kind, f"dropout must satisfy 0 <= dropout < 1, got {dropout!r}.")
     if not isinstance(norm_first, bool):
         raise LayerError(kind, f"norm_first must be True or False, got {norm_first!r}.")
@@ -155,6 +153,7 @@ def _block(kind, causal, num_heads, dim_feedforward, dropout, activation, norm_f
            num_kv_heads, rope, name) -> DecodingLayer:
     """The body of both transformer blocks (`causal` makes the decoder)."""
     act = _check_args(kind, dim_feedforward, dropout, activation, norm_first)
+    dim_feedforward, dropout = int(dim_feedforward), float(dropout)
     try:
         attn = MultiHeadAttention(num_heads, causal=causal, dropout=dropout,
                                   num_kv_heads=num_kv_heads, rope=rope)
