@@ -9,7 +9,9 @@ Rules, in `RULES` (`name -> constructor`): `sgd`, `momentum`, `nesterov`, `adagr
 `adadelta`, `rmsprop`, `adam` (AMSGrad flag), `adamw`, `nadam`, `adamax`, `lion`;
 `get("adam", learning_rate=1e-2)` builds one by name. Composition: `chain` of gradient
 transformations (`clip_by_value`, `clip_by_global_norm`, `add_decayed_weights`, `scale_by_*`,
-`scale_by_learning_rate`) and of whole rules. Schedules live in `jnet.optim.schedules` and are
+`scale_by_learning_rate`) and of whole rules. Parameter groups and freezing: `partition`
+({label: optimizer}, one learning rate per group), `masked` and `freeze` (bit-identical
+arrays). Schedules live in `jnet.optim.schedules` and are
 re-exported here. The learning rate the last update used:
 `current_learning_rate(opt_state)`, the one way to read it. The equations, defaults and
 PyTorch / Keras mappings: each rule's docstring (docs/optimizers.md collects them).
@@ -50,6 +52,7 @@ from jnet.optim.base import (
 )
 from jnet.optim.chain import chain, scale_by_learning_rate
 from jnet.optim.clip import clip_by_global_norm, clip_by_value, global_norm
+from jnet.optim.groups import freeze, masked, partition
 from jnet.optim.lion import lion, scale_by_lion
 from jnet.optim.schedules import (
     constant_schedule,
@@ -162,13 +165,16 @@ __all__ = [
     "cosine_decay_schedule",
     "current_learning_rate",
     "exponential_decay",
+    "freeze",
     "get",
     "global_norm",
     "linear_schedule",
     "lion",
+    "masked",
     "momentum",
     "nadam",
     "nesterov",
+    "partition",
     "piecewise_constant_schedule",
     "rmsprop",
     "scale_by_adadelta",
