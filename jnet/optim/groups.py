@@ -36,7 +36,7 @@ def _split(tree: PyTree, marks: list, key: Hashable, treedef: Any) -> PyTree:
                                         for x, m in zip(flat, marks, strict=True)])
 
 
-def _grouped(groups: dict[Hashable, Stages], marks_of: Callable[[PyTree], PyTree],
+def grouped(groups: dict[Hashable, Stages], marks_of: Callable[[PyTree], PyTree],
              schedule: Schedule) -> GradientTransformation:
     """One stage running each group's stages on its own arrays.
 
@@ -127,7 +127,7 @@ def partition(optimizers: Mapping[str, Optimizer], labels: Labels) -> Optimizer:
     def schedule(step):
         return {label: rate(step) for label, rate in rates.items()}
 
-    return build("partition", (_grouped(groups, lambda p: resolve_labels(labels, p, names),
+    return build("partition", (grouped(groups, lambda p: resolve_labels(labels, p, names),
                                         schedule),))
 
 
@@ -202,4 +202,4 @@ def masked(optimizer: Optimizer, mask: Mask) -> Optimizer:
     def marks(params):
         return jax.tree.map(bool, resolve_mask(mask, params))
 
-    return build("masked", (_grouped(groups, marks, logged_schedule(optimizer.transforms)),))
+    return build("masked", (grouped(groups, marks, logged_schedule(optimizer.transforms)),))
