@@ -21,7 +21,7 @@ from jnet.optim.base import (
     learning_rate_at,
     zeros_like_state,
 )
-from jnet.optim.chain import build
+from jnet.optim.chain import build, logged_schedule
 from jnet.optim.groups import grouped
 from jnet.optim.masks import Mask, resolve_mask
 from jnet.optim.weight_decay import weights_only
@@ -231,4 +231,4 @@ def muon(learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.95,
         return jax.tree.map(bool, resolve_mask(muon_mask, params, "muon_mask"))
 
     return build("muon", (grouped({True: (matrices,), False: others.transforms}, marks,
-                                  matrices.schedule),))
+                                  logged_schedule((matrices,))),))

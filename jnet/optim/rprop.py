@@ -12,7 +12,6 @@ from jnet.optim.base import (
     Optimizer,
     OptimizerError,
     PyTree,
-    ScalarOrSchedule,
     api,
     as_schedule,
     check_hyperparameter,
@@ -34,8 +33,8 @@ class RpropState(NamedTuple):
 
 
 @api("jnet.optim.scale_by_rprop")
-def scale_by_rprop(learning_rate: float = 1e-2, eta_minus: float = 0.5, eta_plus: float = 1.2,
-                   step_size_min: float = 1e-6,
+def scale_by_rprop(learning_rate: float | jax.Array = 1e-2, eta_minus: float = 0.5,
+                   eta_plus: float = 1.2, step_size_min: float = 1e-6,
                    step_size_max: float = 50.0) -> GradientTransformation:
     """The Rprop step, step sizes included (see `rprop`).
 
@@ -81,7 +80,7 @@ def scale_by_rprop(learning_rate: float = 1e-2, eta_minus: float = 0.5, eta_plus
 
 
 @api("jnet.optim.rprop")
-def rprop(learning_rate: ScalarOrSchedule = 1e-2, eta_minus: float = 0.5,
+def rprop(learning_rate: float | jax.Array = 1e-2, eta_minus: float = 0.5,
           eta_plus: float = 1.2, step_size_min: float = 1e-6,
           step_size_max: float = 50.0) -> Optimizer:
     """Rprop (resilient backpropagation, the iRprop- variant): step sizes from signs alone.

@@ -72,9 +72,9 @@ def scale_by_schedule_free(learning_rate: ScalarOrSchedule, b1: float, b2: float
     check_hyperparameter("r", r, fix="r weights step t by t^r in the average; 0 is usual.")
     check_hyperparameter("weight_lr_power", weight_lr_power, fix="2 is the paper's.")
     schedule = _warmed(as_schedule(learning_rate), warmup_steps)
-    scalar = jnp.result_type(float)
 
     def init(params):
+        scalar = jnp.result_type(float)  # at init: float64 when x64 is on by then
         return ScheduleFreeState(params, EmptyState() if b2 is None else zeros_like_state(params),
                                  jnp.zeros((), scalar), jnp.zeros((), scalar),
                                  jnp.asarray(b1, scalar))
