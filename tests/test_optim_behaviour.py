@@ -102,7 +102,9 @@ class TestJit(chex.TestCase):
     def test_jit_and_eager_identical(self):
         update = None
         for rule in optim.RULES:
-            opt = getattr(optim, rule)(learning_rate=optim.cosine_decay_schedule(0.05, 10))
+            # Rprop's learning_rate is its initial step size, a number (no schedule).
+            lr = 0.05 if rule == "rprop" else optim.cosine_decay_schedule(0.05, 10)
+            opt = getattr(optim, rule)(learning_rate=lr)
             update = self.variant(opt.update)
             got = _three_steps(opt, update)
             # XLA may fuse a multiply-add under jit: equal up to an ulp or two, not bitwise.
@@ -292,7 +294,9 @@ def test_coupled_weight_decay_before_rule_is_l2():
 
 def test_rules_map_names_to_constructors_in_order():
     assert list(optim.RULES) == ["sgd", "momentum", "nesterov", "adagrad", "adadelta",
-                                 "rmsprop", "adam", "adamw", "nadam", "adamax", "lion"]
+                                 "rmsprop", "adam", "adamw", "nadam", "adamax", "lion", "radam",
+                                 "adafactor", "lamb", "lars", "rprop", "muon",
+                                 "schedule_free_adamw", "schedule_free_sgd"]
     assert all(optim.RULES[name] is getattr(optim, name) for name in optim.RULES)
     with pytest.raises(TypeError):
         optim.RULES["sgd"] = optim.adam  # read-only

@@ -30,9 +30,10 @@ def histories():
 def test_default_hyperparameters_descend(histories, rule, problem):
     history = histories[rule, problem]
     assert np.all(np.isfinite(history))
-    # Down after 100 steps, further down at the end, and at most half the start.
+    # Down after 100 steps, further down at the end (unless already at the float32 floor, as
+    # Rprop on the quadratic), and at most half the start.
     assert history[100] < history[0]
-    assert history[-1] < history[100]
+    assert history[-1] < history[100] or history[-1] < 1e-10
     assert history[-1] < 0.5 * history[0]
 
 
@@ -145,7 +146,8 @@ def test_defaults_section_must_agree_with_the_signature(monkeypatch):
 def test_every_optimizer_state_has_a_docstring():
     # (jnet.optim.adam is the function; the modules are imported by name.)
     modules = [importlib.import_module(f"jnet.optim.{name}")
-               for name in ("adam", "adaptive", "base", "lion", "sgd")]
+               for name in ("adam", "adaptive", "base", "lion", "sgd", "adafactor", "muon",
+                            "radam", "rprop", "sam", "schedule_free")]
     states = [obj for module in modules for obj in vars(module).values()
               if isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields")
               and obj.__module__ == module.__name__]

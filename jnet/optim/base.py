@@ -297,6 +297,16 @@ def zeros_like_state(params: PyTree) -> PyTree:
                         params)
 
 
+def map_unzip(fn: Callable[..., tuple], width: int, first: PyTree,
+              *rest: PyTree) -> tuple[PyTree, ...]:
+    """`jax.tree.map(fn, first, *rest)` for an `fn` returning a `width`-tuple, as `width`
+    trees (also for trees without leaves, where `jax.tree.transpose` fails)."""
+    treedef = jax.tree.structure(first)
+    outs = [fn(*args) for args in zip(*(treedef.flatten_up_to(t) for t in (first, *rest)),
+                                      strict=True)]
+    return tuple(jax.tree.unflatten(treedef, [out[i] for out in outs]) for i in range(width))
+
+
 def ema(decay: float | jax.Array, avg: PyTree, x: PyTree, power: int = 1) -> PyTree:
     """avg ← decay·avg + (1 - decay)·x**power, leafwise: the moving average every rule keeps."""
     return jax.tree.map(lambda a, g: decay * a + (1 - decay) * g**power, avg, x)

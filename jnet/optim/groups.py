@@ -196,10 +196,11 @@ def masked(optimizer: Optimizer, mask: Mask) -> Optimizer:
         OptimizerError: `optimizer` is not an Optimizer; at `init`, a bad mask.
     """
     _check_optimizer("optimizer", optimizer)
-    groups: dict[Hashable, Stages] = {True: optimizer.transforms,
-                                      False: (_freeze_stage(None),)}
+    # String group names: the state is a dict that checkpoints can name.
+    groups: dict[Hashable, Stages] = {"masked": optimizer.transforms,
+                                      "frozen": (_freeze_stage(None),)}
 
     def marks(params):
-        return jax.tree.map(bool, resolve_mask(mask, params))
+        return jax.tree.map(lambda on: "masked" if on else "frozen", resolve_mask(mask, params))
 
     return build("masked", (grouped(groups, marks, logged_schedule(optimizer.transforms)),))

@@ -19,6 +19,7 @@ from jnet.optim.base import (
     as_schedule,
     check_hyperparameter,
     learning_rate_at,
+    map_unzip,
     zeros_like_state,
 )
 from jnet.optim.chain import build, logged_schedule
@@ -132,9 +133,7 @@ def scale_by_muon(learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.95
             rate = lr.astype(g.dtype)
             return -rate * (_shape_scale(g.shape, lr_scale) * o + weight_decay * p), b
 
-        pairs = jax.tree.map(one, grads, state.momentum, params)
-        outer = jax.tree.structure(grads)
-        u, b = jax.tree.transpose(outer, jax.tree.structure((0, 0)), pairs)
+        u, b = map_unzip(one, 2, grads, state.momentum, params)
         return u, MuonState(b)
 
     return GradientTransformation(init, update, schedule)
@@ -228,7 +227,8 @@ def muon(learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.95,
     others = adamw(rate, adam_b1, adam_b2, 1e-8, weight_decay, weights_only)
 
     def marks(params):
-        return jax.tree.map(bool, resolve_mask(muon_mask, params, "muon_mask"))
+        return jax.tree.map(lambda on: "muon" if on else "adamw",
+                            resolve_mask(muon_mask, params, "muon_mask"))
 
-    return build("muon", (grouped({True: (matrices,), False: others.transforms}, marks,
+    return build("muon", (grouped({"muon": (matrices,), "adamw": others.transforms}, marks,
                                   logged_schedule((matrices,))),))

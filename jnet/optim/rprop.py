@@ -15,6 +15,7 @@ from jnet.optim.base import (
     api,
     as_schedule,
     check_hyperparameter,
+    map_unzip,
     zeros_like_state,
 )
 from jnet.optim.chain import build
@@ -71,9 +72,7 @@ def scale_by_rprop(learning_rate: float | jax.Array = 1e-2, eta_minus: float = 0
             g = jnp.where(agree < 0, 0.0, g)  # after a flip: no step, and no flip next time
             return -jnp.sign(g) * size, g, size
 
-        triples = jax.tree.map(one, grads, state.prev, state.step_size)
-        u, prev, size = jax.tree.transpose(jax.tree.structure(grads),
-                                           jax.tree.structure((0, 0, 0)), triples)
+        u, prev, size = map_unzip(one, 3, grads, state.prev, state.step_size)
         return u, RpropState(prev, size)
 
     return GradientTransformation(init, update, schedule)

@@ -160,7 +160,7 @@ def schedule_free_adamw(learning_rate: ScalarOrSchedule = 2.5e-3, b1: float = 0.
 
 
 @api("jnet.optim.schedule_free_sgd")
-def schedule_free_sgd(learning_rate: ScalarOrSchedule = 1.0, momentum: float = 0.9,
+def schedule_free_sgd(learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.9,
                       weight_decay: float = 0.0, warmup_steps: int = 0, r: float = 0.0,
                       weight_lr_power: float = 2.0) -> Optimizer:
     """Schedule-free SGD: no decay schedule needed; evaluate with the average x_t.
@@ -189,12 +189,13 @@ def schedule_free_sgd(learning_rate: ScalarOrSchedule = 1.0, momentum: float = 0
         OptimizerError: a hyperparameter out of range.
 
     Defaults:
-        learning_rate=1.0, momentum=0.9, weight_decay=0, warmup_steps=0, r=0,
-        weight_lr_power=2 (the `schedulefree` package's `SGDScheduleFree`).
+        learning_rate=1e-3 (`sgd`'s; the package's 1.0 diverges wherever the curvature
+        exceeds about 2, e.g. on Rosenbrock), momentum=0.9, weight_decay=0, warmup_steps=0,
+        r=0, weight_lr_power=2 (the `schedulefree` package's `SGDScheduleFree`).
 
     PyTorch:
         none (schedulefree `SGDScheduleFree(lr, momentum, weight_decay, warmup_steps)`)
-        Same defaults and update.
+        Same update and defaults but the rate: pass `learning_rate=1.0` for the package's.
 
     Keras:
         none
