@@ -62,8 +62,9 @@ FORMS = {
 
 # Every rule in the two forms that stress freezing most (freeze before the rule's decay, and
 # a frozen group); the other forms with the two rules whose decay moves zero-gradient arrays.
-COMBINATIONS = ([(name, form) for name in optim.RULES for form in ("freeze_first", "partition")]
-                + [(name, form) for name in ("adamw", "lion") for form in ("freeze_last", "masked")])
+COMBINATIONS = (
+    [(name, form) for name in optim.RULES for form in ("freeze_first", "partition")]
+    + [(name, form) for name in ("adamw", "lion") for form in ("freeze_last", "masked")])
 
 
 @pytest.mark.parametrize("name, form", COMBINATIONS)

@@ -1,6 +1,7 @@
 """Every optimizer's defaults descend on a convex quadratic and on Rosenbrock, and the
-optimizer table of docs/optimizers.md is what `scripts/optim_table.py` generates from the code (every cell exactly,
-except that step counts may differ by float32 rounding across machines)."""
+optimizer table of docs/optimizers.md is what `scripts/optim_table.py` generates from the code
+(every cell exactly, except that step counts may differ by float32 rounding across
+machines)."""
 
 from __future__ import annotations
 

@@ -301,7 +301,7 @@ def map_unzip(fn: Callable[..., tuple], width: int, first: PyTree,
               *rest: PyTree) -> tuple[PyTree, ...]:
     """`jax.tree.map(fn, first, *rest)` for an `fn` returning a `width`-tuple, as `width`
     trees (also for trees without leaves, where `jax.tree.transpose` fails)."""
-    treedef = jax.tree.structure(first)
+    treedef: Any = jax.tree.structure(first)  # jaxlib ships no PyTreeDef stub
     outs = [fn(*args) for args in zip(*(treedef.flatten_up_to(t) for t in (first, *rest)),
                                       strict=True)]
     return tuple(jax.tree.unflatten(treedef, [out[i] for out in outs]) for i in range(width))
