@@ -13,7 +13,8 @@ Rules, in `RULES` (`name -> constructor`): `sgd`, `momentum`, `nesterov`, `adagr
 transformations (`clip_by_value`, `clip_by_global_norm`, `add_decayed_weights`, `scale_by_*`,
 `scale_by_learning_rate`) and of whole rules. Parameter groups and freezing: `partition`
 ({label: optimizer}, one learning rate per group), `masked` and `freeze` (bit-identical
-arrays). Schedules live in `jnet.optim.schedules` and are
+arrays). Wrappers: `accumulate(opt, k)` (gradient accumulation), `ema(opt, decay)` (averaged
+params, read with `ema_params`), `sam(opt, rho)`. Schedules live in `jnet.optim.schedules` and are
 re-exported here. The learning rate the last update used:
 `current_learning_rate(opt_state)`, the one way to read it. The equations, defaults and
 PyTorch / Keras mappings: each rule's docstring (docs/optimizers.md collects them).
@@ -78,6 +79,7 @@ from jnet.optim.schedules import (
 )
 from jnet.optim.sgd import momentum, nesterov, sgd, trace_momentum
 from jnet.optim.weight_decay import add_decayed_weights, weights_only
+from jnet.optim.wrappers import accumulate, ema, ema_params
 
 RULES: types.MappingProxyType[str, Callable[..., Optimizer]] = types.MappingProxyType({
     "sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adagrad": adagrad,
@@ -167,6 +169,7 @@ __all__ = [
     "OptState",
     "Optimizer",
     "OptimizerError",
+    "accumulate",
     "adadelta",
     "adafactor",
     "adagrad",
@@ -180,6 +183,8 @@ __all__ = [
     "constant_schedule",
     "cosine_decay_schedule",
     "current_learning_rate",
+    "ema",
+    "ema_params",
     "exponential_decay",
     "freeze",
     "get",
