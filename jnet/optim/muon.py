@@ -212,8 +212,9 @@ def muon(learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.95,
 
     Keras:
         `Muon(learning_rate, ..., exclude_embeddings=True)`
-        Keras 3.10+ also routes the other arrays to AdamW, with different defaults and a
-        shape factor of its own.
+        Keras also routes embeddings and arrays that are not 2-D to AdamW; it defaults
+        weight_decay = 0.004 and scales the step with `rms_rate=0.2` (Moonshot's form,
+        `lr_scale="match_rms_adamw"`).
 
     References:
         Jordan et al. 2024, "Muon: An optimizer for hidden layers in neural networks";

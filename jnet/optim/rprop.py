@@ -93,7 +93,7 @@ def rprop(learning_rate: float | jax.Array = 1e-2, eta_minus: float = 0.5,
     `current_learning_rate` reports Δ_0.
 
     Args:
-        learning_rate: Δ_0 > 0, the initial step size (a number, not a schedule).
+        learning_rate: Δ_0 >= 0, the initial step size (a number, not a schedule).
         eta_minus: η- in (0, 1).
         eta_plus: η+ > 1.
         step_size_min: Δ_min >= 0.

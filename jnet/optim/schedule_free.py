@@ -24,6 +24,7 @@ from jnet.optim.base import (
     check_hyperparameter,
     ema,
     float_step,
+    is_tracer,
     learning_rate_at,
     zeros_like_state,
 )
@@ -90,7 +91,9 @@ def scale_by_schedule_free(learning_rate: ScalarOrSchedule, b1: float, b2: float
             nu = ema(b2, state.nu, grads, 2)
             c2 = bias_correction(b2, step)
             grads = jax.tree.map(lambda g, v: g / (jnp.sqrt(v / c2) + eps), grads, nu)
-        d = jax.tree.map(lambda g, y: g + weight_decay * y, grads, params)
+        d = grads
+        if is_tracer(weight_decay) or weight_decay != 0:  # λ = 0: no extra pass over y
+            d = jax.tree.map(lambda g, y: g + weight_decay * y, grads, params)
         u = jax.tree.map(lambda y, z, d: (c * (z - y) + lr * (b1 * (1 - c) - 1) * d)
                          .astype(y.dtype), params, state.z, d)
         z = jax.tree.map(lambda z, d: (z - lr * d).astype(z.dtype), state.z, d)

@@ -12,6 +12,7 @@ from jnet.optim.base import (
     PyTree,
     api,
     check_hyperparameter,
+    is_tracer,
 )
 from jnet.optim.masks import Mask, resolve_mask
 
@@ -62,6 +63,8 @@ def add_decayed_weights(weight_decay: float | jax.Array = 0.0,
         return EmptyState()
 
     def update(updates, state, params, step):
+        if not is_tracer(weight_decay) and weight_decay == 0:
+            return updates, state  # λ = 0 (lamb's, lars' default): no pass over the params
         keep = resolve_mask(mask, params)
         return jax.tree.map(lambda u, p, m: u + weight_decay * m * p, updates, params, keep), state
 
