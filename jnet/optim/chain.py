@@ -5,6 +5,7 @@ with any of them: `chain(clip_by_global_norm(1.0), adam(1e-3))`."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -133,6 +134,13 @@ def frozen_mask(transforms: tuple[GradientTransformation, ...], params: PyTree) 
         return None
     return jax.tree.map(lambda *m: functools.reduce(jnp.logical_or, m) if len(m) > 1 else m[0],
                         *masks)
+
+
+def frozen_of(transforms: tuple[GradientTransformation, ...]) -> Callable[[PyTree], PyTree] | None:
+    """The `frozen` field of a stage wrapping `transforms` (None when none of them freezes)."""
+    if not any(t.frozen is not None for t in transforms):
+        return None
+    return lambda params: frozen_mask(transforms, params)
 
 
 def hold_frozen(update, frozen):

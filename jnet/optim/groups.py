@@ -79,7 +79,8 @@ def grouped(groups: dict[Hashable, Stages], marks_of: Callable[[PyTree], PyTree]
     return GradientTransformation(init, update, schedule, frozen)
 
 
-def _check_optimizer(where: str, opt: Any) -> None:
+def check_optimizer(where: str, opt: Any) -> None:
+    """Raise `OptimizerError` unless `opt` is an `Optimizer` (wrappers and groups take one)."""
     if not isinstance(opt, Optimizer):
         raise OptimizerError(f"{where} must be an Optimizer such as jnet.optim.adam(1e-3), got "
                              f"{type(opt).__name__} {opt!r:.60}. Build it first (freeze() for "
@@ -119,7 +120,7 @@ def partition(optimizers: Mapping[str, Optimizer], labels: Labels) -> Optimizer:
         if not isinstance(label, str):
             raise OptimizerError(f"optimizers: labels must be strings, got "
                                  f"{type(label).__name__} {label!r}.")
-        _check_optimizer(f"optimizers[{label!r}]", opt)
+        check_optimizer(f"optimizers[{label!r}]", opt)
     groups: dict[Hashable, Stages] = {label: opt.transforms for label, opt in optimizers.items()}
     rates = {label: logged_schedule(stages) for label, stages in groups.items()}
     names = tuple(optimizers)
@@ -195,7 +196,7 @@ def masked(optimizer: Optimizer, mask: Mask) -> Optimizer:
     Raises:
         OptimizerError: `optimizer` is not an Optimizer; at `init`, a bad mask.
     """
-    _check_optimizer("optimizer", optimizer)
+    check_optimizer("optimizer", optimizer)
     # String group names: the state is a dict that checkpoints can name.
     groups: dict[Hashable, Stages] = {"masked": optimizer.transforms,
                                       "frozen": (_freeze_stage(None),)}

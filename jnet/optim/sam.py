@@ -10,14 +10,14 @@ import jax.numpy as jnp
 from jnet.optim.base import (
     GradientTransformation,
     Optimizer,
-    OptimizerError,
     PyTree,
     api,
     check_hyperparameter,
     zeros_like_state,
 )
-from jnet.optim.chain import build, frozen_mask, logged_schedule, run_stages
+from jnet.optim.chain import build, frozen_of, logged_schedule, run_stages
 from jnet.optim.clip import global_norm
+from jnet.optim.groups import check_optimizer
 
 
 class SamState(NamedTuple):
@@ -65,11 +65,7 @@ def _sam_stage(base: Optimizer, rho: float, eps: float) -> GradientTransformatio
         # Call c (step = c - 1 here) belongs to base update ⌈c/2⌉: its rate.
         return rate(step // 2)
 
-    def frozen(params):
-        return frozen_mask(stages, params)
-
-    return GradientTransformation(init, update, schedule,
-                                  frozen if any(t.frozen for t in stages) else None)
+    return GradientTransformation(init, update, schedule, frozen_of(stages))
 
 
 @api("jnet.optim.sam")
@@ -122,9 +118,7 @@ def sam(base: Optimizer, rho: float = 0.05, eps: float = 1e-12) -> Optimizer:
         Foret et al. 2021, "Sharpness-Aware Minimization for Efficiently Improving
         Generalization", Algorithm 1.
     """
-    if not isinstance(base, Optimizer):
-        raise OptimizerError(f"base must be an Optimizer such as jnet.optim.sgd(0.1), got "
-                             f"{type(base).__name__} {base!r:.60}.")
+    check_optimizer("base", base)
     check_hyperparameter("rho", rho, fix="ρ is the radius of the ascent step; 0.05 is usual.")
     check_hyperparameter("eps", eps, fix="1e-12 is usual.")
     return build("sam", (_sam_stage(base, rho, eps),))

@@ -19,19 +19,8 @@ from jnet.optim.base import (
     check_hyperparameter,
     zeros_like_state,
 )
-from jnet.optim.chain import build, frozen_mask, hold_frozen, logged_schedule, run_stages
-
-
-def _check_optimizer(name: str, opt: object) -> None:
-    if not isinstance(opt, Optimizer):
-        raise OptimizerError(f"{name} must be an Optimizer such as jnet.optim.adam(1e-3), got "
-                             f"{type(opt).__name__} {opt!r:.60}.")
-
-
-def _frozen(stages):
-    if not any(t.frozen for t in stages):
-        return None
-    return lambda params: frozen_mask(stages, params)
+from jnet.optim.chain import build, frozen_of, hold_frozen, logged_schedule, run_stages
+from jnet.optim.groups import check_optimizer
 
 
 class AccumulateState(NamedTuple):
@@ -75,7 +64,7 @@ def accumulate(optimizer: Optimizer, k: int) -> Optimizer:
     Raises:
         OptimizerError: `optimizer` is not an Optimizer, or k is not a positive int.
     """
-    _check_optimizer("optimizer", optimizer)
+    check_optimizer("optimizer", optimizer)
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise OptimizerError(f"k must be a positive int (micro-batches per update), got {k!r}.")
     stages = optimizer.transforms
@@ -100,7 +89,7 @@ def accumulate(optimizer: Optimizer, k: int) -> Optimizer:
         return jax.lax.cond(state.micro + 1 == k, apply, wait, total, state, params)
 
     return build("accumulate", (GradientTransformation(
-        init, update, lambda step: rate(step // k), _frozen(stages)),))
+        init, update, lambda step: rate(step // k), frozen_of(stages)),))
 
 
 class EmaState(NamedTuple):
@@ -138,7 +127,7 @@ def ema(optimizer: Optimizer, decay: float = 0.999) -> Optimizer:
     Raises:
         OptimizerError: `optimizer` is not an Optimizer, or δ is out of range.
     """
-    _check_optimizer("optimizer", optimizer)
+    check_optimizer("optimizer", optimizer)
     check_hyperparameter("decay", decay, 0.0, 1.0, high_open=True,
                          fix="δ = 0.999 or 0.9999 is usual.")
     stages = optimizer.transforms
@@ -153,7 +142,7 @@ def ema(optimizer: Optimizer, decay: float = 0.999) -> Optimizer:
         return u, EmaState(average, inner)
 
     return build("ema", (GradientTransformation(init, update, logged_schedule(stages),
-                                                _frozen(stages)),))
+                                                frozen_of(stages)),))
 
 
 @api("jnet.optim.ema_params")
