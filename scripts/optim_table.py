@@ -5,8 +5,7 @@ jnet.optim itself: each rule's signature and docstring (its equations, `Args:`, 
 Each rule also runs with its default hyperparameters on two fixed 2-D problems; the table
 gives the number of updates until the loss first drops below THRESHOLD.
 `tests/test_optim_table.py` regenerates both and compares them with docs/optimizers.md, so
-they cannot drift. README.md's copy of the table (between the same markers, if it has them) is
-rewritten too.
+they cannot drift. The README links to that page instead of keeping a copy.
 
     python scripts/optim_table.py            # print the table
     python scripts/optim_table.py --write    # rewrite them, between their markers
@@ -26,7 +25,6 @@ import numpy as np
 from jnet import optim
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
 DOCS = ROOT / "docs" / "optimizers.md"
 BEGIN, END = "<!-- optim-table:begin -->", "<!-- optim-table:end -->"
 DOCS_BEGIN, DOCS_END = "<!-- optim-rules:begin -->", "<!-- optim-rules:end -->"
@@ -203,8 +201,6 @@ def main(argv: list[str]) -> None:
     if "--write" in argv:
         replace_between(DOCS, BEGIN, END, generated)
         replace_between(DOCS, DOCS_BEGIN, DOCS_END, rules_markdown())
-        if BEGIN in README.read_text():  # a copy on the front page, if it keeps one
-            replace_between(README, BEGIN, END, generated)
     print(generated)
 
 
