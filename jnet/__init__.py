@@ -6,6 +6,7 @@ Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state
 
 from jnet import (
     activations,
+    callbacks,
     checkpoint,
     distributed,
     errors,
@@ -22,6 +23,7 @@ from jnet.training import (
     EarlyStopping,
     FitResult,
     TrainingDiverged,
+    TrainingInterrupted,
     data,
     evaluate,
     fit,
@@ -38,7 +40,9 @@ __all__ = [
     "Error",
     "FitResult",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "activations",
+    "callbacks",
     "checkpoint",
     "data",
     "distributed",
