@@ -83,7 +83,7 @@ def fit(
             partial.
         batch_size: None = full batch (gradient descent), 1 = per-example SGD, k = mini-batches
             (default 32, as Keras). Larger than N: N, with a warning.
-        key: ONE PRNG key or an int seed (within 64 bits); everything random derives from it:
+        key: ONE PRNG key or an int seed (a signed 64-bit int); everything random derives from it:
             init, shuffles, dropout.
         mask: boolean ``(N, T)``, True on the real time steps of padded sequences; batched and
             shuffled with x and given to ``model.apply(..., mask=)``. With per-step targets

@@ -36,9 +36,9 @@ def as_key(key: Any) -> jax.Array:
             an int outside the 64-bit range), naming ``key``.
     """
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        if not -(2**63) <= int(key) < 2**64:
-            raise ArgumentError(f"key must be an int seed within 64 bits, got {key}. Pass a "
-                                "smaller seed, e.g. key % 2**32.")
+        if not -(2**63) <= int(key) < 2**63:
+            raise ArgumentError(f"key must be an int seed within 64 bits (a signed int64), "
+                                f"got {key}. Pass a smaller seed, e.g. key % 2**32.")
         return jax.random.key(int(key))
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != ():
