@@ -14,20 +14,17 @@ resuming it with a larger budget trains nothing and warns, saying how to train o
 from __future__ import annotations
 
 import os
-import shutil
 import warnings
-from typing import Any
 
 import jax
 import numpy as np
 
-from jnet.checkpoint import CheckpointError, CheckpointManager
+from jnet import checkpoint
+from jnet.checkpoint import CheckpointManager
 from jnet.errors import ArgumentError, ArgumentTypeError, entry_point
 from jnet.training import checks
 from jnet.training import resume as R
-from jnet.training.callbacks import Callback, RunState
-
-HEADER_BYTES = 1 << 20  # room for the JSON header of a large tree
+from jnet.training.callbacks import Best, Callback, RunState
 
 
 class Checkpoint(Callback):
@@ -85,27 +82,19 @@ class Checkpoint(Callback):
         R.save(self.manager, tree, meta, run.logs)
 
 
-def _nbytes(tree: Any) -> int:
-    return sum(int(np.prod(np.shape(a))) * np.dtype(getattr(a, "dtype", np.float64)).itemsize
-               for a in jax.tree.leaves(tree))
-
-
 def check_space(directory: str, run: RunState) -> None:
-    """Raise unless `directory`'s file system has room for one checkpoint of `run` (params,
-    state and optimizer state, best weights counted as another params + state, and a
-    megabyte for the header and history).
+    """Raise unless `directory`'s file system has room for one checkpoint of `run`, best
+    weights included (`jnet.checkpoint.check_space`, from shapes and dtypes alone).
 
     Raises:
-        CheckpointError: the free space is smaller, naming both sizes and the fix.
+        CheckpointError: less free space than one checkpoint needs, naming both numbers.
     """
-    needed = 2 * _nbytes((run.params, run.state)) + _nbytes(run.opt_state) + HEADER_BYTES
-    free = shutil.disk_usage(directory).free
-    if free < needed:
-        raise CheckpointError(
-            f"the checkpoint directory '{directory}' has {free / 2**20:.1f} MiB free, but one "
-            f"checkpoint of this run needs about {needed / 2**20:.1f} MiB (params, state, "
-            "optimizer state and best weights). Free some space or pass another directory to "
-            "jnet.callbacks.Checkpoint.", path=directory)
+    best = run.best or Best(run.params, run.state, 0 if run.size is None else
+                            np.zeros((run.size,), np.int32))
+    tree = R.checkpoint_tree(run.params, run.state, run.opt_state, run.key, run.epoch, run.step,
+                             run.history, run.stop, best)
+    checkpoint.check_space(directory, tree,
+                           metadata=R.header(run.epoch, run.step, run.history, best, run.size))
 
 
 def _resume(manager: CheckpointManager, run: RunState) -> None:
