@@ -6,6 +6,7 @@ Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state
 
 from jnet import (
     activations,
+    callbacks,
     checkpoint,
     distributed,
     errors,
@@ -23,6 +24,7 @@ from jnet.training import (
     EarlyStopping,
     FitResult,
     TrainingDiverged,
+    TrainingInterrupted,
     data,
     evaluate,
     fit,
@@ -40,7 +42,9 @@ __all__ = [
     "ExportedModel",
     "FitResult",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "activations",
+    "callbacks",
     "checkpoint",
     "data",
     "distributed",
