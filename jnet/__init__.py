@@ -6,6 +6,7 @@ Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state
 
 from jnet import (
     activations,
+    callbacks,
     checkpoint,
     distributed,
     errors,
@@ -17,11 +18,13 @@ from jnet import (
     precision,
 )
 from jnet.errors import ArgumentError, ArgumentTypeError, DataError, Error
+from jnet.export import ExportedModel, export, load_exported
 from jnet.layers.summary import summary
 from jnet.training import (
     EarlyStopping,
     FitResult,
     TrainingDiverged,
+    TrainingInterrupted,
     data,
     evaluate,
     fit,
@@ -36,18 +39,23 @@ __all__ = [
     "DataError",
     "EarlyStopping",
     "Error",
+    "ExportedModel",
     "FitResult",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "activations",
+    "callbacks",
     "checkpoint",
     "data",
     "distributed",
     "errors",
     "evaluate",
+    "export",
     "fit",
     "initializers",
     "interop",
     "layers",
+    "load_exported",
     "losses",
     "make_train_step",
     "optim",

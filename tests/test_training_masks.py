@@ -117,11 +117,13 @@ def test_batching_and_shuffling_keep_mask_rows_with_their_x_rows(scan):
     x = np.repeat(ids[:, None, None], T, axis=1).astype(np.float32)
     mask = (ids[:, None] >> np.arange(T)[None, :]) & 1 == 1    # row id in binary
     r = jnet.fit(_alignment_checker(), jnet.optim.sgd(0.0), x, np.zeros(n, np.float32),
-                 mask=mask, epochs=3, batch_size=5, key=3, scan=scan, verbose=0)
+                 mask=mask, epochs=3, batch_size=5, key=3, verbose=0,
+                 options=jnet.training.Options(scan=scan))
     assert r.history["loss"] == [0.0, 0.0, 0.0]
     shifted = np.roll(mask, 1, axis=0)                          # a misaligned mask is seen
     r = jnet.fit(_alignment_checker(), jnet.optim.sgd(0.0), x, np.zeros(n, np.float32),
-                 mask=shifted, epochs=1, batch_size=5, key=3, scan=scan, verbose=0)
+                 mask=shifted, epochs=1, batch_size=5, key=3, verbose=0,
+                 options=jnet.training.Options(scan=scan))
     assert r.history["loss"][0] > 1.0
 
 
@@ -129,8 +131,10 @@ def test_scan_and_per_step_paths_give_identical_params_with_a_mask():
     x, y, mask, _ = _sequences(40, seed=2)
     kw = dict(mask=mask, epochs=2, batch_size=16, key=1, verbose=0,
               validation_data=(x, y, mask))
-    a = jnet.fit(_lstm(), jnet.optim.adam(1e-2), x, y, scan=True, **kw)
-    b = jnet.fit(_lstm(), jnet.optim.adam(1e-2), x, y, scan=False, **kw)
+    a = jnet.fit(_lstm(), jnet.optim.adam(1e-2), x, y,
+                 options=jnet.training.Options(scan=True), **kw)
+    b = jnet.fit(_lstm(), jnet.optim.adam(1e-2), x, y,
+                 options=jnet.training.Options(scan=False), **kw)
     for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-6, atol=1e-7)
     assert a.history["val_loss"] == pytest.approx(b.history["val_loss"], rel=1e-6)

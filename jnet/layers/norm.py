@@ -4,12 +4,13 @@ kept in `state`, and layer normalization (Ba, Kiros & Hinton 2016)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jnet.layers.base import Layer, LayerError, check_float, check_last_dim
-from jnet.layers.checks import is_number
+from jnet.layers.base import Layer, LayerError, check_float, check_last_dim, check_mask
+from jnet.layers.checks import check_positive_int, is_number
 
 
 def BatchNorm(
@@ -208,3 +209,224 @@ def LayerNorm(
     config = {"eps": eps, "scale": scale, "center": center}
     return Layer(init_fn, apply_fn, kind="LayerNorm", config=config, name=name,
                  keeps_float32=True)
+
+
+# ----------------------------------------------------------------------------------------
+# Per-example normalisations of the transformer era: RMSNorm, GroupNorm, InstanceNorm.
+
+
+def _affine_params(c: int, scale: bool, center: bool) -> dict:
+    """``{"scale": ones (C,), "bias": zeros (C,)}``, each only when asked for."""
+    params = {}
+    if scale:
+        params["scale"] = jnp.ones((c,), jnp.float32)
+    if center:
+        params["bias"] = jnp.zeros((c,), jnp.float32)
+    return params
+
+
+def _check_eps(kind: str, eps: Any) -> None:
+    if not is_number(eps) or eps <= 0:
+        raise LayerError(kind, f"eps must be a positive number, got {eps!r}.")
+
+
+def RMSNorm(
+    eps: float = 1e-6,
+    scale: bool = True,
+    name: str | None = None,
+) -> Layer:
+    """Root-mean-square normalisation of the last axis (Zhang & Sennrich 2019), (N, ..., C) ->
+    same.
+
+    Per example and position, with the mean taken over the C values of the last axis (no
+    centring, no batch statistics):
+
+        y = γ ⊙ x / sqrt(mean(x²) + eps)
+
+    Params: ``{"scale": γ (C,)}`` (ones; none with ``scale=False``). No state. Statistics in
+    at least float32 (``keeps_float32``); the output keeps the input's dtype. ``mask=`` is
+    ignored: each position is normalised on its own.
+
+    PyTorch: ``nn.RMSNorm(C, eps=eps)`` (weight = γ; PyTorch's default ``eps=None`` means the
+    dtype's machine epsilon, so pass eps explicitly for equal outputs). Llama uses eps 1e-6,
+    jnet's default. `jnet.interop.rmsnorm_from_torch` converts the weight.
+
+    Args:
+        eps: added to the mean square inside the square root, > 0.
+        scale: learn γ.
+        name: the layer's name inside a container.
+
+    Returns:
+        The `Layer`.
+
+    Raises:
+        LayerError: ``eps <= 0``; at init, inputs without a feature axis; at apply, non-float
+            inputs or a last axis other than the C the params were made for.
+    """
+    _check_eps("RMSNorm", eps)
+
+    def init_fn(key, in_shape):
+        if len(in_shape) < 1:
+            raise LayerError("RMSNorm", f"expected per-example inputs with a feature axis, got "
+                                        f"in_shape {in_shape}. Reshape scalars to (N, 1).")
+        return in_shape, _affine_params(in_shape[-1], scale, False), {}
+
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
+        check_float("RMSNorm", x)
+        if scale:
+            check_last_dim("RMSNorm", x, params["scale"].shape[0])
+        out_dtype = x.dtype
+        x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+        if scale:
+            y = y * params["scale"]
+        return y.astype(out_dtype), state
+
+    return Layer(init_fn, apply_fn, kind="RMSNorm", config={"eps": eps, "scale": scale},
+                 name=name, keeps_float32=True)
+
+
+def GroupNorm(
+    num_groups: int,
+    eps: float = 1e-5,
+    scale: bool = True,
+    center: bool = True,
+    name: str | None = None,
+) -> Layer:
+    """Group normalisation (Wu & He 2018), channels last: (N, ..., C) -> same.
+
+    The C channels split into G = `num_groups` consecutive blocks of C / G. Per example and
+    group g, with μ_g and σ²_g the mean and *biased* variance over every non-batch axis except
+    the channels, and over the C / G channels of the group:
+
+        y[n, ..., c] = γ[c] (x[n, ..., c] − μ_g) / sqrt(σ²_g + eps) + β[c],   g = c // (C / G)
+
+    No batch statistics: training and evaluation compute the same thing. ``G = 1`` normalises
+    each example over everything (LayerNorm over all axes, per-channel affine); ``G = C`` is
+    `InstanceNorm`. With ``mask=`` (N, T) on (N, T, C) sequences, only real steps enter the
+    statistics (padded steps are normalised with them but never shift them).
+
+    Params: ``{"scale": γ (C,), "bias": β (C,)}`` (ones / zeros). No state. Statistics in at
+    least float32 (``keeps_float32``); the output keeps the input's dtype.
+
+    PyTorch: ``nn.GroupNorm(G, C, eps=eps)`` on channels-first inputs (same grouping: group g
+    holds channels g·C/G ... (g+1)·C/G − 1; weight = γ, bias = β), after
+    ``x.permute(0, 2, 3, 1)`` to channels last. `jnet.interop.groupnorm_from_torch`.
+
+    Args:
+        num_groups: G >= 1; must divide the channel count C.
+        eps: added to the variance, > 0 (PyTorch's 1e-5).
+        scale, center: learn γ, β.
+        name: the layer's name inside a container.
+
+    Returns:
+        The `Layer`.
+
+    Raises:
+        LayerError: bad arguments; at init, C not divisible by G or no axis besides the
+            channels; at apply, non-float inputs, a wrong C, or a bad mask.
+    """
+    num_groups = check_positive_int("GroupNorm", "num_groups", num_groups)
+    _check_eps("GroupNorm", eps)
+    return _group_layer("GroupNorm", num_groups, eps, scale, center, name)
+
+
+def InstanceNorm(
+    eps: float = 1e-5,
+    scale: bool = True,
+    center: bool = True,
+    name: str | None = None,
+) -> Layer:
+    """Instance normalisation (Ulyanov et al. 2016), channels last: (N, ..., C) -> same.
+
+    Each channel of each example is normalised over its spatial (or time) axes, with μ and σ²
+    the mean and *biased* variance of those values:
+
+        y[n, ..., c] = γ[c] (x[n, ..., c] − μ[n, c]) / sqrt(σ²[n, c] + eps) + β[c]
+
+    `GroupNorm` with one channel per group. No running statistics: training and evaluation
+    agree. With ``mask=`` (N, T) on (N, T, C), only real steps enter the statistics.
+
+    Params: ``{"scale": γ (C,), "bias": β (C,)}`` (ones / zeros). No state.
+
+    PyTorch: ``nn.InstanceNorm2d(C, eps=eps, affine=True)`` (``InstanceNorm1d`` for
+    sequences) on channels-first inputs; PyTorch's default ``affine=False`` is
+    ``InstanceNorm(scale=False, center=False)``; its ``track_running_stats=True`` has no jnet
+    counterpart. `jnet.interop.instancenorm_from_torch`.
+
+    Args:
+        eps: added to the variance, > 0.
+        scale, center: learn γ, β.
+        name: the layer's name inside a container.
+
+    Returns:
+        The `Layer`.
+
+    Raises:
+        LayerError: ``eps <= 0``; at init, inputs without a spatial axis; at apply, non-float
+            inputs, a wrong C, or a bad mask.
+    """
+    _check_eps("InstanceNorm", eps)
+    return _group_layer("InstanceNorm", None, eps, scale, center, name)
+
+
+def _group_layer(kind: str, num_groups: int | None, eps: float, scale: bool, center: bool,
+                 name: str | None) -> Layer:
+    """GroupNorm with `num_groups` groups; None: one group per channel (InstanceNorm)."""
+
+    def init_fn(key, in_shape):
+        if len(in_shape) < 2:
+            raise LayerError(kind, f"expected per-example inputs (..., C) with at least one "
+                                   f"axis besides the channels, got in_shape {in_shape}. Use "
+                                   "LayerNorm for (N, C) features.")
+        c = in_shape[-1]
+        if num_groups is not None and c % num_groups:
+            raise LayerError(kind, f"the {c} channels must split into num_groups = "
+                                   f"{num_groups} equal groups. Pick a divisor of {c}.")
+        return in_shape, _affine_params(c, scale, center), {}
+
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
+        check_float(kind, x)
+        if jnp.ndim(x) < 3:
+            raise LayerError(kind, f"expected a batch (N, ..., C) of rank >= 3, got shape "
+                                   f"{jnp.shape(x)}.")
+        for p in params.values():
+            check_last_dim(kind, x, p.shape[0], "channels")
+        c = x.shape[-1]
+        groups = c if num_groups is None else num_groups
+        if c % groups:
+            raise LayerError(kind, f"the {c} channels must split into num_groups = {groups} "
+                                   "equal groups.")
+        out_dtype = x.dtype
+        x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        xg = x.reshape(*x.shape[:-1], groups, c // groups)
+        weight = _step_weights(kind, mask, x)
+        axes = (*range(1, x.ndim - 1), x.ndim)  # everything but the batch and the group axes
+        # an example without a real step would divide by zero: its (unused) outputs stay finite
+        count = jnp.maximum(jnp.sum(jnp.broadcast_to(weight, xg.shape), axis=axes,
+                                    keepdims=True), 1.0)
+        mean = jnp.sum(xg * weight, axis=axes, keepdims=True) / count
+        var = jnp.sum(jnp.square(xg - mean) * weight, axis=axes, keepdims=True) / count
+        y = ((xg - mean) * jax.lax.rsqrt(var + eps)).reshape(x.shape)
+        if scale:
+            y = y * params["scale"]
+        if center:
+            y = y + params["bias"]
+        return y.astype(out_dtype), state
+
+    config = {"eps": eps, "scale": scale, "center": center}
+    if num_groups is not None:
+        config = {"num_groups": num_groups, **config}
+    return Layer(init_fn, apply_fn, kind=kind, config=config, name=name, keeps_float32=True)
+
+
+def _step_weights(kind: str, mask, x: jax.Array) -> jax.Array:
+    """1 on the values that enter the statistics, broadcastable to x grouped (N, ..., G, C/G):
+    all of them, or the real steps of a masked (N, T, C) sequence batch."""
+    if mask is None or jnp.ndim(mask) == 1:  # no mask, or a per-example one: no time mask
+        return jnp.ones((), x.dtype)
+    if x.ndim != 3:
+        raise LayerError(kind, f"mask= applies to (N, T, C) sequences, got inputs of shape "
+                               f"{x.shape}. Drop the mask for images.")
+    mask = check_mask(kind, mask, x.shape[0], x.shape[1])
+    return mask.astype(x.dtype)[:, :, None, None]
