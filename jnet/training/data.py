@@ -119,6 +119,44 @@ def check_mask(mask: Any, x: Any, name: str = "mask") -> None:
         )
 
 
+def check_dtype(name: str, arr: Any) -> None:
+    """Raise `DataError` unless `arr` holds numbers that survive the conversion to the dtype
+    JAX computes in.
+
+    Without ``jax_enable_x64`` JAX turns float64 into float32 and int64 into int32 when the data
+    reaches the device: 1e39 becomes inf and the id 2**32 + 3 becomes 3, a real row of an
+    Embedding. Both are caught here, on the host, once.
+    """
+    dtype = np.dtype(arr.dtype if hasattr(arr, "dtype") else np.result_type(arr))
+    if dtype.kind in "USO" or not (jnp.issubdtype(dtype, jnp.number) or dtype == np.bool_):
+        what = "strings" if dtype.kind in "US" else f"values of dtype {dtype}"
+        raise DataError(
+            f"{name} must hold numbers, got {what} (dtype {dtype}). Encode text before "
+            "training: class names as integer labels with `np.unique(y, return_inverse=True)[1]`, "
+            "tokens as integer ids, numbers read as text with `x.astype(np.float32)`."
+        )
+    if isinstance(arr, jax.Array) or np.size(arr) == 0:
+        return  # already on the device in its compute dtype
+    compute = jax.dtypes.canonicalize_dtype(dtype)
+    if compute == dtype or dtype == np.bool_:
+        return
+    values = np.asarray(arr)
+    info = np.finfo(compute) if np.issubdtype(compute, np.inexact) else np.iinfo(compute)
+    with np.errstate(invalid="ignore"):
+        finite = values[np.isfinite(values)] if dtype.kind in "fc" else values
+    low, high = (finite.min(), finite.max()) if finite.size else (0, 0)
+    if low < info.min or high > info.max:
+        fix = ("Rescale the data (e.g. standardise the features)" if compute.kind == "f" else
+               "Map the ids / labels into that range (e.g. `np.unique(a, return_inverse=True)`)")
+        raise DataError(
+            f"{name} has dtype {dtype} and values from {low} to {high}, outside the range of "
+            f"{compute} ([{info.min}, {info.max}]), the dtype JAX computes in: converting it "
+            f"would turn them into {'inf' if compute.kind == 'f' else 'other, wrapped values'}. "
+            f"{fix}, or enable 64-bit computation with "
+            "`jax.config.update('jax_enable_x64', True)`."
+        )
+
+
 def check_arrays(x: Any, y: Any, mask: Any = None, *, check_finite: bool = True,
                  prefix: str = "") -> int:
     """Check `x` / `y` / `mask` before training; return the number of examples N.
@@ -128,7 +166,8 @@ def check_arrays(x: Any, y: Any, mask: Any = None, *, check_finite: bool = True,
 
     Raises:
         DataError: no batch axis, lengths that differ on axis 0, an empty dataset, a mask that
-            is not boolean (N, T), or (with ``check_finite``) NaN / inf in a float array.
+            is not boolean (N, T), strings or values beyond the compute dtype's range (see
+            `check_dtype`), or (with ``check_finite``) NaN / inf in a float array.
     """
     if jnp.ndim(x) == 0:
         raise DataError(f"{prefix}x must have a leading batch axis, got a scalar.")
@@ -142,6 +181,9 @@ def check_arrays(x: Any, y: Any, mask: Any = None, *, check_finite: bool = True,
     if n == 0:
         raise DataError(f"got an empty {prefix}dataset (x.shape={tuple(jnp.shape(x))}).")
     check_mask(mask, x, f"{prefix}mask")
+    for name, arr in (("x", x), ("y", y)):
+        if arr is not None:
+            check_dtype(f"{prefix}{name}", arr)
     if check_finite:
         for name, arr in (("x", x), ("y", y)):
             if arr is None or not jnp.issubdtype(jnp.result_type(arr), jnp.inexact):
