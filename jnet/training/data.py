@@ -10,13 +10,15 @@ Every batch of an epoch has the same shape, so a jitted step compiles once. When
 multiple of k the last batch is either dropped (``drop_remainder=True``) or padded up to k with
 examples taken again from the start of the epoch's permutation and a per-example ``weight`` of 0
 for them. Weighted means make padded examples contribute nothing to the loss, the gradients or
-the metrics. They are real examples rather than zeros so that layers which look at the whole
-batch (BatchNorm statistics) see data from the right distribution; they do count there, with at
-most k - 1 repeated examples in one batch per epoch. PyTorch's ``DataLoader`` and Keras instead
-yield a smaller last batch, which costs a second compilation under ``jax.jit``.
+the metrics, and the training step tells the model which examples are real (``mask=`` the
+boolean ``(batch,)`` array ``weight > 0``, see `jnet.training.step`), so that layers which
+look at the whole batch (BatchNorm statistics) leave them out too. PyTorch's ``DataLoader``
+and Keras instead yield a smaller last batch, which costs a second compilation under
+``jax.jit``.
 
-A batch is a `Batch` ``(x, y, weight, mask)``: ``weight`` has shape ``(batch,)``; ``mask``
-is None or a boolean ``(batch, T)`` array, True on the real time steps of padded sequences
+A batch is a `Batch` ``(x, y, weight, mask)``: ``weight`` has shape ``(batch,)`` (None inside
+`jnet.fit` when the batch size divides N: no padding, every weight 1); ``mask`` is None or a
+boolean ``(batch, T)`` array, True on the real time steps of padded sequences
 (`mask_from_lengths` builds one). The mask travels with x: every gather, shuffle and pad
 applies the same rows to both.
 
@@ -281,9 +283,16 @@ class Arrays(NamedTuple):
         return int(jnp.shape(self.x)[0])
 
     def take(self, idx: Any, weight: Any) -> Batch:
-        """The batch of rows `idx` (any leading shape) with `weight`; x, y and mask together."""
+        """The batch of rows `idx` (batch axis last) with `weight`; x, y and mask together.
+
+        The weight is None when the batch size divides N: no batch of an epoch can then be
+        padded, and a training step given no weight passes the model the user's mask
+        unchanged (`jnet.training.step.model_mask`), so the compiled program of a model
+        without padding is the one it always was.
+        """
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
-        return Batch(self.x[idx], pick(self.y), weight, pick(self.mask))
+        padded = self.n % int(jnp.shape(idx)[-1]) != 0
+        return Batch(self.x[idx], pick(self.y), weight if padded else None, pick(self.mask))
 
     def on_device(self) -> Arrays:
         """The same data as device arrays (copied once)."""
@@ -336,12 +345,12 @@ def batches(
     if isinstance(data.x, np.ndarray):
         idx, weight = np.asarray(idx), np.asarray(weight)
     for i in range(idx.shape[0]):
-        yield data.take(idx[i], weight[i])
+        yield data.take(idx[i], weight[i])._replace(weight=weight[i])
 
 
 def as_batch(item: Any) -> Batch:
     """One item of a user's iterable, ``(x, y)``, ``(x, y, weight)``, ``(x, y, weight, mask)``
-    or a `Batch`, as a `Batch` with its weight filled in (ones when absent).
+    or a `Batch`, as a `Batch` (weight None when absent: every example is real).
 
     Raises:
         DataError: not such a tuple, or parts that disagree on the batch axis.
@@ -360,17 +369,22 @@ def as_batch(item: Any) -> Batch:
             "they must agree on the batch axis."
         )
     check_mask(mask, xb, "a batch's mask")
-    weight = np.ones((n,), np.float32) if weight is None else weight
     return Batch(xb, yb, weight, mask)
 
 
 def pad_batch(batch: Batch, size: int) -> Batch:
     """Pad a short batch up to `size` rows by repeating its rows with weight 0 (no recompile).
 
+    Every batch comes back with a weight (ones when it had none), so that the full batches of
+    an iterable and its padded last one share one compiled step; the step then marks the
+    padding rows as not real (`jnet.training.step.model_mask`).
+
     Raises:
         DataError: the batch is larger than `size`.
     """
     n = int(jnp.shape(batch.x)[0])
+    if batch.weight is None:
+        batch = batch._replace(weight=np.ones((n,), np.float32))
     if n == size:
         return batch
     if n > size:
