@@ -46,13 +46,16 @@ for the copied values. ``num_batches_tracked`` is not needed (jnet uses a fixed 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import jax.numpy as jnp
 import numpy as np
 
 from jnet.errors import ArgumentError, ArgumentTypeError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "batchnorm_from_torch",
@@ -69,12 +72,32 @@ __all__ = [
 ]
 
 
+def _converter(fn: F) -> F:
+    """Check the ``(state_dict, prefix)`` every converter takes before it reads an entry.
+
+    Raises:
+        ArgumentTypeError: `state_dict` is not a mapping (e.g. the module itself), or `prefix`
+            is not a string.
+    """
+
+    @functools.wraps(fn)
+    def checked(state_dict: Any, prefix: Any = "", *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(state_dict, Mapping):
+            raise ArgumentTypeError(
+                f"{fn.__name__}: state_dict must be a mapping of names to arrays, got "
+                f"{type(state_dict).__name__}. Pass `module.state_dict()`, not the module."
+            )
+        if not isinstance(prefix, str):
+            raise ArgumentTypeError(
+                f"{fn.__name__}: prefix must be a string such as 'encoder.' (the module's key "
+                f"prefix in the state dict), got {type(prefix).__name__} {prefix!r}."
+            )
+        return fn(state_dict, prefix, *args, **kwargs)
+
+    return checked  # type: ignore[return-value]
+
+
 def _get(state_dict: Mapping[str, Any], key: str, what: str, optional: bool = False):
-    if not isinstance(state_dict, Mapping):
-        raise ArgumentTypeError(
-            f"{what}: state_dict must be a mapping of names to arrays, got "
-            f"{type(state_dict).__name__}. Pass `module.state_dict()`, not the module."
-        )
     if key not in state_dict:
         if optional:
             return None
@@ -141,6 +164,7 @@ def _weight_and_bias(state_dict: Mapping[str, Any], prefix: str, what: str, layo
     return params
 
 
+@_converter
 def dense_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Linear`` -> `Dense` params: ``{"w": weight.T, "b": bias}``.
 
@@ -149,6 +173,7 @@ def dense_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     return _weight_and_bias(state_dict, prefix, "dense_from_torch", "(out, in)", (1, 0), 0)
 
 
+@_converter
 def conv2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Conv2d`` -> `Conv2D` params: OIHW weight to HWIO, ``{"w": (kh, kw, I, O), "b"}``.
 
@@ -161,6 +186,7 @@ def conv2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     return _weight_and_bias(state_dict, prefix, "conv2d_from_torch", "OIHW", (2, 3, 1, 0), 0)
 
 
+@_converter
 def batchnorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> tuple[dict, dict]:
     """``nn.BatchNorm2d`` (or 1d) -> `BatchNorm` ``(params, state)``.
 
@@ -204,6 +230,7 @@ def _rnn_weights(state_dict, prefix, layer, direction, gates, what):
             zeros if b_hh is None else b_hh)
 
 
+@_converter
 def lstm_from_torch(state_dict: Mapping[str, Any], prefix: str = "", layer: int = 0,
                     direction: str = "forward") -> dict:
     """``nn.LSTM`` layer `layer` -> `LSTM` params ``{"w_ih", "w_hh", "b"}``.
@@ -219,6 +246,7 @@ def lstm_from_torch(state_dict: Mapping[str, Any], prefix: str = "", layer: int 
     return {"w_ih": w_ih, "w_hh": w_hh, "b": b_ih + b_hh}
 
 
+@_converter
 def gru_from_torch(state_dict: Mapping[str, Any], prefix: str = "", layer: int = 0,
                    direction: str = "forward") -> dict:
     """``nn.GRU`` layer `layer` -> `GRU(reset_after=True)` params
@@ -239,6 +267,7 @@ def bidirectional_from_torch(state_dict: Mapping[str, Any], kind: str, prefix: s
     return {d: convert(state_dict, prefix, layer, d) for d in ("forward", "backward")}
 
 
+@_converter
 def conv1d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Conv1d`` -> `Conv1D` params: (O, I, k) weight to WIO, ``{"w": (k, I, O), "b"}``.
 
@@ -262,6 +291,7 @@ def conv1d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
                             "conv2d_from_torch).")
 
 
+@_converter
 def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.ConvTranspose2d`` -> `ConvTranspose2D` params: ``{"w": (kh, kw, I, O), "b"}``.
 
@@ -303,6 +333,7 @@ def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "")
 # Sequence layers: LayerNorm, Embedding, MultiheadAttention.
 
 
+@_converter
 def layernorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.LayerNorm(C)`` -> `LayerNorm` params ``{"scale": weight (C,), "bias": bias (C,)}``.
 
@@ -338,6 +369,7 @@ def layernorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dic
     return params
 
 
+@_converter
 def embedding_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Embedding(num_embeddings, features)`` -> `Embedding` params
     ``{"embedding": weight (num_embeddings, features)}``, copied as stored.
@@ -364,6 +396,7 @@ def embedding_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dic
     return {"embedding": weight}
 
 
+@_converter
 def multihead_attention_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.MultiheadAttention(E, num_heads, batch_first=True)`` -> `MultiHeadAttention` params.
 

@@ -90,7 +90,7 @@ def Embedding(
 def _check_ids(x: Any, num_embeddings: int) -> None:
     """Raise unless `x` holds integer ids, and, when its values are known (not traced), unless
     they all lie in ``[0, num_embeddings)``."""
-    dtype = jnp.result_type(x)
+    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype  # strings too
     if not jnp.issubdtype(dtype, jnp.integer):
         raise LayerError(
             "Embedding",

@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jnet.layers.base import Layer, LayerError, check_float, check_last_dim
 
@@ -72,10 +73,11 @@ def BatchNorm(
             non-float inputs, state of another model, a mask of another shape or dtype, or
             a training batch with one value per channel.
     """
-    if not 0.0 <= momentum < 1.0:
-        raise LayerError("BatchNorm", f"momentum must satisfy 0 <= momentum < 1, got {momentum}.")
-    if eps <= 0:
-        raise LayerError("BatchNorm", f"eps must be positive, got {eps}.")
+    if not _is_real(momentum) or not 0.0 <= momentum < 1.0:
+        raise LayerError("BatchNorm",
+                         f"momentum must be a number with 0 <= momentum < 1, got {momentum!r}.")
+    if not _is_real(eps) or not eps > 0:
+        raise LayerError("BatchNorm", f"eps must be a positive number, got {eps!r}.")
 
     def channel_axis(rank: int) -> int:
         ax = axis % rank if -rank <= axis < rank else None
@@ -132,6 +134,12 @@ def BatchNorm(
               "unbiased_running_var": unbiased_running_var}
     return Layer(init_fn, apply_fn, kind="BatchNorm", config=config, name=name,
                  keeps_float32=True)
+
+
+def _is_real(value: Any) -> bool:
+    """A real number (NumPy scalars included), not a bool or a string."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
 
 
 def _real_values(kind: str, mask: Any, x: jax.Array) -> jax.Array | None:

@@ -40,7 +40,7 @@ is not a step log: read it once per epoch with `jnet.optim.current_learning_rate
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -58,9 +58,15 @@ def resolve_loss(model: Layer, loss: LossFn | None) -> LossFn:
     """The per-example loss: `loss` if given, else the model's output head.
 
     Raises:
-        ArgumentTypeError: `loss` is not callable.
+        ArgumentTypeError: `model` is not a `Layer`; `loss` is not callable.
         ArgumentError: no loss and no output head.
     """
+    if not isinstance(model, Layer):
+        raise ArgumentTypeError(
+            f"model must be a jnet Layer (e.g. `jnet.layers.serial(...)`), got "
+            f"{type(model).__name__}. Build the model from jnet.layers; a name such as 'mlp' "
+            "is not a model."
+        )
     if loss is not None:
         if not callable(loss):
             raise ArgumentTypeError(
@@ -81,7 +87,18 @@ def resolve_loss(model: Layer, loss: LossFn | None) -> LossFn:
 
 def model_metrics(model: Layer, metrics: Any) -> dict[str, Metric]:
     """``metrics=`` as `jnet.fit` takes it, as ``{name: fn}`` (None: accuracy for a
-    classification head, see `resolve_metrics`)."""
+    classification head, see `resolve_metrics`).
+
+    Raises:
+        ArgumentTypeError: `metrics` is not a name, a function, a sequence or a mapping of them.
+    """
+    if not (metrics is None or isinstance(metrics, (str, list, tuple, Mapping))
+            or callable(metrics)):
+        raise ArgumentTypeError(
+            f"metrics must be a name (\"accuracy\"), a function fn(outputs, targets) -> "
+            f"per-example values, a list of those or a {{name: fn}} dict, got "
+            f"{type(metrics).__name__} {metrics!r:.40}."
+        )
     return resolve_metrics(metrics, model.head.task if model.head is not None else None)
 
 
