@@ -126,8 +126,6 @@ def Softmax(axis: int = -1, name: str | None = None) -> Layer:
     end the model in `ClassificationOutput` instead: it applies the softmax only for
     prediction and computes the loss from logits, which is stable.
     """
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise LayerError("Softmax", f"axis must be an int (a per-example axis), got {axis!r}.")
     # Per-example axis -> batch axis: shift non-negative axes past the batch dimension.
     batch_axis = axis if axis < 0 else axis + 1
 

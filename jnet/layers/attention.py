@@ -159,8 +159,7 @@ def _self_attention(params, x, mask, key, num_heads: int, causal: bool, rate: fl
     e = params["w_out"].shape[0]
     check_last_dim(KIND, x, e)
     n, t, _ = x.shape
-    # A (N,) mask marks real examples (a padded batch in fit): no key is padded.
-    mask = None if mask is not None and jnp.ndim(mask) == 1 else check_mask(KIND, mask, n, t)
+    mask = check_mask(KIND, mask, n, t)
     qkv = x @ params["w_qkv"].astype(x.dtype)
     if "b_qkv" in params:
         qkv = qkv + params["b_qkv"].astype(x.dtype)

@@ -157,6 +157,7 @@ def _real_values(kind: str, mask: Any, x: jax.Array) -> jax.Array | None:
         return None
     n = x.shape[0]
     shape, dtype = tuple(jnp.shape(mask)), jnp.result_type(mask)
+    expected: tuple[int, ...]
     if len(shape) != 2:
         expected, meaning = (n,), "True on real examples"
     else:  # (N, C) inputs have no time axis left: any T
@@ -181,6 +182,8 @@ def _batch_statistics(x: jax.Array, real: jax.Array | None, state: dict, momentu
     gradient flows into them)."""
     reduce = tuple(range(x.ndim - 1))
     n = math.prod(x.shape[:-1])
+    correction: float | jax.Array
+    keep: float | jax.Array
     if n < 2:
         raise LayerError(
             "BatchNorm",
@@ -191,7 +194,7 @@ def _batch_statistics(x: jax.Array, real: jax.Array | None, state: dict, momentu
         mean = jnp.mean(x, axis=reduce)
         var = jnp.mean(jnp.square(x - mean), axis=reduce)
         correction, keep = n / (n - 1), momentum
-    else:
+    else:  # traced counts: the correction and the decay become arrays
         count = jnp.sum(jnp.broadcast_to(real, (*x.shape[:-1], 1)), dtype=x.dtype)
         # where, not a product: a padded value may be inf / NaN and must not reach the sums
         mean = jnp.sum(jnp.where(real, x, 0), axis=reduce) / jnp.maximum(count, 1)
