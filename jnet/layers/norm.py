@@ -33,13 +33,10 @@ def BatchNorm(
 
     Evaluation: ``y = γ (x − mean) / sqrt(var + eps) + β``, state unchanged.
 
-    Real values (docs/conventions.md, "Masks"): with ``mask=None`` every value is real. A
-    boolean ``(N,)`` mask marks the real examples of the batch (`jnet.fit` passes one when a
-    short last batch is padded, so padding moves neither the batch nor the running
-    statistics). A boolean ``(N, T)`` mask marks the real time steps of ``(N, T, C)`` inputs
-    (padded steps are left out), and on ``(N, C)`` inputs, after a sequence-to-vector layer, an
-    example counts when any of its steps is real. Every position is still normalised (padded
-    ones too, with the real values' statistics); a batch without a real value leaves the
+    Real values (docs/conventions.md, "Sequence masks"): all without ``mask=``; with a boolean
+    ``(N,)`` mask the real examples (`jnet.fit` passes one for a padded last batch); with
+    ``(N, T)`` the real steps of ``(N, T, C)`` inputs, or on ``(N, C)`` inputs the examples
+    with a real step. Every position is normalised; a batch without a real value leaves the
     running statistics unchanged.
 
     Params: ``{"scale": γ (C,), "bias": β (C,)}`` (ones / zeros; dropped when
@@ -75,22 +72,12 @@ def BatchNorm(
     """
     if not _is_real(momentum) or not 0.0 <= momentum < 1.0:
         raise LayerError("BatchNorm",
-                         f"momentum must be a number with 0 <= momentum < 1, got {momentum!r}.")
+                         f"momentum must satisfy 0 <= momentum < 1 (a number), got {momentum!r}.")
     if not _is_real(eps) or not eps > 0:
         raise LayerError("BatchNorm", f"eps must be a positive number, got {eps!r}.")
 
-    def channel_axis(rank: int) -> int:
-        ax = axis % rank if -rank <= axis < rank else None
-        if ax is None or ax == 0:
-            raise LayerError(
-                "BatchNorm",
-                f"axis={axis} must name a channel axis of the rank-{rank} batch other than the "
-                "batch axis 0 (default -1: channels last).",
-            )
-        return ax
-
     def init_fn(key, in_shape):
-        c = in_shape[channel_axis(len(in_shape) + 1) - 1]
+        c = in_shape[_channel_axis(axis, len(in_shape) + 1) - 1]
         params = {}
         if scale:
             params["scale"] = jnp.ones((c,), jnp.float32)
@@ -101,16 +88,8 @@ def BatchNorm(
 
     def apply_fn(params, state, x, *, key=None, train=False, mask=None):
         check_float("BatchNorm", x)
-        ax = channel_axis(jnp.ndim(x))
-        c = state["mean"].shape[0]
-        made_for = {params[k].shape[0] for k in ("scale", "bias") if k in params}
-        if made_for and made_for != {c}:
-            raise LayerError(
-                "BatchNorm",
-                f"state holds running statistics for {c} channels but params are for "
-                f"{made_for.pop()}: the state comes from another model. Pass the state this "
-                "model's init (or its last training step) returned.",
-            )
+        ax = _channel_axis(axis, jnp.ndim(x))
+        c = _channels(params, state)
         # The checks read the last axis; move the channel axis there once, compute, move back.
         x = jnp.moveaxis(x, ax, -1)
         check_last_dim("BatchNorm", x, c, "channels")
@@ -134,6 +113,34 @@ def BatchNorm(
               "unbiased_running_var": unbiased_running_var}
     return Layer(init_fn, apply_fn, kind="BatchNorm", config=config, name=name,
                  keeps_float32=True)
+
+
+def _channel_axis(axis: int, rank: int) -> int:
+    """`axis` of a rank-`rank` batch as a non-negative axis; a `LayerError` for the batch axis
+    or one out of range."""
+    ax = axis % rank if -rank <= axis < rank else None
+    if ax is None or ax == 0:
+        raise LayerError(
+            "BatchNorm",
+            f"axis={axis} must name a channel axis of the rank-{rank} batch other than the "
+            "batch axis 0 (default -1: channels last).",
+        )
+    return ax
+
+
+def _channels(params: dict, state: dict) -> int:
+    """C, the channels of the running statistics; a `LayerError` when the params are for
+    another C (the state of another model)."""
+    c = state["mean"].shape[0]
+    made_for = {params[k].shape[0] for k in ("scale", "bias") if k in params}
+    if made_for and made_for != {c}:
+        raise LayerError(
+            "BatchNorm",
+            f"state holds running statistics for {c} channels but params are for "
+            f"{made_for.pop()}: the state comes from another model. Pass the state this "
+            "model's init (or its last training step) returned.",
+        )
+    return c
 
 
 def _is_real(value: Any) -> bool:
