@@ -8,19 +8,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
-
-
-@pytest.fixture(autouse=True, scope="module")
-def fast_compiling_prng():
-    """Use the non-partitionable threefry while these tests run.
-
-    With jax 0.10 on CPU the default (partitionable) threefry makes XLA take 15-30 s to compile
-    a random draw of some small shapes such as (3, 3, 4, 9); the classic one takes ~1 s. Only
-    the random bits change, not what the tests check. Import into a test module to enable.
-    """
-    with jax.threefry_partitionable(False):
-        yield
 
 
 def same_pads(n: int, k: int, s: int) -> tuple[int, int]:

@@ -16,7 +16,7 @@ import pytest
 import safetensors.numpy
 
 from jnet import checkpoint
-from jnet.checkpoint import CheckpointError, CheckpointManager, CorruptCheckpointError
+from jnet.checkpoint import CheckpointError, CheckpointManager, CorruptCheckpointError, writing
 
 
 class AdamLike(NamedTuple):
@@ -229,7 +229,7 @@ def test_interrupted_save_keeps_the_old_checkpoint(tmp_path, monkeypatch, when):
     if when == "fsync":
         monkeypatch.setattr(os, "fsync", failing_fsync)
     else:
-        monkeypatch.setattr(checkpoint, "_write_file", half_write)
+        monkeypatch.setattr(writing, "write_file", half_write)
     with pytest.raises((_Crash, KeyboardInterrupt)):
         checkpoint.save(path, {"w": jnp.arange(1000.0)})
     monkeypatch.undo()

@@ -5,6 +5,7 @@ on disk, `zlib.crc32`, the safetensors layout (8-byte length, JSON header, data)
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from jnet.checkpoint import (
     CheckpointManager,
     CheckpointNotFoundError,
     CorruptCheckpointError,
+    writing,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,6 +124,27 @@ def test_disk_full_on_a_small_tmpfs(tmpfs):
     assert err.value.path == str(path)
     assert path.read_bytes() == before and _only(fs) == ["ckpt.safetensors"]
     _assert_same(small, checkpoint.load(path))
+
+
+@pytest.mark.skipif(not _can_mount(), reason="mounting a tmpfs needs root on Linux; "
+                    "test_checkpoint_checks.py checks check_space with a faked free space")
+def test_check_space_agrees_with_a_small_tmpfs(tmpfs):
+    fs = tmpfs("space", "size=1m")
+    if fs is None:
+        pytest.skip("mount -t tmpfs failed (no CAP_SYS_ADMIN in this container)")
+    free = shutil.disk_usage(fs).free
+    # The largest uint8 array whose checkpoint check_space accepts: the file fits for real.
+    fits = {"w": np.zeros(free - 4096, np.uint8)}
+    assert checkpoint.check_space(fs, fits) <= free
+    checkpoint.save(fs / "fits.safetensors", fits)
+    os.remove(fs / "fits.safetensors")
+    # One block more is refused up front, and saving it would indeed fill the disk.
+    too_big = {"w": np.zeros(free, np.uint8)}
+    with pytest.raises(CheckpointError, match=f"'{fs}' has {free:,} bytes free"):
+        checkpoint.check_space(fs, too_big)
+    with pytest.raises(CheckpointError, match="ENOSPC"):
+        checkpoint.save(fs / "too_big.safetensors", too_big)
+    assert _only(fs) == []
 
 
 _FSIZE_SCRIPT = r"""
@@ -273,7 +296,7 @@ def test_kill_9_during_save_keeps_a_loadable_file_and_next_save_cleans_up(tmp_pa
 
 
 def test_only_stale_temporaries_are_removed(tmp_path):
-    host = checkpoint._HOST
+    host = writing.HOST
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # reaped: its pid is free

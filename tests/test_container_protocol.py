@@ -1,5 +1,5 @@
-"""The container protocol: a user-written container (the README's, executed from the README
-itself) is first-class in `summary`, `precision.mixed` and `map_layers`; masks reach every
+"""The container protocol: a user-written container (the one in docs/custom-layers.md, executed
+from that page) is first-class in `summary`, `precision.mixed` and `map_layers`; masks reach every
 child; side inputs are declared."""
 
 import dataclasses
@@ -15,13 +15,13 @@ import jnet
 from jnet import layers as L
 from jnet.layers import LayerError
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+README = pathlib.Path(__file__).resolve().parents[1] / "docs" / "custom-layers.md"
 
 
 def readme_container_namespace() -> dict:
-    """Run the README's "Writing your own container" code block; return its namespace."""
+    """Run the page's "Another container" code block; return its namespace."""
     text = README.read_text()
-    section = text.split("### Writing your own container", 1)[1]
+    section = text.split("## Another container", 1)[1]
     block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     namespace: dict = {}
     exec(compile(block, str(README), "exec"), namespace)

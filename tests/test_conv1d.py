@@ -5,12 +5,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _layer_refs import fast_compiling_prng, randn, same_pads, to_f64  # noqa: F401
+from _layer_refs import randn, same_pads, to_f64
 from jax.test_util import check_grads
 
 from jnet import interop
 from jnet import layers as L
 from jnet.layers import LayerError
+
+pytestmark = pytest.mark.usefixtures("fast_compiling_prng")
 
 KEY = jax.random.key(0)
 

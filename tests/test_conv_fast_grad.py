@@ -9,13 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _layer_refs import fast_compiling_prng, randn, to_f64  # noqa: F401
+from _layer_refs import randn, to_f64
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 from jnet import layers as L
 from jnet.layers.conv import conv, conv_fast, conv_transpose, conv_transpose_fast
+
+pytestmark = pytest.mark.usefixtures("fast_compiling_prng")
 
 KEY = jax.random.key(0)
 

@@ -4,11 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _layer_refs import fast_compiling_prng, randn  # noqa: F401  (autouse fixture)
+from _layer_refs import randn
 from jax.test_util import check_grads
 
 from jnet import layers as L
 from jnet.layers import LayerError
+
+pytestmark = pytest.mark.usefixtures("fast_compiling_prng")
 
 KEY = jax.random.key(0)
 

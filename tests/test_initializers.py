@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _layer_refs import fast_compiling_prng  # noqa: F401  (autouse fixture)
 
 from jnet import initializers as I
+
+pytestmark = pytest.mark.usefixtures("fast_compiling_prng")
 
 KEY = jax.random.key(0)
 CONV = (3, 3, 64, 128)  # HWIO: fan_in 576, fan_out 1152

@@ -5,18 +5,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _layer_refs import (  # noqa: F401  (fast_compiling_prng: autouse fixture)
-    fast_compiling_prng,
-    max_pool_grad_ref,
-    pool_ref,
-    randn,
-    same_pads,
-)
+from _layer_refs import max_pool_grad_ref, pool_ref, randn, same_pads
 from jax.test_util import check_grads
 
 from jnet import layers as L
 from jnet.layers import LayerError
 from jnet.layers.pooling import avg_pool, max_pool
+
+pytestmark = pytest.mark.usefixtures("fast_compiling_prng")
 
 KEY = jax.random.key(0)
 

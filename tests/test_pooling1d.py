@@ -5,12 +5,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _layer_refs import fast_compiling_prng, randn, same_pads, to_f64  # noqa: F401
+from _layer_refs import randn, same_pads
 from jax.test_util import check_grads
 
 from jnet import layers as L
 from jnet.layers import LayerError
 from jnet.layers.pooling import avg_pool, max_pool
+
+pytestmark = pytest.mark.usefixtures("fast_compiling_prng")
 
 KEY = jax.random.key(0)
 

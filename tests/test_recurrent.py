@@ -11,12 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _layer_refs import fast_compiling_prng  # noqa: F401  (autouse fixture)
 from jax.test_util import check_grads
 
 import jnet
 from jnet import layers as L
 from jnet.layers.recurrent import gru_scan, gru_step, lstm_scan, lstm_step
+
+pytestmark = pytest.mark.usefixtures("fast_compiling_prng")
 
 N, T, F, H = 3, 6, 4, 5
 RNG = np.random.default_rng(0)
