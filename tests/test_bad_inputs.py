@@ -503,6 +503,18 @@ def _int_keys_round_trip():
     return _same_params(checkpoint.load(path), {1: np.arange(2.0), 2: {3: np.ones(1)}})
 
 
+def _padded_sequence_fit(*layers):
+    """fit without a mask on 5 sequences in batches of 2: the last batch is padded, so the
+    model gets the (N,) mask of real examples, which time layers must read as "no step is
+    padded" (docs/conventions.md)."""
+    t = 4
+    model = L.serial(L.Input((t, 3)), *layers, L.Dense(2), L.ClassificationOutput())
+    x = np.random.default_rng(0).normal(size=(5, t, 3)).astype(np.float32)
+    r = jnet.fit(model, optim.sgd(0.1), x, np.array([0, 1, 0, 1, 1]), epochs=1, batch_size=2,
+                 key=K, verbose=0)
+    return np.isfinite(r.history["loss"][0])
+
+
 def _valid(check):
     """The `regex` slot of a case whose input is valid: `check(result)` must be true."""
     return check
@@ -541,6 +553,13 @@ FIXED_ELSEWHERE = [
         lambda t: _apply(L.Dropout(0.5), (3,), X3, key=K, train=t)[0])(True), LayerError,
      "train"),
     ("softmax_axis_str", lambda: L.Softmax(axis="last"), LayerError, "axis"),
+    # The (N,) mask of real examples reaches every layer of a padded batch (autodiff:
+    # recurrent layers and Bidirectional; transformer: attention).
+    ("padded_fit_lstm_no_mask", lambda: _padded_sequence_fit(L.LSTM(3)), VALID, _valid(bool)),
+    ("padded_fit_bidirectional_no_mask", lambda: _padded_sequence_fit(
+        L.Bidirectional(L.GRU(3))), VALID, _valid(bool)),
+    ("padded_fit_attention_no_mask", lambda: _padded_sequence_fit(
+        L.MultiHeadAttention(1), L.GlobalAvgPool1D()), VALID, _valid(bool)),
     ("save_string_array", lambda: checkpoint.save(str(TMP["dir"] / "s.safetensors"),
                                                   {"a": np.array(["x", "y"])}),
      CheckpointError, "a"),
