@@ -82,11 +82,7 @@ def _converter(fn: F) -> F:
 
     @functools.wraps(fn)
     def checked(state_dict: Any, prefix: Any = "", *args: Any, **kwargs: Any) -> Any:
-        if not isinstance(state_dict, Mapping):
-            raise ArgumentTypeError(
-                f"{fn.__name__}: state_dict must be a mapping of names to arrays, got "
-                f"{type(state_dict).__name__}. Pass `module.state_dict()`, not the module."
-            )
+        _check_state_dict(state_dict, fn.__name__)
         if not isinstance(prefix, str):
             raise ArgumentTypeError(
                 f"{fn.__name__}: prefix must be a string such as 'encoder.' (the module's key "
@@ -97,7 +93,16 @@ def _converter(fn: F) -> F:
     return checked  # type: ignore[return-value]
 
 
+def _check_state_dict(state_dict: Any, what: str) -> None:
+    if not isinstance(state_dict, Mapping):
+        raise ArgumentTypeError(
+            f"{what}: state_dict must be a mapping of names to arrays, got "
+            f"{type(state_dict).__name__}. Pass `module.state_dict()`, not the module."
+        )
+
+
 def _get(state_dict: Mapping[str, Any], key: str, what: str, optional: bool = False):
+    _check_state_dict(state_dict, what)  # also for converters without `_converter`
     if key not in state_dict:
         if optional:
             return None
