@@ -241,14 +241,17 @@ def make_train_step(
 
     Returns:
         The step. Its batch is ``(x, y)``, ``(x, y, weight)``, ``(x, y, weight, mask)`` or a
-        `jnet.data.Batch`; the loss is the weighted mean of the module docstring. `key` feeds
-        dropout (the model runs with ``train=True``). Returned metrics are device arrays:
-        ``loss``, the metrics and ``count``.
+        `jnet.data.Batch`; the loss is the weighted mean of the module docstring. A batch
+        with weights gives the model ``mask=`` the real examples (weight > 0), AND-ed into
+        the rows of its ``(N, T)`` mask if it has one (`model_mask`). `key` feeds dropout
+        (the model runs with ``train=True``). Returned metrics are device arrays: ``loss``,
+        the metrics and ``count``.
 
     Raises:
         ArgumentError / ArgumentTypeError: no loss, a bad loss or metric; when the step is
             traced, a loss or metric that does not return per-example values.
-        DataError: when the step is traced, a malformed batch.
+        DataError: when the step is traced, a malformed batch, no targets (y None), or
+            per-sequence targets for outputs that keep the time axis (`per_step`).
     """
     if not hasattr(optimizer, "update"):
         raise ArgumentTypeError(
