@@ -846,6 +846,11 @@ MORE_CASES = [
     ("fit_iterable_bad_item", lambda: _fit(x=[np.ones((2, 3), np.float32)], y=None), DataError,
      "batch"),
     ("fit_iterable_empty", lambda: _fit(x=[], y=None), DataError, "no batch"),
+    ("fit_iterable_string_labels", lambda: _fit(x=[(np.ones((2, 3), np.float32),
+                                                    np.array(["a", "b"]))], y=None),
+     DataError, "batch's y must"),
+    ("fit_iterable_overflow", lambda: _fit(x=[(np.full((2, 3), 1e39), np.array([0, 1]))],
+                                           y=None), DataError, "batch's x has dtype float64"),
     # ---- evaluate / predict
     ("evaluate_x_nan_labels_float", lambda: _evaluate(y=np.array([0.0, 1.5, 0.0, 1.0])),
      DataError, "label"),

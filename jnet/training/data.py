@@ -353,7 +353,8 @@ def as_batch(item: Any) -> Batch:
     or a `Batch`, as a `Batch` (weight None when absent: every example is real).
 
     Raises:
-        DataError: not such a tuple, or parts that disagree on the batch axis.
+        DataError: not such a tuple, parts that disagree on the batch axis, or x / y that
+            `check_dtype` refuses (strings, values beyond the compute dtype).
     """
     if not isinstance(item, (tuple, list)) or len(item) not in (2, 3, 4):
         length = f" of length {len(item)}" if isinstance(item, (tuple, list)) else ""
@@ -362,6 +363,9 @@ def as_batch(item: Any) -> Batch:
             f"jnet.data.Batch, got {type(item).__name__}{length}."
         )
     xb, yb, weight, mask = (*item, None, None)[:4]
+    for name, arr in (("a batch's x", xb), ("a batch's y", yb)):
+        if arr is not None:
+            check_dtype(name, arr)
     n = int(jnp.shape(xb)[0])
     if yb is not None and int(jnp.shape(yb)[0]) != n:
         raise DataError(
