@@ -1,7 +1,6 @@
 """jnet.training: the pure step, fit / evaluate / predict, compilation counts, regimes,
 scan vs loop, exact resume, early stopping, bad input, history."""
 
-import dataclasses
 import functools
 import warnings
 
@@ -267,9 +266,10 @@ def test_repeated_evaluate_and_predict_compile_once():
 
     def apply(*args, **kw):
         traces.append(1)
-        return model.apply_fn(*args, **kw)
+        return model.apply(*args, **kw)
 
-    counted = dataclasses.replace(model, apply_fn=apply)
+    # A container's apply_fn cannot be swapped on a copy: wrap the model in a counting leaf.
+    counted = L.Layer(model.init, apply, kind="Counted", head=model.head)
     p1 = jnet.predict(counted, params, state, x, batch_size=16)
     p2 = jnet.predict(counted, params, state, x, batch_size=16)
     assert len(traces) == 1

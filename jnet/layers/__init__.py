@@ -5,8 +5,8 @@
 
 One module per family; each layer's maths is in its constructor's docstring. `base.py` holds
 the `Layer` type, its container protocol and the toolkit for writing containers
-(`init_child`, `apply_child`, `check_children`, `split_key`, `map_layers`); `summary.py` the
-model summary table.
+(`container`, `init_child`, `apply_child`, `check_children`, `split_key`, `map_layers`);
+`checks.py` the checks every layer shares; `summary.py` the model summary table.
 """
 
 from jnet.layers.activations import (
@@ -30,6 +30,7 @@ from jnet.layers.base import (
     abstract_init,
     apply_child,
     check_children,
+    container,
     init_child,
     map_layers,
     output_shape,
@@ -111,6 +112,7 @@ __all__ = [
     "abstract_init",
     "apply_child",
     "check_children",
+    "container",
     "count_params",
     "init_child",
     "map_layers",

@@ -21,6 +21,7 @@ from jnet.layers.base import (
     check_rank,
     require_key,
 )
+from jnet.layers.checks import check_positive_int, is_number
 
 KIND = "MultiHeadAttention"
 
@@ -85,14 +86,14 @@ def MultiHeadAttention(
             divisible by `num_heads`; at apply, non-float inputs, a wrong E, a mask that is not
             (N, T) bool, or ``train=True`` with dropout and no key.
     """
-    if not isinstance(num_heads, int) or isinstance(num_heads, bool) or num_heads < 1:
-        raise LayerError(KIND, f"num_heads must be a positive int, got {num_heads!r}.")
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+    num_heads = check_positive_int(KIND, "num_heads", num_heads)
+    if not is_number(dropout) or not 0.0 <= dropout < 1.0:
         raise LayerError(
             KIND,
             f"dropout is the probability to drop an attention weight and must satisfy "
             f"0 <= dropout < 1, got {dropout!r}.",
         )
+    dropout = float(dropout)  # weakly typed: keeps bfloat16 attention weights bfloat16
     w_fn = initializers.get(w_init, "w_init")
 
     def init_fn(key, in_shape):

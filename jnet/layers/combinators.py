@@ -3,7 +3,9 @@
 `serial` chains layers, `parallel` runs one layer per input of a tuple, `residual` adds a skip
 connection, `FanOut` / `FanInConcat` / `FanInSum` split and merge branches. Containers name
 their children (`"dense_0"`, `"conv2d_1"`, or the child's own `name=`) and key `params` and
-`state` by those names, so a checkpoint reads like the model.
+`state` by those names, so a checkpoint reads like the model. Each container is one
+definition of its children (`_serial`, `_parallel`, `_residual`) handed to `container`, which
+calls it again whenever the container is rebuilt around new children.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from jnet.layers.base import (
     apply_child,
     as_shape,
     check_children,
+    check_positive_int,
+    container,
     init_child,
-    output_shape,
+    is_int,
     parameter_free,
     split_key,
 )
@@ -58,7 +62,12 @@ def serial(*layers: Layer, name: str | None = None) -> Layer:
     """
     if not layers:
         raise LayerError("Serial", "needs at least one layer, got none.")
-    names = child_names("Serial", layers)
+    return container(_serial, zip(child_names("Serial", layers), layers, strict=True), name=name)
+
+
+def _serial(children: dict[str, Layer]) -> Layer:
+    """The chain of `children`, in order (the definition of `serial`)."""
+    names, layers = tuple(children), tuple(children.values())
 
     def init_fn(key, in_shape):
         shape = in_shape
@@ -76,24 +85,8 @@ def serial(*layers: Layer, name: str | None = None) -> Layer:
                                               train=train, mask=mask)
         return x, new_state
 
-    def child_shapes(in_shape):
-        shapes = [in_shape]
-        for layer in layers[:-1]:
-            shapes.append(output_shape(layer, shapes[-1]))
-        return tuple(shapes)
-
-    return Layer(
-        init_fn,
-        apply_fn,
-        kind="Serial",
-        name=name,
-        input_shape=layers[0].input_shape,
-        children=tuple(zip(names, layers, strict=True)),
-        child_shapes=child_shapes,
-        rebuild=lambda children: serial(*children, name=name),
-        head=layers[-1].head,
-        slug="serial",
-    )
+    return Layer(init_fn, apply_fn, kind="Serial", input_shape=layers[0].input_shape,
+                 head=layers[-1].head, slug="serial")
 
 
 def parallel(*layers: Layer, name: str | None = None) -> Layer:
@@ -102,21 +95,24 @@ def parallel(*layers: Layer, name: str | None = None) -> Layer:
     Combine with `FanOut(n)` to feed one input to every branch and with `FanInConcat` /
     `FanInSum` to merge the branches back.
     """
-    names = child_names("Parallel", layers)
+    return container(_parallel, zip(child_names("Parallel", layers), layers, strict=True),
+                     name=name)
 
-    def child_shapes(in_shape):
+
+def _parallel(children: dict[str, Layer]) -> Layer:
+    """Branch i of `children` on input i (the definition of `parallel`)."""
+    names, layers = tuple(children), tuple(children.values())
+
+    def init_fn(key, in_shape):
         if len(in_shape) != len(layers) or not all(isinstance(s, tuple) for s in in_shape):
             raise LayerError(
                 "Parallel",
                 f"expected a tuple of {len(layers)} input shapes, one per branch, got {in_shape}. "
                 f"Put `FanOut({len(layers)})` before it to share one input.",
             )
-        return tuple(in_shape)
-
-    def init_fn(key, in_shape):
         shapes, params, state = [], {}, {}
-        for child, layer, k, shape in zip(names, layers, split_key(key, len(layers)),
-                                          child_shapes(in_shape), strict=True):
+        for child, layer, k, shape in zip(names, layers, split_key(key, len(layers)), in_shape,
+                                          strict=True):
             out, params[child], state[child] = init_child(child, layer, k, shape)
             shapes.append(out)
         return tuple(shapes), params, state
@@ -138,14 +134,18 @@ def parallel(*layers: Layer, name: str | None = None) -> Layer:
             ys.append(y)
         return tuple(ys), new_state
 
-    return Layer(init_fn, apply_fn, kind="Parallel", name=name,
-                 children=tuple(zip(names, layers, strict=True)), child_shapes=child_shapes,
-                 rebuild=lambda children: parallel(*children, name=name), slug="parallel")
+    return Layer(init_fn, apply_fn, kind="Parallel", slug="parallel")
 
 
 def residual(layer: Layer, name: str | None = None) -> Layer:
     """Skip connection: ``y = x + f(x)``; `f` must keep the shape of its input."""
-    (inner,) = child_names("Residual", [layer])
+    return container(_residual, zip(child_names("Residual", [layer]), [layer], strict=True),
+                     name=name)
+
+
+def _residual(children: dict[str, Layer]) -> Layer:
+    """``x + f(x)`` for the one child `f` (the definition of `residual`)."""
+    ((inner, layer),) = children.items()
 
     def init_fn(key, in_shape):
         out_shape, params, state = init_child(inner, layer, key, in_shape)
@@ -164,16 +164,12 @@ def residual(layer: Layer, name: str | None = None) -> Layer:
                                     mask=mask)
         return x + fx, {inner: new_state}
 
-    return Layer(init_fn, apply_fn, kind="Residual", name=name, children=((inner, layer),),
-                 child_shapes=lambda in_shape: (in_shape,),
-                 rebuild=lambda children: residual(children[0], name=name), slug="residual")
+    return Layer(init_fn, apply_fn, kind="Residual", slug="residual")
 
 
 def FanOut(num: int, name: str | None = None) -> Layer:
     """Copy the input into a tuple of `num` identical branches (`num` >= 1)."""
-    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
-        raise LayerError("FanOut", f"num (the number of branches) must be a positive int, got "
-                                   f"{num!r}. E.g. FanOut(2) before parallel(a, b).")
+    num = check_positive_int("FanOut", "num (the number of branches)", num)
     return parameter_free("FanOut", lambda x: (x,) * num, out_shape=lambda s: (s,) * num,
                           config={"num": num}, name=name)
 
@@ -203,6 +199,10 @@ def FanInSum(name: str | None = None) -> Layer:
 
 def FanInConcat(axis: int = -1, name: str | None = None) -> Layer:
     """Concatenate a tuple of branches along per-example `axis` (default: the last)."""
+    if not is_int(axis):
+        raise LayerError("FanInConcat", f"axis must be an int (a per-example axis, the batch "
+                                        f"axis not counted), got {axis!r}.")
+    axis = int(axis)
 
     def shape_fn(shapes):
         _check_branches("FanInConcat", shapes)

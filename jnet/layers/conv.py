@@ -26,6 +26,7 @@ from jnet.layers.base import (
     check_last_dim,
     check_rank,
 )
+from jnet.layers.checks import check_positive_int, is_int
 from jnet.layers.windows import (
     Padding,
     Pads,
@@ -149,8 +150,7 @@ def Conv2D(
 def check_filters(kind: str, filters: Any, groups: Any) -> None:
     """Raise unless `filters` and `groups` are positive ints with groups dividing filters."""
     for what, value in (("filters", filters), ("feature_group_count", groups)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise LayerError(kind, f"{what} must be a positive int, got {value!r}.")
+        check_positive_int(kind, what, value)
     if filters % groups:
         raise LayerError(
             kind,
@@ -304,9 +304,9 @@ def _conv_transpose_layer(kind, n, filters, kernel_size, strides, padding, outpu
     stride = as_tuple(kind, "strides", strides, n)
     dil = as_tuple(kind, "dilation", dilation, n)
     pad_spec = normalize_padding(kind, padding, n)
-    out_pad = (output_padding,) * n if isinstance(output_padding, int) else output_padding
+    out_pad = (output_padding,) * n if is_int(output_padding) else output_padding
     if len(tuple(out_pad)) != n or not all(
-        isinstance(op, int) and 0 <= op < max(s, d)
+        is_int(op) and 0 <= op < max(s, d)
         for op, s, d in zip(out_pad, stride, dil, strict=False)
     ):
         raise LayerError(

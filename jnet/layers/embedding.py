@@ -10,6 +10,7 @@ import numpy as np
 
 from jnet import initializers
 from jnet.layers.base import Layer, LayerError
+from jnet.layers.checks import check_positive_int
 
 
 def Embedding(
@@ -55,8 +56,7 @@ def Embedding(
             (concrete inputs only), or a table of another shape than the one configured.
     """
     for what, value in (("num_embeddings", num_embeddings), ("features", features)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise LayerError("Embedding", f"{what} must be a positive int, got {value!r}.")
+        check_positive_int("Embedding", what, value)
     table_init = (initializers.normal(1.0) if embedding_init is None
                   else initializers.get(embedding_init, "embedding_init"))
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet.layers.base import Layer, LayerError, check_float, check_last_dim
+from jnet.layers.checks import is_number
 
 
 def BatchNorm(
@@ -253,7 +254,7 @@ def LayerNorm(
         LayerError: ``eps <= 0``; at init, per-example inputs without a feature axis; at apply,
             non-floating inputs or a last axis other than the C the params were made for.
     """
-    if not isinstance(eps, (int, float)) or eps <= 0:
+    if not is_number(eps) or eps <= 0:
         raise LayerError("LayerNorm", f"eps must be a positive number, got {eps!r}.")
 
     def init_fn(key, in_shape):

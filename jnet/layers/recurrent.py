@@ -88,9 +88,11 @@ from jnet.layers.base import (
     check_last_dim,
     check_mask,
     check_rank,
+    container,
     init_child,
     split_key,
 )
+from jnet.layers.checks import is_int
 
 Carry = Any  # (h, c) for the LSTM, h for the GRU
 
@@ -458,7 +460,7 @@ def _non_default(hidden: int, **options: tuple[Any, Any]) -> dict:
 
 
 def _check_hidden(kind: str, hidden: Any) -> None:
-    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
+    if not is_int(hidden) or hidden < 1:
         raise LayerError(kind, f"expected hidden to be a positive int, got {hidden!r}.")
 
 
@@ -673,6 +675,14 @@ def Bidirectional(forward: Layer, backward: Layer | None = None, merge: str = "c
                              f"{type(layer).__name__}, e.g. `Bidirectional(L.LSTM(64))`.")
     if merge not in _MERGES:
         raise LayerError("Bidirectional", f"merge must be one of {sorted(_MERGES)}, got {merge!r}.")
+    return container(functools.partial(_bidirectional, merge=merge),
+                     {"forward": forward, "backward": backward}, name=name)
+
+
+def _bidirectional(children: dict[str, Layer], *, merge: str) -> Layer:
+    """`forward` and `backward` (reversed in time) merged by `merge` (the definition of
+    `Bidirectional`)."""
+    forward, backward = children["forward"], children["backward"]
     names, merge_fn = ("forward", "backward"), _MERGES[merge]
 
     def merge_shapes(a, b):
@@ -713,12 +723,8 @@ def Bidirectional(forward: Layer, backward: Layer | None = None, merge: str = "c
         y = merge_fn(y_f, y_b)
         return ((y, (carry_f, carry_b)) if with_state else y), new_state
 
-    return Layer(init_fn, apply_fn, kind="Bidirectional", name=name,
-                 children=(("forward", forward), ("backward", backward)),
-                 child_shapes=lambda in_shape: (in_shape, in_shape),
-                 rebuild=lambda children: Bidirectional(children[0], children[1], merge=merge,
-                                                        name=name),
-                 config={"merge": merge}, side_inputs=("initial_state",))
+    return Layer(init_fn, apply_fn, kind="Bidirectional", config={"merge": merge},
+                 side_inputs=("initial_state",))
 
 
 def _initial_state_pair(initial_state: Any) -> tuple[dict, dict]:
