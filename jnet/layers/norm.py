@@ -8,7 +8,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jnet.layers.base import Layer, LayerError, check_float, check_last_dim
 from jnet.layers.checks import is_number
@@ -71,10 +70,10 @@ def BatchNorm(
             non-float inputs, state of another model, a mask of another shape or dtype, or
             a training batch with one value per channel.
     """
-    if not _is_real(momentum) or not 0.0 <= momentum < 1.0:
+    if not is_number(momentum) or not 0.0 <= momentum < 1.0:
         raise LayerError("BatchNorm",
                          f"momentum must satisfy 0 <= momentum < 1 (a number), got {momentum!r}.")
-    if not _is_real(eps) or not eps > 0:
+    if not is_number(eps) or not eps > 0:
         raise LayerError("BatchNorm", f"eps must be a positive number, got {eps!r}.")
 
     def init_fn(key, in_shape):
@@ -142,12 +141,6 @@ def _channels(params: dict, state: dict) -> int:
             "model's init (or its last training step) returned.",
         )
     return c
-
-
-def _is_real(value: Any) -> bool:
-    """A real number (NumPy scalars included), not a bool or a string."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_))
 
 
 def _real_values(kind: str, mask: Any, x: jax.Array) -> jax.Array | None:
