@@ -259,6 +259,11 @@ _MERGES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
 }
 
 
+def _reverse_steps(mask: Any) -> Any:
+    """An (N, T) step mask reversed in time; an (N,) example mask or None as it is."""
+    return mask if mask is None or jnp.ndim(mask) < 2 else _reverse_time(mask)
+
+
 def _reverse_time(tree: Any) -> Any:
     """Flip the time axis (axis 1) of every (N, T, ...) array in `tree`."""
     return jax.tree.map(lambda a: jnp.flip(a, axis=1), tree)
@@ -345,7 +350,7 @@ def _bidirectional(children: dict[str, Layer], *, merge: str) -> Layer:
         out_f, s_f = apply_child("forward", forward, params, state, x, key=k_f, train=train,
                                  mask=mask, **starts[0])
         out_b, s_b = apply_child("backward", backward, params, state, _reverse_time(x), key=k_b,
-                                 train=train, mask=None if mask is None else _reverse_time(mask),
+                                 train=train, mask=_reverse_steps(mask),
                                  **starts[1])
         new_state = {"forward": s_f, "backward": s_b}
         with_state = isinstance(out_f, tuple)  # (y, carry): the layers return their state

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.errors import DataError
+from jnet.errors import DataError, Error
 from jnet.training import data as D
 from jnet.typing import PyTree
 
@@ -97,7 +97,7 @@ def fresh(tree: PyTree) -> PyTree:
                         tree)
 
 
-class EpochFailed(Exception):
+class EpochFailed(Error):
     """Raised by an epoch runner when something fails within an epoch (the data source, a
     batch, a later compilation), carrying the training state after the last step that ran;
     the driver turns it into the user's error with the run so far. Raised ``from`` the
