@@ -20,6 +20,7 @@ from jnet import (
 from jnet.errors import ArgumentError, ArgumentTypeError, DataError, Error
 from jnet.export import ExportedModel, export, load_exported
 from jnet.layers.summary import summary
+from jnet.training.lr_find import lr_find
 from jnet.training import (
     EarlyStopping,
     FitResult,
@@ -57,6 +58,7 @@ __all__ = [
     "layers",
     "load_exported",
     "losses",
+    "lr_find",
     "make_train_step",
     "optim",
     "precision",
