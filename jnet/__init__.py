@@ -20,7 +20,6 @@ from jnet import (
 from jnet.errors import ArgumentError, ArgumentTypeError, DataError, Error
 from jnet.export import ExportedModel, export, load_exported
 from jnet.layers.summary import summary
-from jnet.training.lr_find import lr_find
 from jnet.training import (
     EarlyStopping,
     FitResult,
@@ -32,6 +31,7 @@ from jnet.training import (
     make_train_step,
     predict,
 )
+from jnet.training.lr_find import lr_find
 
 __version__ = "0.2.0"
 __all__ = [

@@ -34,8 +34,9 @@ class SamState(NamedTuple):
     updates: jax.Array
     base: tuple
 
-    # The hook of `jnet.make_train_step`: ascent and descent on the same batch (Algorithm 1).
-    calls_per_batch = 2
+    def calls_per_batch(self) -> int:
+        """The hook of `jnet.make_train_step`: ascent and descent on one batch (Algorithm 1)."""
+        return 2
 
 
 def _sam_stage(base: Optimizer, rho: float, eps: float) -> GradientTransformation:
@@ -80,7 +81,7 @@ def sam(base: Optimizer, rho: float = 0.05, eps: float = 1e-12) -> Optimizer:
 
     The second gradient is obtained by a two-call protocol: the odd call of `update` moves
     the params to θ + ε̂ (and remembers ε̂), the even call takes the gradient computed there,
-    steps from θ with `base` and returns θ_t. Its state declares ``calls_per_batch = 2``, so
+    steps from θ with `base` and returns θ_t. Its state declares ``calls_per_batch() == 2``, so
     `jnet.make_train_step` (and `jnet.fit`) makes both calls on the same batch inside one
     compiled step: the paper's update, one per batch, with no SAM code in the driver:
 

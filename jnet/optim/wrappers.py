@@ -9,7 +9,7 @@ optimizer (`jnet.fit` reads both; neither is a type switch):
   predict and checkpoint with (`ema`: the average θ̄; the schedule-free rules: x_t);
   `eval_params` applies the hooks of an `OptState`'s top-level stages, in order, and is the
   identity for every other optimizer;
-* a stage state class with an attribute ``calls_per_batch = k`` asks the train step
+* a stage state with a method ``calls_per_batch() -> k`` asks the train step
   (`jnet.make_train_step`) to call ``update`` k times on each batch (`sam`: 2).
 """
 
@@ -212,6 +212,7 @@ def eval_params(params: PyTree, opt_state: Any) -> PyTree:
 
 def calls_per_batch(opt_state: Any) -> int:
     """How many times the train step calls ``update`` on each batch: the largest
-    ``calls_per_batch`` declared by the state class of a top-level stage (1 when none)."""
+    ``calls_per_batch()`` of a top-level stage state (1 when none declares it)."""
     stages = opt_state.inner if isinstance(opt_state, OptState) else ()
-    return max((int(getattr(type(s), "calls_per_batch", 1)) for s in stages), default=1)
+    hooks = [getattr(s, "calls_per_batch", None) for s in stages]
+    return max((int(hook()) for hook in hooks if callable(hook)), default=1)

@@ -29,7 +29,7 @@ model.
 ``count`` = Σ w (Σ w m with per-step targets), so nothing forces a host sync. The learning rate
 is not a step log: read it once per epoch with `jnet.optim.current_learning_rate`.
 
-Calls per batch. An optimizer whose state declares ``calls_per_batch = k`` on a top-level
+Calls per batch. An optimizer whose state declares ``calls_per_batch() -> k`` on a top-level
 stage (`jnet.optim.sam`: 2, ascent then descent) is called k times on each batch inside the one
 compiled step: each call takes the gradient at the params the previous call returned, with the
 same batch and key. The metrics are the first call's (the loss at the params the step started
