@@ -161,7 +161,8 @@ def test_fit_compiles_once_with_a_padded_last_batch(scan):
 def test_fit_compiles_once_with_chunked_scan():
     x, y = _data(50)
     loss = _TraceCounter()
-    r = _fit(_classifier(), x, y, epochs=2, loss=loss, steps_per_call=3)  # 4 steps -> 3 + 1 pad
+    r = _fit(_classifier(), x, y, epochs=2, loss=loss,
+             options=jnet.training.Options(steps_per_call=3))  # 4 steps -> 3 + 1 pad
     assert loss.traces == 1
     assert r.step == 8 and int(r.opt_state.step) == 8  # padding steps apply no update
 
