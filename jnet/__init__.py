@@ -31,6 +31,7 @@ from jnet.training import (
     make_train_step,
     predict,
 )
+from jnet.training.lr_find import lr_find
 
 __version__ = "0.2.0"
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "layers",
     "load_exported",
     "losses",
+    "lr_find",
     "make_train_step",
     "optim",
     "precision",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from jnet.errors import ArgumentTypeError, entry_point
+from jnet.errors import ArgumentError, ArgumentTypeError, entry_point
 from jnet.training import checks
 from jnet.typing import PyTree
 
@@ -31,6 +31,10 @@ class Options:
             default 256).
         check_finite: check once, before training, that the data holds no NaN / inf.
         drop_remainder: drop a short last batch instead of padding it with masked examples.
+        eval_weights: the weights the validation pass uses: ``"optimizer"`` (default) the
+            ones the optimizer declares (`jnet.optim.eval_params`: the average θ̄ of `ema`,
+            x_t of the schedule-free rules, the params themselves for every other rule), or
+            ``"params"``: the params being trained. Training always continues from the params.
         params, state, opt_state: start from these instead of ``model.init`` /
             ``optimizer.init`` (checked against the model's structure and shapes; copied,
             never donated).
@@ -44,6 +48,7 @@ class Options:
     validation_batch_size: int | None = 256
     check_finite: bool = True
     drop_remainder: bool = False
+    eval_weights: str = "optimizer"
     params: PyTree = None
     state: PyTree = None
     opt_state: PyTree = None
@@ -57,6 +62,10 @@ class Options:
                 if not isinstance(getattr(self, name), bool):
                     raise ArgumentTypeError(f"{name} must be True or False, got "
                                             f"{getattr(self, name)!r}.")
+            if self.eval_weights not in ("optimizer", "params"):
+                raise ArgumentError(f"eval_weights must be 'optimizer' (the weights the "
+                                    f"optimizer declares, e.g. ema's average) or 'params', got "
+                                    f"{self.eval_weights!r}.")
             if self.scan is not None and not isinstance(self.scan, bool):
                 raise ArgumentTypeError(f"scan must be True, False or None (automatic), got "
                                         f"{self.scan!r}.")

@@ -44,6 +44,19 @@ class FitResult(NamedTuple):
     timing: Timing = Timing(0.0, 0.0)
     population: dict | None = None
 
+    def eval_params(self) -> PyTree:
+        """The weights to evaluate, predict, export or checkpoint with: what the optimizer
+        declares (`jnet.optim.eval_params`: `ema`'s average, the schedule-free x_t), else
+        ``params``; per member for a population. Resume training from ``params``, not these.
+
+        Returns:
+            A pytree shaped like ``params`` (leading axis P for a population).
+        """
+        from jnet.optim import eval_params
+
+        weights = eval_params if self.population is None else jax.vmap(eval_params)
+        return weights(self.params, self.opt_state)
+
     def member(self, i: int) -> FitResult:
         """Member `i` of a population run as its own `FitResult` (its key is
         ``fold_in(key, i)``).

@@ -36,6 +36,12 @@ model.
 `metrics` holds device arrays: ``loss`` and each metric (weighted means over the batch) and
 ``count`` = Σ w (Σ w m with per-step targets), so nothing forces a host sync. The learning rate
 is not a step log: read it once per epoch with `jnet.optim.current_learning_rate`.
+
+Calls per batch. An optimizer whose state declares ``calls_per_batch() -> k`` on a top-level
+stage (`jnet.optim.sam`: 2, ascent then descent) is called k times on each batch inside the one
+compiled step: each call takes the gradient at the params the previous call returned, with the
+same batch and key. The metrics are the first call's (the loss at the params the step started
+from, comparable with any other rule's); the model state is the last call's.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ import jax.numpy as jnp
 
 from jnet.errors import ArgumentError, ArgumentTypeError, DataError, entry_point, public
 from jnet.layers.base import Layer
+from jnet.optim.wrappers import calls_per_batch
 from jnet.training.data import Batch, as_batch
 from jnet.training.metrics import Metric, resolve_metrics, weighted_mean
 from jnet.typing import Loss as LossFn
@@ -214,10 +221,14 @@ def train_step_fn(model: Layer, optimizer: OptimizerLike, loss_fn: LossFn,
         _check_targets(batch.y)
         mask = model_mask(batch)
         batch = unpack_batch(batch)
-        (value, (outputs, new_state, weights)), grads = jax.value_and_grad(
-            objective, has_aux=True)(params, state, batch, mask, key)
-        params, opt_state = optimizer.update(grads, opt_state, params)
-        return params, new_state, opt_state, _metrics(value, metrics, outputs, batch.y, weights)
+        logs = None
+        for _ in range(calls_per_batch(opt_state)):  # sam: ascent then descent, one batch
+            (value, (outputs, state, weights)), grads = jax.value_and_grad(
+                objective, has_aux=True)(params, state, batch, mask, key)
+            params, opt_state = optimizer.update(grads, opt_state, params)
+            if logs is None:  # the loss at the params the step started from, as for any rule
+                logs = _metrics(value, metrics, outputs, batch.y, weights)
+        return params, state, opt_state, logs
 
     return train_step
 

@@ -122,6 +122,7 @@ class Trainer:
             setup.model, setup.loss_fn, setup.metric_fns, population=setup.size is not None,
             clock=self.clock)
         self.validation_batch_size = options.validation_batch_size
+        self.eval_weights = options.eval_weights
         names = ["loss", *setup.metric_fns, *lr_logs(lr_of(self.ts.opt_state))]
         if setup.validation is not None:
             names += [f"val_{k}" for k in ("loss", *setup.metric_fns)]
@@ -186,7 +187,7 @@ class Trainer:
         run.params, run.state, run.opt_state = self.ts[:3]
         logs = {k: values[k] for k in ("loss", *self.setup.metric_fns)}
         if self.evaluator is not None and self.setup.validation is not None:
-            val = self.evaluator(run.params, run.state, self.setup.validation,
+            val = self.evaluator(self._eval_params(), run.state, self.setup.validation,
                                  self.validation_batch_size)
             logs.update({f"val_{k}": v for k, v in val.items()})
         # members that diverged log NaN from then on (a single run has raised already)
@@ -199,6 +200,13 @@ class Trainer:
             run.stop = bool(cb.on_epoch_end(run)) or run.stop
         progress.epoch_end(run.epoch - 1, logs,
                            compile_s=self.clock.compile_s if run.epoch == 1 else None)
+
+    def _eval_params(self) -> Any:
+        """The weights to validate with (`Options.eval_weights`; the optimizer's hook)."""
+        run = self.run
+        if self.eval_weights == "params":
+            return run.params
+        return self._result(0.0).eval_params()
 
     def _check_diverged(self, diverged: np.ndarray, dead: np.ndarray) -> None:
         """Raise `TrainingDiverged` when every member (the one model) has diverged; warn about
