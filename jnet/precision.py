@@ -4,13 +4,13 @@
     out_shape, params, state = model16.init(key)          # float32, exactly model.init's
     logits, state = model16.apply(params, state, x, key=key, train=True)   # logits float32
 
-`mixed` returns a `Layer` with the same `init`, the same parameter names and the same `state`
-as the model it wraps, so checkpoints, optimizers and `jnet.make_train_step` work unchanged. Only
-`apply` differs: each leaf layer casts its floating-point parameters and its input to
-`compute_dtype` before running, so matmuls and convolutions run in bfloat16, and the model's
-outputs are cast back to float32. The loss is therefore computed in float32, and because a cast
-is differentiable (its transpose casts back), gradients arrive in float32, matching the float32
-master parameters the optimizer updates.
+`mixed` returns a `Mixed` container whose one child is the model itself: the same `init`, the
+same parameter names and the same `state`, so checkpoints, optimizers and
+`jnet.make_train_step` work unchanged. Only `apply` differs: each leaf layer casts its
+floating-point parameters and its input to `compute_dtype` before running, so matmuls and
+convolutions run in bfloat16, and the model's outputs are cast back to float32. The loss is
+therefore computed in float32, and because a cast is differentiable (its transpose casts back),
+gradients arrive in float32, matching the float32 master parameters the optimizer updates.
 
 Which layers stay in float32: those whose `keeps_float32` is set (`BatchNorm`, `LayerNorm`), or
 any predicate given as ``keep_float32=fn(layer) -> bool``. Batch mean
@@ -20,9 +20,10 @@ round away. Such layers get float32 inputs and parameters and return float32; th
 casts back down. `state` always keeps the dtypes `init` gave it, so a jitted step never
 recompiles because a carry changed dtype.
 
-Every container (`serial`, `parallel`, `residual`, `Bidirectional`, or your own, through the
-container protocol: `Layer.children` and `Layer.rebuild`) is rebuilt with each child wrapped,
-so the policy reaches every leaf layer.
+The policy reaches every leaf through the container protocol (`serial`, `parallel`,
+`residual`, `Bidirectional` or your own container is rebuilt around cast leaves for `apply`).
+Because the model is kept as `Mixed`'s child, `jnet.layers.map_layers` over a mixed model sees
+the original layers, and whatever it changes runs under the same policy.
 
 Only bfloat16 (and float32, which makes `mixed` a no-op) are offered. float16's 5-bit exponent
 underflows small gradients to zero unless the loss is scaled (Micikevicius et al. 2018, "Mixed
@@ -33,7 +34,7 @@ choice of float32 master weights and float32 normalisation statistics.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from jnet.errors import ArgumentError, ArgumentTypeError
-from jnet.layers.base import Layer, map_layers
+from jnet.layers.base import Layer, container, map_layers
 from jnet.typing import PyTree
 
 __all__ = ["cast_floating", "mixed"]
@@ -71,8 +72,11 @@ def _like(tree: PyTree, reference: PyTree) -> PyTree:
                         reference)
 
 
-def _leaf(layer: Layer, dtype: Any) -> Layer:
-    """`layer` running in `dtype`: params and input are cast, its state keeps its dtypes."""
+def _cast(layer: Layer, dtype: Any) -> Layer:
+    """`layer` running in `dtype`: params and input are cast, its state keeps its dtypes.
+
+    A leaf standing in for `layer` inside `Mixed`'s apply only: the model `Mixed` holds as its
+    child is never replaced, so mapping a mixed model reads the original layers back."""
 
     def apply_fn(params, state, x, *, key=None, train=False, mask=None, **side_inputs):
         y, new_state = layer.apply(cast_floating(params, dtype), state, cast_floating(x, dtype),
@@ -80,21 +84,36 @@ def _leaf(layer: Layer, dtype: Any) -> Layer:
                                    **cast_floating(side_inputs, dtype))
         return y, _like(new_state, state)
 
-    return dataclasses.replace(layer, apply_fn=apply_fn)
+    return Layer(layer.init, apply_fn, kind=layer.kind, name=layer.name,
+                 side_inputs=layer.side_inputs)
 
 
-def _with_policy(layer: Layer, dtype: Any, keep: Callable[[Layer], bool]) -> Layer:
-    """Rebuild `layer` so every leaf runs in `dtype`, or float32 where `keep(layer)` says so.
+def _mixed(children: dict[str, Layer], *, dtype: Any, keep: Callable[[Layer], bool],
+           output_dtype: Any) -> Layer:
+    """The definition of the `Mixed` container around its one child, the model.
 
-    Containers are rebuilt around their transformed children through the container protocol
-    (`Layer.with_children`), so users' own containers get the policy too."""
+    Its init is the model's; its apply runs a copy of the model rebuilt (through the container
+    protocol, so users' own containers get the policy too) with every leaf cast to `dtype`, or
+    to float32 where `keep(layer)` says so, and casts the outputs to `output_dtype`."""
+    (model,) = children.values()
 
     def policy(node: Layer) -> Layer | None:
         if keep(node):
-            return _leaf(node, jnp.float32)
-        return None if node.children else _leaf(node, dtype)
+            return _cast(node, jnp.float32)
+        return None if node.children else _cast(node, dtype)
 
-    return map_layers(policy, layer)
+    compute = map_layers(policy, model)
+
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None, **side_inputs):
+        y, new_state = compute.apply(params, state, x, key=key, train=train, mask=mask,
+                                     **side_inputs)
+        return cast_floating(y, output_dtype), new_state
+
+    return Layer(lambda key, in_shape: model.init(key, in_shape), apply_fn, kind="Mixed",
+                 input_shape=model.input_shape, head=model.head,
+                 config={"compute_dtype": jnp.dtype(dtype).name,
+                         "output_dtype": jnp.dtype(output_dtype).name},
+                 side_inputs=model.side_inputs)
 
 
 def _dtype(what: str, value: Any) -> jnp.dtype:
@@ -127,8 +146,10 @@ def mixed(
         output_dtype: dtype of the model's outputs (default float32, so the loss is float32).
 
     Returns:
-        A `Layer` with `model`'s `init`, parameter names, `head` and metadata, whose `apply`
-        follows the policy above. Gradients with respect to its float32 parameters are float32.
+        A `Mixed` container (kind ``"Mixed"``, config ``compute_dtype`` / ``output_dtype``)
+        whose child is `model`, named ``model.name or model.slug``: `model`'s `init`,
+        parameter names, `head` and `input_shape`, with an `apply` that follows the policy
+        above. Gradients with respect to its float32 parameters are float32.
 
     Raises:
         jnet.ArgumentError: for a `compute_dtype` other than bfloat16 or float32 (float16 would
@@ -161,14 +182,6 @@ def mixed(
             where="jnet.precision.mixed",
         )
     keep = (lambda layer: layer.keeps_float32) if keep_float32 is None else keep_float32
-    inner = _with_policy(model, dtype, keep)
-
-    def apply_fn(params, state, x, *, key=None, train=False, mask=None, **side_inputs):
-        y, new_state = inner.apply(params, state, x, key=key, train=train, mask=mask,
-                                   **side_inputs)
-        return cast_floating(y, output_dtype), new_state
-
-    return dataclasses.replace(
-        inner, apply_fn=apply_fn,
-        config={**model.config, "compute_dtype": dtype.name},
-    )
+    define = functools.partial(_mixed, dtype=dtype, keep=keep,
+                               output_dtype=jnp.dtype(output_dtype))
+    return container(define, {model.name or model.slug: model})

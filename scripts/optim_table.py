@@ -1,14 +1,14 @@
-"""The README's optimizer table and the rules section of docs/optimizers.md, generated from
+"""The optimizer table and the rules section of docs/optimizers.md, generated from
 jnet.optim itself: each rule's signature and docstring (its equations, `Args:`, `Defaults:`,
 `PyTorch:`, `Keras:` and `References:` sections) are the one source of those facts.
 
 Each rule also runs with its default hyperparameters on two fixed 2-D problems; the table
 gives the number of updates until the loss first drops below THRESHOLD.
-`tests/test_optim_table.py` regenerates both and compares them with the files, so they cannot
-drift.
+`tests/test_optim_table.py` regenerates both and compares them with docs/optimizers.md, so
+they cannot drift. The README links to that page instead of keeping a copy.
 
     python scripts/optim_table.py            # print the table
-    python scripts/optim_table.py --write    # rewrite both, between their markers
+    python scripts/optim_table.py --write    # rewrite them, between their markers
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import numpy as np
 from jnet import optim
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
 DOCS = ROOT / "docs" / "optimizers.md"
 BEGIN, END = "<!-- optim-table:begin -->", "<!-- optim-table:end -->"
 DOCS_BEGIN, DOCS_END = "<!-- optim-rules:begin -->", "<!-- optim-rules:end -->"
@@ -90,7 +89,9 @@ def call_signature(rule: str) -> str:
         if p.kind is p.KEYWORD_ONLY and not star:
             parts.append("*")
             star = True
-        parts.append(f"{p.name}={p.default!r}")
+        # A function default (muon's routing) by name: its repr holds a memory address.
+        shown = p.default.__name__ if inspect.isfunction(p.default) else repr(p.default)
+        parts.append(f"{p.name}={shown}")
     return f"{rule}({', '.join(parts)})"
 
 
@@ -190,11 +191,6 @@ def between(text: str, begin: str = BEGIN, end: str = END) -> str:
     return text.split(begin, 1)[1].split(end, 1)[0].strip()
 
 
-def readme_table(text: str) -> str:
-    """The table currently between the markers of README text."""
-    return between(text)
-
-
 def replace_between(path: Path, begin: str, end: str, generated: str) -> None:
     head, rest = path.read_text().split(begin, 1)
     path.write_text(f"{head}{begin}\n{generated}\n{end}{rest.split(end, 1)[1]}")
@@ -203,7 +199,7 @@ def replace_between(path: Path, begin: str, end: str, generated: str) -> None:
 def main(argv: list[str]) -> None:
     generated = table()
     if "--write" in argv:
-        replace_between(README, BEGIN, END, generated)
+        replace_between(DOCS, BEGIN, END, generated)
         replace_between(DOCS, DOCS_BEGIN, DOCS_END, rules_markdown())
     print(generated)
 

@@ -13,13 +13,20 @@ from collections.abc import Callable
 import numpy as np
 from test_optim_rules import (
     ref_adadelta,
+    ref_adafactor,
     ref_adagrad,
     ref_adam,
     ref_adamax,
+    ref_lamb,
+    ref_lars,
     ref_lion,
     ref_momentum,
+    ref_muon,
     ref_nadam,
+    ref_radam,
     ref_rmsprop,
+    ref_rprop,
+    ref_schedule_free,
     ref_sgd,
 )
 
@@ -45,6 +52,15 @@ REFERENCES: dict[str, Step] = {
     "nadam": ref_nadam(),
     "adamax": ref_adamax(),
     "lion": ref_lion(),
+    "radam": ref_radam(),
+    # eps1=None is the machine epsilon of the state dtype: float32 in these runs.
+    "adafactor": ref_adafactor(eps1=float(np.finfo(np.float32).eps)),
+    "lamb": ref_lamb(),
+    "lars": ref_lars(),
+    "rprop": ref_rprop(),  # Δ_0 = 0.01, the default learning_rate (its lr argument unused)
+    "muon": ref_muon(),
+    "schedule_free_adamw": ref_schedule_free(b2=0.999),
+    "schedule_free_sgd": ref_schedule_free(),
 }
 
 

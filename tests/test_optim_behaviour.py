@@ -116,7 +116,10 @@ class TestJit(chex.TestCase):
         # Each variant against the rule's NumPy reference (tests/_optim_refs.py), not against
         # the other variant: both could be wrong in the same way.
         for rule in optim.RULES:
-            opt = getattr(optim, rule)(learning_rate=optim.cosine_decay_schedule(0.05, 10))
+            # Rprop's learning_rate is its initial step size Δ_0, a number (no schedule); its
+            # reference starts from the default Δ_0 = 0.01.
+            lr = 0.01 if rule == "rprop" else optim.cosine_decay_schedule(0.05, 10)
+            opt = getattr(optim, rule)(learning_rate=lr)
             params, state = _three_steps(opt, self.variant(opt.update))
             chex.assert_trees_all_close(params, _three_steps_numpy(rule), rtol=1e-5, atol=1e-6)
             assert int(state.step) == 3
@@ -304,7 +307,9 @@ def test_coupled_weight_decay_before_rule_is_l2():
 
 def test_rules_map_names_to_constructors_in_order():
     assert list(optim.RULES) == ["sgd", "momentum", "nesterov", "adagrad", "adadelta",
-                                 "rmsprop", "adam", "adamw", "nadam", "adamax", "lion"]
+                                 "rmsprop", "adam", "adamw", "nadam", "adamax", "lion", "radam",
+                                 "adafactor", "lamb", "lars", "rprop", "muon",
+                                 "schedule_free_adamw", "schedule_free_sgd"]
     assert all(optim.RULES[name] is getattr(optim, name) for name in optim.RULES)
     with pytest.raises(TypeError):
         optim.RULES["sgd"] = optim.adam  # read-only

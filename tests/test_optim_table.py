@@ -1,6 +1,7 @@
-"""Every optimizer's defaults descend on a convex quadratic and on Rosenbrock, and the README's
-optimizer table is what `scripts/optim_table.py` generates from the code (every cell exactly,
-except that step counts may differ by float32 rounding across machines)."""
+"""Every optimizer's defaults descend on a convex quadratic and on Rosenbrock, and the
+optimizer table of docs/optimizers.md is what `scripts/optim_table.py` generates from the code
+(every cell exactly, except that step counts may differ by float32 rounding across
+machines)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ def histories():
 def test_default_hyperparameters_descend(histories, rule, problem):
     history = histories[rule, problem]
     assert np.all(np.isfinite(history))
-    # Down after 100 steps, further down at the end, and at most half the start.
+    # Down after 100 steps, further down at the end (unless already at the float32 floor, as
+    # Rprop on the quadratic), and at most half the start.
     assert history[100] < history[0]
-    assert history[-1] < history[100]
+    assert history[-1] < history[100] or history[-1] < 1e-10
     assert history[-1] < 0.5 * history[0]
 
 
@@ -52,26 +54,26 @@ def _step_count(cell: str) -> int:
     return int(cell[1:].replace(",", "")) + 1 if cell.startswith(">") else int(cell)
 
 
-def tables_agree(readme: str, generated: str) -> list[str]:
+def tables_agree(committed: str, generated: str) -> list[str]:
     """The differences between two optimizer tables: every cell exactly equal, except the two
     step-count columns, which may differ by STEP_RTOL relative (at least STEP_ATOL steps)."""
-    a, b = _cells(readme), _cells(generated)
+    a, b = _cells(committed), _cells(generated)
     if len(a) != len(b) or a[:2] != b[:2]:
-        return [f"header or row count differs:\n{readme}\n--- generated ---\n{generated}"]
+        return [f"header or row count differs:\n{committed}\n--- generated ---\n{generated}"]
     problems = []
     for row_a, row_b in zip(a[2:], b[2:], strict=True):
         if len(row_a) != len(row_b) or row_a[:-2] != row_b[:-2]:
-            problems.append(f"row differs:\n  README:    {row_a}\n  generated: {row_b}")
+            problems.append(f"row differs:\n  committed: {row_a}\n  generated: {row_b}")
             continue
         for got, want in zip(row_a[-2:], row_b[-2:], strict=True):
             n, m = _step_count(got), _step_count(want)
             if abs(n - m) > max(STEP_ATOL, STEP_RTOL * m):
-                problems.append(f"{row_a[0]}: README says {got} steps, the code gives {want}")
+                problems.append(f"{row_a[0]}: the docs say {got} steps, the code gives {want}")
     return problems
 
 
 def test_table_comparison_catches_stale_tables():
-    table = optim_table.readme_table(optim_table.README.read_text())
+    table = optim_table.between(optim_table.DOCS.read_text())
     assert tables_agree(table, table) == []
     sgd = next(line for line in table.splitlines() if line.startswith("| `sgd`"))
     cells = sgd.split("|")
@@ -85,13 +87,13 @@ def test_table_comparison_catches_stale_tables():
     assert tables_agree(table.replace(sgd, nudged), table) == []
 
 
-def test_readme_table_matches_the_code(histories, monkeypatch):
+def test_docs_table_matches_the_code(histories, monkeypatch):
     monkeypatch.setattr(optim_table, "losses", lambda rule, problem: histories[rule, problem])
-    readme = optim_table.README.read_text()
-    assert optim_table.BEGIN in readme and optim_table.END in readme, (
-        "README.md lost its optimizer-table markers")
-    problems = tables_agree(optim_table.readme_table(readme), optim_table.table())
-    assert not problems, ("README optimizer table is stale: run "
+    docs = optim_table.DOCS.read_text()
+    assert optim_table.BEGIN in docs and optim_table.END in docs, (
+        "docs/optimizers.md lost its optimizer-table markers")
+    problems = tables_agree(optim_table.between(docs), optim_table.table())
+    assert not problems, ("docs/optimizers.md optimizer table is stale: run "
                           "`python scripts/optim_table.py --write`\n" + "\n".join(problems))
 
 
@@ -145,7 +147,8 @@ def test_defaults_section_must_agree_with_the_signature(monkeypatch):
 def test_every_optimizer_state_has_a_docstring():
     # (jnet.optim.adam is the function; the modules are imported by name.)
     modules = [importlib.import_module(f"jnet.optim.{name}")
-               for name in ("adam", "adaptive", "base", "lion", "sgd")]
+               for name in ("adam", "adaptive", "base", "lion", "sgd", "adafactor", "muon",
+                            "radam", "rprop", "sam", "schedule_free")]
     states = [obj for module in modules for obj in vars(module).values()
               if isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields")
               and obj.__module__ == module.__name__]

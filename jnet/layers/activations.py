@@ -24,6 +24,7 @@ import numpy as np
 from jnet import activations
 from jnet.errors import Error
 from jnet.layers.base import Layer, LayerError, Shape, check_float, parameter_free
+from jnet.layers.checks import is_int
 
 
 def elementwise_layer(
@@ -50,12 +51,15 @@ def elementwise_layer(
                           float_only=True)
 
 
-def _check_number(kind: str, what: str, value: Any) -> None:
-    """Raise unless `value` is a real number (checked at construction, not deep in a trace)."""
+def _check_number(kind: str, what: str, value: Any) -> float:
+    """`value` as a Python float, or raise unless it is a real number (checked at construction,
+    not deep in a trace). A Python float is weakly typed, so a NumPy float32 hyperparameter
+    does not promote bfloat16 activations to float32."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or (
             not np.isfinite(value)):
         raise LayerError(kind, f"{what} must be a finite real number, got "
                                f"{type(value).__name__} {value!r}.")
+    return float(value)
 
 
 def BinaryStep(straight_through: bool = False, name: str | None = None) -> Layer:
@@ -73,7 +77,7 @@ def BinaryStep(straight_through: bool = False, name: str | None = None) -> Layer
 
 def Linear(a: float = 1.0, name: str | None = None) -> Layer:
     """y = a·x (the identity by default). See `jnet.activations.linear`."""
-    _check_number("Linear", "a", a)
+    a = _check_number("Linear", "a", a)
     return elementwise_layer("Linear", functools.partial(activations.linear, a=a), name=name,
                              config={"a": a})
 
@@ -98,7 +102,7 @@ def LeakyReLU(negative_slope: float = 0.01, name: str | None = None) -> Layer:
 
     See `jnet.activations.leaky_relu`.
     """
-    _check_number("LeakyReLU", "negative_slope", negative_slope)
+    negative_slope = _check_number("LeakyReLU", "negative_slope", negative_slope)
     fn = functools.partial(activations.leaky_relu, negative_slope=negative_slope)
     return elementwise_layer("LeakyReLU", fn, name=name, config={"negative_slope": negative_slope},
                              slug="leaky_relu")
@@ -106,14 +110,14 @@ def LeakyReLU(negative_slope: float = 0.01, name: str | None = None) -> Layer:
 
 def ELU(alpha: float = 1.0, name: str | None = None) -> Layer:
     """y = x for x > 0, α·(eˣ − 1) otherwise. See `jnet.activations.elu`."""
-    _check_number("ELU", "alpha", alpha)
+    alpha = _check_number("ELU", "alpha", alpha)
     return elementwise_layer("ELU", functools.partial(activations.elu, alpha=alpha), name=name,
                              config={"alpha": alpha}, slug="elu")
 
 
 def Swish(beta: float = 1.0, name: str | None = None) -> Layer:
     """y = x·σ(βx) (SiLU for β = 1). See `jnet.activations.swish`."""
-    _check_number("Swish", "beta", beta)
+    beta = _check_number("Swish", "beta", beta)
     return elementwise_layer("Swish", functools.partial(activations.swish, beta=beta), name=name,
                              config={"beta": beta})
 
@@ -126,6 +130,9 @@ def Softmax(axis: int = -1, name: str | None = None) -> Layer:
     end the model in `ClassificationOutput` instead: it applies the softmax only for
     prediction and computes the loss from logits, which is stable.
     """
+    if not is_int(axis):
+        raise LayerError("Softmax", f"axis must be an int (a per-example axis), got {axis!r}.")
+    axis = int(axis)
     # Per-example axis -> batch axis: shift non-negative axes past the batch dimension.
     batch_axis = axis if axis < 0 else axis + 1
 

@@ -13,54 +13,48 @@ containers pass it to every child and layers with no use for it ignore it.
 
 `Layer` is a frozen dataclass holding those two functions plus the metadata that containers,
 summaries and the training loop read: a CamelCase `kind` ("Conv2D"), an optional user `name`,
-the fixed `input_shape` of an `Input`, the `head` of an output layer, and for a container the
-three parts of the container protocol: its `children`, the input shape it routes to each
-(`child_shapes`) and how to `rebuild` it around transformed children. It owns no arrays.
+the fixed `input_shape` of an `Input`, the `head` of an output layer. It owns no arrays.
 
-This module also holds what every layer and container shares: `LayerError`, the input checks,
-the container toolkit (`init_child`, `apply_child`, `check_children`, `split_key`),
-`parameter_free` (the factory of layers without params) and `abstract_init`.
+A container holds its `children` as data and is made by `container(define, children)`: one
+function `define(children) -> Layer` gives its init, apply and metadata, rebuilding it around
+new children (`with_children`, `map_layers`) calls `define` again, and the input shape routed to
+each child (`child_shapes`) is read off its own init. So a container's parts cannot disagree:
+a copy that swaps its `apply_fn` or its children is refused.
+
+This module also holds what every layer and container shares: `LayerError`, the input and
+argument checks, the container toolkit (`container`, `init_child`, `apply_child`,
+`check_children`, `split_key`, `map_layers`), `parameter_free` (the factory of layers without
+params) and `abstract_init`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.errors import ArgumentTypeError, Error
-from jnet.typing import PyTree, Shape
+from jnet.errors import ArgumentTypeError
+from jnet.layers.checks import LayerError as LayerError
+from jnet.layers.checks import as_shape as as_shape
+from jnet.layers.checks import check_float as check_float
+from jnet.layers.checks import check_in_shape_rank as check_in_shape_rank
+from jnet.layers.checks import check_last_dim as check_last_dim
+from jnet.layers.checks import check_mask as check_mask
+from jnet.layers.checks import check_positive_int as check_positive_int
+from jnet.layers.checks import check_rank as check_rank
+from jnet.layers.checks import is_int as is_int
+from jnet.layers.checks import is_number as is_number
+from jnet.layers.checks import require_key as require_key
+from jnet.layers.checks import snake_case as snake_case
+from jnet.typing import PyTree as PyTree
+from jnet.typing import Shape as Shape
 
 InitFn = Callable[[jax.Array, Any], tuple[Any, PyTree, PyTree]]
 ApplyFn = Callable[..., tuple[Any, PyTree]]
-
-
-class LayerError(Error, ValueError):
-    """A layer was given something it cannot use (a `jnet.Error` and a `ValueError`).
-
-    The message names the layer by its path inside the model (``"block_2/conv2d_1"``) and its
-    type, says what was expected, what was given, and how to fix it. Containers prepend their
-    child's name as the error travels up, so the user sees where in the model it happened.
-    """
-
-    def __init__(self, kind: str, message: str, path: Sequence[str] = (), *,
-                 where: str | None = None):
-        super().__init__(message, where=where)
-        self.kind = kind
-        self.path = tuple(path)
-
-    def _text(self) -> str:
-        at = f" '{'/'.join(self.path)}'" if self.path else ""
-        return f"{self.kind} layer{at}: {self.message}"
-
-    def within(self, name: str) -> LayerError:
-        """The same error, seen from the container that named this layer `name`."""
-        return LayerError(self.kind, self.message, (name, *self.path), where=self.where)
 
 
 class Head(NamedTuple):
@@ -89,12 +83,11 @@ class Layer:
         input_shape: per-example input shape fixed by an `Input` layer, else None.
         children: ``(name, layer)`` pairs of a container, in order. Their params and state
             live under those names in the container's params and state.
-        child_shapes: for a container, ``in_shape -> (one per-example input shape per child)``:
-            the shape the container routes to each child (`summary` reads it).
-        rebuild: for a container, ``(new children, in order) -> Layer``: the same container
-            around transformed children (`jnet.precision.mixed` uses it). Together with
-            `children` and `child_shapes` this is the whole container protocol: whatever walks
-            a model asks the container, never switches on its kind.
+        definition: for a container, the ``define(children) -> Layer`` that `container` made
+            it with, from `children` (a dict name -> layer). Everything but `name` and
+            `children` is what `definition` returns, and `with_children` calls it again, so
+            a container is always the same function of its children (the container protocol;
+            whatever walks a model asks it, never switches on `kind`).
         head: the loss / prediction link of an output layer (or of a model ending in one).
         config: the constructor arguments, for `repr`.
         slug: the snake_case stem of default child names (``"conv2d"`` -> ``"conv2d_3"``).
@@ -110,13 +103,16 @@ class Layer:
     name: str | None = None
     input_shape: Any = None
     children: tuple[tuple[str, Layer], ...] = ()
-    child_shapes: Callable[[Any], tuple[Any, ...]] | None = None
-    rebuild: Callable[[tuple[Layer, ...]], Layer] | None = None
+    definition: Callable[[dict[str, Layer]], Layer] | None = None
     head: Head | None = None
     config: dict = dataclasses.field(default_factory=dict)
     slug: str = ""
     keeps_float32: bool = False
     side_inputs: tuple[str, ...] = ()
+    # (children, what `definition` made of them), set by `container`: a copy whose parts are
+    # not these (a replaced apply_fn, children swapped without `definition`) is refused.
+    _made: tuple[tuple[tuple[str, Layer], ...], Layer] | None = dataclasses.field(
+        default=None, repr=False)
     # in_shape -> the (params, state) `init` makes for it, as {path: shape}; None where init
     # rejects that shape. Filled by `apply`'s params check; a fresh one per copy of the layer.
     _expected: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
@@ -132,13 +128,8 @@ class Layer:
             )
         if not self.slug:
             object.__setattr__(self, "slug", snake_case(self.kind))
-        if self.children and (self.child_shapes is None or self.rebuild is None):
-            raise LayerError(
-                self.kind,
-                "a container must say how it routes shapes to its children and how to rebuild "
-                "itself around new ones, got children but no child_shapes= / rebuild=. Pass "
-                "both to Layer(...) (see 'Writing your own container' in the README).",
-            )
+        if self.children or self.definition is not None or self._made is not None:
+            _check_made(self)
 
     def init(self, key: jax.Array, in_shape: Any = None) -> tuple[Any, PyTree, PyTree]:
         """Create parameters and state for per-example inputs of shape `in_shape`.
@@ -199,16 +190,18 @@ class Layer:
             params, state: as made by `init`.
             x: the batch, ``(N, *in_shape)``.
             key: PRNG key for random layers (dropout) in training.
-            train: training behaviour (batch statistics, dropout) instead of evaluation.
+            train: training behaviour (batch statistics, dropout) instead of evaluation: a
+                Python (or NumPy) bool, static under `jax.jit`.
             mask: boolean (N, T), True on real time steps of a padded sequence batch.
                 Containers pass it to every child; layers with no use for it ignore it.
             side_inputs: extra keyword inputs the layer declares in `side_inputs`, e.g.
                 ``initial_state=`` of `LSTM` / `GRU`.
 
         Raises:
-            LayerError: a side input the layer does not take, a `train` that is not a bool,
-                inputs it cannot use, or params / state that do not match the layer's own
-                configuration (made by another model, or for inputs of another size).
+            LayerError: a side input the layer does not take, a `train` that is not a bool
+                (or is traced by `jax.jit`), inputs it cannot use, or params / state that do
+                not match the layer's own configuration (made by another model, or for inputs
+                of another size).
         """
         unknown = sorted(set(side_inputs) - set(self.side_inputs))
         if unknown:
@@ -218,13 +211,8 @@ class Layer:
                 f"apply got the keyword(s) {unknown}, which this layer does not take; it takes "
                 f"{takes}. Pass side inputs to the layer that uses them.",
             )
-        if not _is_bool(train):
-            raise LayerError(
-                self.kind,
-                f"train must be True or False, got {train!r}. Pass train=True for training "
-                "behaviour (dropout, batch statistics), train=False for evaluation.",
-            )
-        mismatch = self._trees_mismatch(params, state, x)
+        train = _static_train(self.kind, train)
+        mismatch = _trees_mismatch(self, params, state, x)
         try:
             out = self.apply_fn(params, state, x, key=key, train=train, mask=mask,
                                 **side_inputs)
@@ -238,49 +226,17 @@ class Layer:
             raise LayerError(self.kind, mismatch)
         return out
 
-    def _trees_mismatch(self, params: PyTree, state: PyTree, x: Any) -> str:
-        """What differs between (params, state) and those `init` makes for inputs like `x`
-        ("" when they match or cannot be compared).
-
-        Only leaves are checked, on a single batch array: containers check their children's
-        names themselves (`check_children`) and each child checks its own part; a layer fed a
-        tuple (a recurrent cell's ``(carry, x_t)``) has no in_shape to read off `x`. Shapes
-        are static, so under `jax.jit` this runs once, at tracing; the expected trees are
-        cached per input shape.
-        """
-        if self.children or not hasattr(x, "shape") or len(x.shape) < 1:
-            return ""
-        in_shape = tuple(int(d) for d in x.shape[1:])
-        if in_shape not in self._expected:
-            try:
-                _, want_params, want_state = abstract_init(self, abstract_key(), in_shape)
-                self._expected[in_shape] = (_shapes(want_params), _shapes(want_state))
-            except Exception:  # init rejects this shape: apply reports the input itself
-                self._expected[in_shape] = None
-        expected = self._expected[in_shape]
-        if expected is None:
-            return ""
-        problems = [_tree_diff(what, _shapes(tree), want)
-                    for what, tree, want in (("params", params, expected[0]),
-                                             ("state", state, expected[1]))]
-        problems = [p for p in problems if p]
-        if not problems:
-            return ""
-        return (f"{'; '.join(problems)} (what {self.kind}{self._config_text()} makes for "
-                f"inputs of shape {('N', *in_shape)}). They were made by another model or "
-                "for inputs of another size: pass the params and state from this model's "
-                "init (or a checkpoint of this model), or fix the layer before this one.")
-
-    def _config_text(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
-        return f"({args})" if args else ""
-
     def named(self, name: str) -> Layer:
         """This layer under another name inside a container."""
         return dataclasses.replace(self, name=name)
 
     def with_children(self, children: Sequence[Layer]) -> Layer:
-        """The same container around `children` (one per current child, same names kept)."""
+        """The same container around `children` (one per current child, in order): its
+        `definition` called again on them, under the same child names and container name.
+
+        Raises:
+            LayerError: a leaf, or not one new child per current child.
+        """
         if not self.children:
             raise LayerError(self.kind, "with_children: this layer has no children.")
         if len(children) != len(self.children):
@@ -288,10 +244,21 @@ class Layer:
                 self.kind,
                 f"with_children: expected {len(self.children)} children, got {len(children)}.",
             )
-        named = tuple(new.named(name) for (name, _), new in zip(self.children, children,
-                                                                 strict=True))
-        assert self.rebuild is not None  # guaranteed by __post_init__
-        return dataclasses.replace(self.rebuild(named), name=self.name)
+        assert self.definition is not None  # guaranteed by __post_init__
+        pairs = tuple((name, new) for (name, _), new in zip(self.children, children,
+                                                             strict=True))
+        return container(self.definition, pairs, name=self.name)
+
+    def child_shapes(self, in_shape: Any) -> tuple[Any, ...]:
+        """The per-example input shape this container's `init` hands each child, in order
+        (``()`` for a leaf). Read off `init` itself, run abstractly on stand-ins that record
+        their shape, so it cannot disagree with the shapes `init` really threads.
+
+        Raises:
+            LayerError: the container rejects `in_shape`, or its init never initialises a
+                child.
+        """
+        return _routed_shapes(self, in_shape)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
@@ -299,11 +266,117 @@ class Layer:
         return f"{self.kind}({args}{named})"
 
 
-def _is_bool(value: Any) -> bool:
-    """A Python or NumPy bool, or a scalar boolean array (a traced `train` flag included)."""
-    if isinstance(value, (bool, np.bool_)):
-        return True
-    return getattr(value, "dtype", None) == jnp.bool_ and jnp.ndim(value) == 0
+def _routed_shapes(layer: Layer, in_shape: Any) -> tuple[Any, ...]:
+    """`Layer.child_shapes`: the container's init, run abstractly on stand-ins of its children
+    that record the shape they are initialised with."""
+    seen: dict[int, Any] = {}
+
+    def stand_in(i: int, child: Layer) -> Layer:
+        def init_fn(key, shape):
+            seen.setdefault(i, shape)
+            return child.init(key, shape)
+
+        # A leaf with the child's metadata: `definition` may read its head or input_shape.
+        return dataclasses.replace(child, init_fn=init_fn, children=(), definition=None,
+                                   _made=None)
+
+    if not layer.children:
+        return ()
+    stand_ins = [stand_in(i, child) for i, (_, child) in enumerate(layer.children)]
+    abstract_init(layer.with_children(stand_ins), abstract_key(), in_shape)
+    missing = [name for i, (name, _) in enumerate(layer.children) if i not in seen]
+    if missing:
+        raise LayerError(
+            layer.kind,
+            f"its init never initialised the children {missing}, so their params and "
+            "shapes are unknown. Call `init_child(name, layer, key, shape)` for every child.",
+        )
+    return tuple(seen[i] for i in range(len(layer.children)))
+
+
+# What a container's `definition` decides; a copy of the container may change none of them.
+_DERIVED = ("init_fn", "apply_fn", "kind", "input_shape", "head", "config", "slug",
+            "keeps_float32", "side_inputs")
+
+
+def _check_made(layer: Layer) -> None:
+    """Raise unless `layer` is exactly what its `definition` made of its `children`."""
+    if layer.definition is None or layer._made is None:
+        raise LayerError(
+            layer.kind,
+            "a container is made by `jnet.layers.container(define, children)`, which derives "
+            "its init, apply and metadata from one definition of its children, so rebuilding "
+            "it cannot drift; got children= (or definition=) on Layer(...) directly. See "
+            "'A container' in docs/custom-layers.md.",
+        )
+    children, body = layer._made
+    changed = [f for f in _DERIVED if getattr(layer, f) is not getattr(body, f)]
+    changed += ["children"] if layer.children is not children else []
+    if changed:
+        raise LayerError(
+            layer.kind,
+            f"this copy of a container replaces its {', '.join(changed)}, which its definition "
+            "makes from its children, so rebuilding it (map_layers, precision.mixed) would "
+            "silently undo the change. Wrap it in a new container (jnet.layers.container) "
+            "instead, or rebuild it around new children with `with_children`.",
+        )
+
+
+def _static_train(kind: str, train: Any) -> bool:
+    """`train` as a Python bool; a `LayerError` for anything else, a traced value included
+    (it picks the code path, so it must be known when `jax.jit` traces)."""
+    if isinstance(train, jax.core.Tracer):
+        raise LayerError(
+            kind,
+            f"train must be a Python bool known at trace time (it picks the code path: "
+            f"dropout, batch statistics), got a traced value {train}. Mark it static, e.g. "
+            "`jax.jit(step, static_argnames='train')`, or close over it.",
+        )
+    if isinstance(train, (bool, np.bool_)) or (
+            getattr(train, "dtype", None) == jnp.bool_ and jnp.ndim(train) == 0):
+        return bool(train)
+    raise LayerError(
+        kind,
+        f"train must be True or False, got {train!r}. Pass train=True for training "
+        "behaviour (dropout, batch statistics), train=False for evaluation.",
+    )
+
+
+def _trees_mismatch(layer: Layer, params: PyTree, state: PyTree, x: Any) -> str:
+    """What differs between (params, state) and those `layer.init` makes for inputs like `x`
+    ("" when they match or cannot be compared).
+
+    Only leaves are checked, on a single batch array: containers check their children's
+    names themselves (`check_children`) and each child checks its own part; a layer fed a
+    tuple (a recurrent cell's ``(carry, x_t)``) has no in_shape to read off `x`. Shapes
+    are static, so under `jax.jit` this runs once, at tracing; the expected trees are
+    cached per input shape.
+    """
+    if layer.children or not hasattr(x, "shape") or len(x.shape) < 1:
+        return ""
+    in_shape = tuple(int(d) for d in x.shape[1:])
+    cache = layer._expected
+    if in_shape not in cache:
+        try:
+            _, want_params, want_state = abstract_init(layer, abstract_key(), in_shape)
+            cache[in_shape] = (_shapes(want_params), _shapes(want_state))
+        except Exception:  # init rejects this shape: apply reports the input itself
+            cache[in_shape] = None
+    expected = cache[in_shape]
+    if expected is None:
+        return ""
+    problems = [_tree_diff(what, _shapes(tree), want)
+                for what, tree, want in (("params", params, expected[0]),
+                                         ("state", state, expected[1]))]
+    problems = [p for p in problems if p]
+    if not problems:
+        return ""
+    args = ", ".join(f"{k}={v!r}" for k, v in layer.config.items())
+    call = f"{layer.kind}({args})" if args else layer.kind
+    return (f"{'; '.join(problems)} (what {call} makes for inputs of shape "
+            f"{('N', *in_shape)}). They were made by another model or for inputs of another "
+            "size: pass the params and state from this model's init (or a checkpoint of this "
+            "model), or fix the layer before this one.")
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
@@ -328,7 +401,17 @@ def map_layers(fn: Callable[[Layer], Layer | None], layer: Layer) -> Layer:
     """Rebuild `layer` with `fn` applied top-down through the container protocol.
 
     `fn(layer)` returns a replacement (which is not descended into) or None to keep going:
-    a container is then rebuilt around its mapped children and a leaf is kept as it is.
+    a container is then rebuilt around its mapped children (`Layer.with_children`: its
+    definition called again, child names kept) and a leaf is kept as it is. So
+    ``map_layers(lambda layer: None, model)`` is `model` again: same init, apply, summary and
+    config, `jnet.precision.mixed` models included.
+
+    Returns:
+        The rebuilt layer.
+
+    Raises:
+        jnet.ArgumentTypeError: `layer` is not a Layer, `fn` is not callable or returns
+            something other than a Layer or None.
     """
     if not isinstance(layer, Layer):
         raise ArgumentTypeError(
@@ -383,6 +466,48 @@ def abstract_key() -> Any:
 # ----------------------------------------------------------------------------------------
 # The container toolkit: what `serial`, `parallel`, `residual`, `Bidirectional` and users'
 # own containers share.
+
+
+def container(define: Callable[[dict[str, Layer]], Layer],
+              children: Mapping[str, Layer] | Iterable[tuple[str, Layer]], *,
+              name: str | None = None) -> Layer:
+    """A container: the layer `define` makes of `children`, holding them as data.
+
+    `define(children)` gets the children as a dict name -> layer and returns a plain `Layer`
+    (no children) whose init / apply run them (with `init_child` / `apply_child`, params and
+    state keyed by child name) and whose metadata (`kind`, `config`, `head`, ...) are the
+    container's. Rebuilding (`Layer.with_children`, `map_layers`, `jnet.precision.mixed`)
+    calls `define` again on the new children and `Layer.child_shapes` is read off its init,
+    so there is one definition and nothing to keep in step by hand.
+
+    Args:
+        define: ``children -> Layer``, the one definition of the container.
+        children: ``{name: layer}`` or ``(name, layer)`` pairs, in order; names are unique,
+            non-empty and without '/'.
+        name: the container's own name inside its parent.
+
+    Returns:
+        The container: what `define` returned, with `children`, `definition` and `name` set.
+
+    Raises:
+        LayerError: a child that is not a Layer, a bad or repeated child name, or a `define`
+            that does not return a plain Layer.
+    """
+    pairs = tuple(children.items() if isinstance(children, Mapping) else children)
+    names = [child for child, _ in pairs]
+    for child, layer in pairs:
+        if not isinstance(child, str) or not child or "/" in child or names.count(child) > 1:
+            raise LayerError("Container", f"child names must be unique non-empty strs without "
+                             f"'/', got {names}. Give each child its own name.")
+        if not isinstance(layer, Layer):
+            raise LayerError("Container", f"child {child!r} is a {type(layer).__name__}, not a "
+                             "Layer. Call the constructor, e.g. `L.ReLU()` rather than `L.ReLU`.")
+    body = define(dict(pairs))
+    if not isinstance(body, Layer) or body.children:
+        raise LayerError("Container", f"define must return a Layer without children (the "
+                         f"container's own init / apply), got {body!r}.")
+    return dataclasses.replace(body, name=name, children=pairs, definition=define,
+                               _made=(pairs, body))
 
 
 def split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]:
@@ -460,111 +585,3 @@ def parameter_free(
         return y, state
 
     return Layer(init_fn, apply_fn, kind=kind, name=name, config=config or {}, slug=slug)
-
-
-def snake_case(kind: str) -> str:
-    """CamelCase kind -> snake_case slug, acronyms whole: MaxPool2D -> max_pool2d, ReLU -> relu."""
-    return re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", "_", kind).lower()
-
-
-def as_shape(shape: Any, kind: str = "Layer", what: str = "in_shape") -> Any:
-    """Normalise a shape (or a tuple of shapes, for multi-input layers) to tuples of ints.
-
-    Raises:
-        LayerError: anything else (a str, a float size, None), named as `what` of `kind`.
-    """
-    if _is_size(shape):
-        return (int(shape),)
-    if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, np.ndarray)):
-        raise LayerError(
-            kind,
-            f"{what} must be a shape, a tuple of int sizes such as (28, 28, 1) (no batch axis), "
-            f"or a tuple of such shapes, got {type(shape).__name__} {shape!r}.",
-        )
-    shape = tuple(shape)
-    if all(_is_size(d) for d in shape):
-        return tuple(int(d) for d in shape)
-    return tuple(as_shape(s, kind, what) for s in shape)
-
-
-def _is_size(d: Any) -> bool:
-    """An int size (NumPy ints included; bools are not sizes)."""
-    return isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_))
-
-
-# ----------------------------------------------------------------------------------------
-# Checks shared by layers. They run on static shapes and dtypes, so under `jax.jit` they cost
-# nothing after tracing.
-
-
-def check_rank(kind: str, x: Any, rank: int, layout: str, fix: str = "") -> None:
-    """Raise unless the batch `x` has `rank` dims (batch axis included), e.g. 4 for NHWC."""
-    shape = jnp.shape(x)
-    if len(shape) != rank:
-        raise LayerError(
-            kind,
-            f"expected a batch of rank {rank} {layout}, got shape {tuple(shape)} "
-            f"(rank {len(shape)}). {fix}".rstrip(),
-        )
-
-
-def check_in_shape_rank(kind: str, in_shape: Shape, rank: int, layout: str, fix: str = "") -> None:
-    """Raise unless the per-example `in_shape` has `rank` dims, e.g. 3 for (H, W, C)."""
-    if len(in_shape) != rank:
-        raise LayerError(
-            kind,
-            f"expected per-example inputs of rank {rank} {layout}, got in_shape "
-            f"{tuple(in_shape)}. {fix}".rstrip(),
-        )
-
-
-def check_float(kind: str, x: Any) -> None:
-    """Raise unless `x` is a floating-point array."""
-    dtype = jnp.result_type(x)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise LayerError(
-            kind,
-            f"expected a floating-point input, got dtype {dtype}. "
-            "Cast the data first, e.g. `x.astype(jnp.float32)`.",
-        )
-
-
-def check_last_dim(kind: str, x: Any, expected: int, what: str = "features") -> None:
-    """Raise unless the last axis of `x` has `expected` entries (the size params were made for)."""
-    got = jnp.shape(x)[-1] if jnp.ndim(x) else None
-    if got != expected:
-        raise LayerError(
-            kind,
-            f"expected inputs with {expected} {what} on the last axis (the size its params were "
-            f"initialised for), got shape {tuple(jnp.shape(x))}. Re-run init with the right "
-            "in_shape, or fix the layer before this one.",
-        )
-
-
-def check_mask(kind: str, mask: Any, n: int, t: int) -> jax.Array | None:
-    """`mask` as a boolean (N, T) array (None stays None); a `LayerError` for any other shape
-    or dtype. Shapes and dtypes are static, so under `jax.jit` this costs nothing."""
-    if mask is None:
-        return None
-    shape, dtype = jnp.shape(mask), jnp.result_type(mask)
-    if shape != (n, t) or dtype != jnp.bool_:
-        fix = ("Cast it with `mask.astype(bool)`." if shape == (n, t) else
-               "Build it with `jnet.data.mask_from_lengths(lengths, T)`.")
-        raise LayerError(
-            kind,
-            f"expected mask= as a boolean array of shape (N, T) = {(n, t)}, True on real steps, "
-            f"got shape {shape} dtype {dtype}. {fix}",
-        )
-    return jnp.asarray(mask)
-
-
-def require_key(kind: str, key: jax.Array | None) -> jax.Array:
-    """Return `key`, or raise the error every random layer gives in training without one."""
-    if key is None:
-        raise LayerError(
-            kind,
-            "needs a PRNG key when train=True, got key=None. Pass one, e.g. "
-            "`model.apply(params, state, x, key=jax.random.key(0), train=True)`, "
-            "or call with train=False for evaluation.",
-        )
-    return key

@@ -8,6 +8,7 @@ import jax
 
 from jnet import initializers
 from jnet.layers.base import Layer, LayerError, check_float, check_last_dim
+from jnet.layers.checks import check_positive_int
 
 
 def Dense(
@@ -34,8 +35,7 @@ def Dense(
     Raises:
         LayerError: `units` not a positive int; inputs without a feature axis.
     """
-    if not isinstance(units, int) or isinstance(units, bool) or units < 1:
-        raise LayerError("Dense", f"units must be a positive int, got {units!r}.")
+    units = check_positive_int("Dense", "units", units)
     w_fn, b_fn = initializers.get(w_init, "w_init"), initializers.get(b_init, "b_init")
 
     def init_fn(key, in_shape):

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from jnet._rng import draw
 from jnet.layers.base import Layer, LayerError, check_float, parameter_free, require_key
+from jnet.layers.checks import is_number
 
 
 def Dropout(rate: float, name: str | None = None) -> Layer:
@@ -23,12 +24,13 @@ def Dropout(rate: float, name: str | None = None) -> Layer:
     Args:
         rate: drop probability, ``0 <= rate < 1``; 0 is the identity.
     """
-    if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+    if not is_number(rate) or not 0.0 <= rate < 1.0:
         raise LayerError(
             "Dropout",
             f"rate is the probability to drop and must satisfy 0 <= rate < 1, got {rate!r}. "
             "(If you meant a keep probability p, pass rate = 1 - p.)",
         )
+    rate = float(rate)  # weakly typed: a NumPy float32 rate keeps bfloat16 inputs bfloat16
 
     def drop(x, *, key, train, mask):
         if not train or rate == 0.0:

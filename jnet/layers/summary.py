@@ -94,10 +94,8 @@ class _Walker:
 
     def children(self, layer: Layer, path: str, depth: int, in_shape: Any) -> None:
         """Rows for a container's children, each at the input shape the container routes."""
-        if not layer.children or layer.child_shapes is None:  # a leaf (a container has both)
-            return
         prefix = f"{path}/" if path else ""
-        shapes = layer.child_shapes(in_shape)
+        shapes = layer.child_shapes(in_shape)  # () for a leaf
         for (name, child), shape in zip(layer.children, shapes, strict=True):
             self.layer(child, prefix + name, depth, shape)
 
@@ -146,7 +144,7 @@ def summary(model: Layer, input_shape: Any = None) -> Summary:
     Args:
         model: any layer; containers (`serial`, `parallel`, `residual`, `Bidirectional`,
             your own) list their children, indented by nesting depth, each with the shape the
-            container routes to it (`Layer.child_shapes`). "Params" counts trainable scalars
+            container's init hands it (`Layer.child_shapes`). "Params" counts trainable scalars
             (``params``), "State" non-trainable ones (``state``, e.g. BatchNorm running statistics).
         input_shape: per-example input shape (no batch axis), e.g. ``(28, 28, 1)``. May be
             omitted when the model starts with `Input(shape)`.

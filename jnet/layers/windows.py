@@ -30,6 +30,7 @@ import numpy as np
 
 from jnet.errors import ArgumentError
 from jnet.layers.base import LayerError
+from jnet.layers.checks import is_int
 
 Pads = tuple[tuple[int, int], ...]
 Padding = str | int | Sequence[int] | Sequence[Sequence[int]]
@@ -43,14 +44,14 @@ def as_tuple(kind: str, what: str, value: int | Sequence[int], n: int) -> tuple[
     Raises:
         LayerError: not a positive int nor `n` of them.
     """
-    values = (value,) * n if isinstance(value, int) else tuple(value)
-    if len(values) != n or not all(isinstance(v, int) and v >= 1 for v in values):
+    values = (value,) * n if is_int(value) else tuple(value)
+    if len(values) != n or not all(is_int(v) and v >= 1 for v in values):
         raise LayerError(
             kind,
             f"{what} must be a positive int or {n} positive ints {_AXES.get(n, '')}, "
             f"got {value!r}.",
         )
-    return values
+    return tuple(int(v) for v in values)
 
 
 def normalize_padding(kind: str, padding: Padding, n: int) -> str | Pads:
@@ -79,13 +80,13 @@ def normalize_padding(kind: str, padding: Padding, n: int) -> str | Pads:
 
 def _as_pairs(padding: object, n: int) -> Pads | None:
     """`padding` (not a string) as `n` (lo, hi) pairs, or None when it has no valid form."""
-    if isinstance(padding, int):
+    if is_int(padding):
         padding = (padding,) * n
     if not isinstance(padding, Iterable):
         return None
     try:
         items: tuple[Any, ...] = tuple(padding)
-        if all(isinstance(p, int) for p in items):
+        if all(is_int(p) for p in items):
             if len(items) == n:
                 items = tuple((p, p) for p in items)
             elif n == 1 and len(items) == 2:
@@ -94,9 +95,9 @@ def _as_pairs(padding: object, n: int) -> Pads | None:
     except TypeError:
         return None
     ok = len(pairs) == n and all(
-        len(p) == 2 and all(isinstance(v, int) and v >= 0 for v in p) for p in pairs
+        len(p) == 2 and all(is_int(v) and v >= 0 for v in p) for p in pairs
     )
-    return pairs if ok else None
+    return tuple((int(lo), int(hi)) for lo, hi in pairs) if ok else None
 
 
 def resolve_padding(padding: str | Pads, size: Sequence[int], window: Sequence[int],

@@ -6,10 +6,16 @@
     opt_state.step, opt_state.learning_rate        # int32 count, lr of the last update
 
 Rules, in `RULES` (`name -> constructor`): `sgd`, `momentum`, `nesterov`, `adagrad`,
-`adadelta`, `rmsprop`, `adam` (AMSGrad flag), `adamw`, `nadam`, `adamax`, `lion`;
+`adadelta`, `rmsprop`, `adam` (AMSGrad flag), `adamw`, `nadam`, `adamax`, `lion`, `radam`,
+`adafactor`, `lamb`, `lars`, `rprop`, `muon`, `schedule_free_adamw`, `schedule_free_sgd`
+(evaluate with `schedule_free_eval_params`); `sam(base, rho)` wraps any of them;
 `get("adam", learning_rate=1e-2)` builds one by name. Composition: `chain` of gradient
 transformations (`clip_by_value`, `clip_by_global_norm`, `add_decayed_weights`, `scale_by_*`,
-`scale_by_learning_rate`) and of whole rules. Schedules live in `jnet.optim.schedules` and are
+`scale_by_learning_rate`) and of whole rules. Parameter groups and freezing: `partition`
+({label: optimizer}, one learning rate per group), `masked` and `freeze` (bit-identical
+arrays). Wrappers: `accumulate(opt, k)` (gradient accumulation), `ema(opt, decay)` (averaged
+params, read with `ema_params`), `sam(opt, rho)`; `eval_params(params, opt_state)`: the weights
+any optimizer says to evaluate with. Schedules live in `jnet.optim.schedules` and are
 re-exported here. The learning rate the last update used:
 `current_learning_rate(opt_state)`, the one way to read it. The equations, defaults and
 PyTorch / Keras mappings: each rule's docstring (docs/optimizers.md collects them).
@@ -24,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from jnet.errors import public
+from jnet.optim.adafactor import adafactor, scale_by_adafactor
 from jnet.optim.adam import (
     adam,
     adamax,
@@ -50,7 +57,18 @@ from jnet.optim.base import (
 )
 from jnet.optim.chain import chain, scale_by_learning_rate
 from jnet.optim.clip import clip_by_global_norm, clip_by_value, global_norm
+from jnet.optim.groups import freeze, masked, partition
+from jnet.optim.layerwise import lamb, lars, scale_by_trust_ratio
 from jnet.optim.lion import lion, scale_by_lion
+from jnet.optim.muon import muon, muon_arrays, newton_schulz, scale_by_muon
+from jnet.optim.radam import radam, scale_by_radam
+from jnet.optim.rprop import rprop, scale_by_rprop
+from jnet.optim.sam import sam
+from jnet.optim.schedule_free import (
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    schedule_free_sgd,
+)
 from jnet.optim.schedules import (
     constant_schedule,
     cosine_decay_schedule,
@@ -62,11 +80,14 @@ from jnet.optim.schedules import (
 )
 from jnet.optim.sgd import momentum, nesterov, sgd, trace_momentum
 from jnet.optim.weight_decay import add_decayed_weights, weights_only
+from jnet.optim.wrappers import accumulate, ema, ema_params, eval_params
 
 RULES: types.MappingProxyType[str, Callable[..., Optimizer]] = types.MappingProxyType({
     "sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adagrad": adagrad,
     "adadelta": adadelta, "rmsprop": rmsprop, "adam": adam, "adamw": adamw, "nadam": nadam,
-    "adamax": adamax, "lion": lion,
+    "adamax": adamax, "lion": lion, "radam": radam, "adafactor": adafactor, "lamb": lamb,
+    "lars": lars, "rprop": rprop, "muon": muon, "schedule_free_adamw": schedule_free_adamw,
+    "schedule_free_sgd": schedule_free_sgd,
 })
 """Every update rule by name (`name -> constructor`), in the order of the docs."""
 
@@ -149,7 +170,9 @@ __all__ = [
     "OptState",
     "Optimizer",
     "OptimizerError",
+    "accumulate",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
@@ -161,24 +184,46 @@ __all__ = [
     "constant_schedule",
     "cosine_decay_schedule",
     "current_learning_rate",
+    "ema",
+    "ema_params",
+    "eval_params",
     "exponential_decay",
+    "freeze",
     "get",
     "global_norm",
+    "lamb",
+    "lars",
     "linear_schedule",
     "lion",
+    "masked",
     "momentum",
+    "muon",
+    "muon_arrays",
     "nadam",
     "nesterov",
+    "newton_schulz",
+    "partition",
     "piecewise_constant_schedule",
+    "radam",
     "rmsprop",
+    "rprop",
+    "sam",
     "scale_by_adadelta",
+    "scale_by_adafactor",
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_learning_rate",
     "scale_by_lion",
+    "scale_by_muon",
     "scale_by_nadam",
+    "scale_by_radam",
     "scale_by_rms",
+    "scale_by_rprop",
+    "scale_by_trust_ratio",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
+    "schedule_free_sgd",
     "sgd",
     "step_decay_schedule",
     "trace_momentum",

@@ -35,6 +35,12 @@ def check_betas(b1: float, b2: float, eps: float) -> None:
     check_hyperparameter("eps", eps, fix=EPS_FIX)
 
 
+def check_eps_root(eps_root: float) -> None:
+    """ε_root >= 0 (finite)."""
+    check_hyperparameter("eps_root", eps_root, fix="eps_root is usually 0 (1e-8 to "
+                         "differentiate through the update).")
+
+
 class AdamState(NamedTuple):
     """The state of `scale_by_adam`.
 
@@ -66,8 +72,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
         OptimizerError: a hyperparameter out of range.
     """
     check_betas(b1, b2, eps)
-    check_hyperparameter("eps_root", eps_root, fix="eps_root is usually 0 (1e-8 to "
-                         "differentiate through the update).")
+    check_eps_root(eps_root)
     if not isinstance(amsgrad, bool):
         raise OptimizerError(f"amsgrad must be True or False, got {type(amsgrad).__name__} "
                              f"{amsgrad!r}.")
@@ -140,12 +145,13 @@ def adam(learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.
 @api("jnet.optim.adamw")
 def adamw(learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999,
           eps: float = 1e-8, weight_decay: float = 1e-2, mask: Mask = None, *,
-          amsgrad: bool = False) -> Optimizer:
+          eps_root: float = 0.0, amsgrad: bool = False) -> Optimizer:
     """AdamW: Adam with decoupled weight decay.
 
         m̂_t, v̂_t as in `adam`
-        θ_t = θ_{t-1} - α_t (m̂_t / (√v̂_t + ε) + λ θ_{t-1})      (λ only where the mask is True)
+        θ_t = θ_{t-1} - α_t (m̂_t / (√(v̂_t + ε_root) + ε) + λ θ_{t-1})   (λ where the mask is True)
 
+    `eps_root` > 0 keeps the derivative of √ finite at 0 (meta-learning through the update).
     As in PyTorch, Keras and optax, λ is multiplied by α_t (the paper multiplies it by the
     schedule multiplier only).
 
@@ -154,8 +160,11 @@ def adamw(learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0
         b1, b2: β1, β2 in [0, 1), as in `adam`.
         eps: ε >= 0.
         weight_decay: λ >= 0.
-        mask: which arrays decay: None (all), a pytree of bools shaped like the params, or a
-            function `params -> that pytree` such as `weights_only` (checked at `init`).
+        mask: which arrays decay: None (all), a pytree of bools shaped like the params, a
+            function `params -> that pytree` such as `weights_only`, or a function
+            `(path, param) -> bool` of each array's key path (see `add_decayed_weights`);
+            checked at `init`.
+        eps_root: ε_root >= 0, added to v̂ under the root (keyword only).
         amsgrad: use AMSGrad's running maximum of v.
 
     Returns:
@@ -166,8 +175,8 @@ def adamw(learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0
             structure.
 
     Defaults:
-        learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2, every array decayed
-        (PyTorch `AdamW`).
+        learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2, eps_root=0, every
+        array decayed (PyTorch `AdamW`).
 
     PyTorch:
         `AdamW(lr, betas, eps, weight_decay)`
@@ -181,7 +190,7 @@ def adamw(learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0
     References:
         Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization".
     """
-    return build("adamw", (scale_by_adam(b1, b2, eps, amsgrad=amsgrad),
+    return build("adamw", (scale_by_adam(b1, b2, eps, eps_root, amsgrad=amsgrad),
                            add_decayed_weights(weight_decay, mask),
                            scale_by_learning_rate(learning_rate)))
 
@@ -202,13 +211,15 @@ class NadamState(NamedTuple):
 
 @api("jnet.optim.scale_by_nadam")
 def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-                   momentum_decay: float | None = 4e-3) -> GradientTransformation:
+                   momentum_decay: float | None = 4e-3, *,
+                   eps_root: float = 0.0) -> GradientTransformation:
     """The Nesterov-Adam direction (see `nadam`).
 
     Args:
         b1, b2: β1, β2 in [0, 1).
         eps: ε >= 0.
         momentum_decay: ψ >= 0, or None for a constant μ = β1.
+        eps_root: ε_root >= 0, added to v̂ under the root.
 
     Returns:
         A `GradientTransformation` with a `NadamState`.
@@ -217,6 +228,7 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
         OptimizerError: a hyperparameter out of range.
     """
     check_betas(b1, b2, eps)
+    check_eps_root(eps_root)
     if momentum_decay is not None:
         check_hyperparameter("momentum_decay", momentum_decay, fix="4e-3 is PyTorch's; 1.0 "
                              "is Keras's; None keeps μ = β1.")
@@ -238,7 +250,8 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
         c2 = bias_correction(b2, step)
         u = jax.tree.map(
             lambda g, m, v: ((1 - mu_t) / (1 - product) * g
-                             + mu_next / (1 - product * mu_next) * m) / (jnp.sqrt(v / c2) + eps),
+                             + mu_next / (1 - product * mu_next) * m)
+            / (jnp.sqrt(v / c2 + eps_root) + eps),
             grads, m, v)
         return u, NadamState(m, v, product)
 
@@ -247,13 +260,16 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
 
 @api("jnet.optim.nadam")
 def nadam(learning_rate: ScalarOrSchedule = 2e-3, b1: float = 0.9, b2: float = 0.999,
-          eps: float = 1e-8, momentum_decay: float | None = 4e-3) -> Optimizer:
+          eps: float = 1e-8, momentum_decay: float | None = 4e-3, *,
+          eps_root: float = 0.0) -> Optimizer:
     """NAdam: Adam with Nesterov momentum.
 
         μ_t = β1 (1 - ½·0.96^(t ψ))          (momentum_decay=None: μ_t = β1)
         m_t = β1 m_{t-1} + (1-β1) g_t,       v_t = β2 v_{t-1} + (1-β2) g_t²
         m̂_t = μ_{t+1} m_t / (1 - Π_{i<=t+1} μ_i) + (1-μ_t) g_t / (1 - Π_{i<=t} μ_i)
-        θ_t = θ_{t-1} - α_t m̂_t / (√(v_t / (1-β2^t)) + ε)
+        θ_t = θ_{t-1} - α_t m̂_t / (√(v_t / (1-β2^t) + ε_root) + ε)
+
+    `eps_root` > 0 keeps the derivative of √ finite at 0 (meta-learning through the update).
 
     Args:
         learning_rate: α_t, a number >= 0 or a schedule `step -> lr`.
@@ -261,6 +277,7 @@ def nadam(learning_rate: ScalarOrSchedule = 2e-3, b1: float = 0.9, b2: float = 0
         eps: ε >= 0.
         momentum_decay: ψ >= 0, the momentum schedule's decay; None for a constant μ = β1
             (optax's `nadam`).
+        eps_root: ε_root >= 0, added to v̂ under the root (keyword only).
 
     Returns:
         An `Optimizer`.
@@ -269,7 +286,8 @@ def nadam(learning_rate: ScalarOrSchedule = 2e-3, b1: float = 0.9, b2: float = 0
         OptimizerError: a hyperparameter out of range.
 
     Defaults:
-        learning_rate=2e-3, b1=0.9, b2=0.999, eps=1e-8, momentum_decay=4e-3 (PyTorch `NAdam`).
+        learning_rate=2e-3, b1=0.9, b2=0.999, eps=1e-8, momentum_decay=4e-3, eps_root=0
+        (PyTorch `NAdam`).
 
     PyTorch:
         `NAdam(lr, betas, eps, momentum_decay)`
@@ -284,7 +302,7 @@ def nadam(learning_rate: ScalarOrSchedule = 2e-3, b1: float = 0.9, b2: float = 0
     References:
         Dozat 2016, "Incorporating Nesterov Momentum into Adam", Algorithm 2.
     """
-    return build("nadam", (scale_by_nadam(b1, b2, eps, momentum_decay),
+    return build("nadam", (scale_by_nadam(b1, b2, eps, momentum_decay, eps_root=eps_root),
                            scale_by_learning_rate(learning_rate)))
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import math
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypeVar
@@ -79,11 +80,15 @@ def api(where: str) -> Callable[[F], F]:
 class GradientTransformation(NamedTuple):
     """One stage of an optimizer: `init(params) -> state`,
     `update(updates, state, params, step) -> (updates, state)`; `schedule` is the learning-rate
-    schedule the stage applies (None when it applies no step size)."""
+    schedule the stage applies (None when it applies no step size; a schedule returning a dict
+    `{label: lr}` for `partition`); `frozen` is None or `params -> pytree of bools`, True for
+    the arrays the stage freezes: the optimizer then leaves them bit-identical whatever the
+    other stages of its chain compute (see `freeze`)."""
 
     init: Callable[[PyTree], PyTree]
     update: Callable[[PyTree, PyTree, PyTree, jax.Array], tuple[PyTree, PyTree]]
     schedule: Schedule | None = None
+    frozen: Callable[[PyTree], PyTree] | None = None
 
 
 class OptState(NamedTuple):
@@ -92,13 +97,14 @@ class OptState(NamedTuple):
     Attributes:
         step: int32 scalar, the number of updates applied so far.
         learning_rate: float32 scalar, the learning rate used by the last update (before the
-            first update: the one the first update will use). Read it with
+            first update: the one the first update will use); for a `partition`, a dict
+            `{label: float32 scalar}`, one rate per group. Read it with
             `current_learning_rate`.
         inner: one state per transformation of the chain, in order.
     """
 
     step: jax.Array
-    learning_rate: jax.Array
+    learning_rate: jax.Array | dict[str, jax.Array]
     inner: tuple
 
 
@@ -117,16 +123,21 @@ class EmptyState(NamedTuple):
 
 
 @api("jnet.optim.current_learning_rate")
-def current_learning_rate(opt_state: OptState) -> jax.Array:
+def current_learning_rate(opt_state: OptState) -> jax.Array | dict[str, jax.Array]:
     """The learning rate of the last update: THE way to read it (logging, `jnet.fit`'s
     ``history["lr"]``).
+
+    An optimizer whose last rate-applying stage is a `partition` (parameter groups) has one
+    rate per group: the result is then a dict `{label: rate}` (`jnet.fit` logs it as
+    ``history["lr/<label>"]``); a frozen group (`freeze()`) reports 0.
 
     Args:
         opt_state: the `OptState` returned by an optimizer's `init` or `update` (jnet.optim
             optimizers only; before the first update: the rate the first update will use).
 
     Returns:
-        A float32 scalar array (batched under `jax.vmap`).
+        A float32 scalar array (batched under `jax.vmap`), or for a `partition` a dict
+        `{label: float32 scalar}`.
 
     Raises:
         OptimizerError: `opt_state` is not an `OptState`.
@@ -197,7 +208,22 @@ _LR_FIX = ("Pass a non-negative finite number such as 1e-3, or a schedule `step 
 def _check_schedule(schedule: Schedule) -> None:
     """Evaluate `schedule` at step 0 outside any trace and check the value; a schedule that
     cannot be evaluated concretely (it closes over a tracer, needs a vmap axis, ...) is left
-    unchecked, to fail or not when it runs."""
+    unchecked, to fail or not when it runs.
+
+    Raises:
+        OptimizerError: a callable that cannot take the step (`lambda: 0.1`), or a value at
+            step 0 that is not a rate.
+    """
+    try:
+        inspect.signature(schedule).bind(0)
+    except TypeError as error:
+        raise OptimizerError(
+            f"learning_rate is a callable that does not take the step ({error}): a schedule "
+            "maps the int32 number of updates already applied to a rate, e.g. "
+            "`lambda step: 0.1 * 0.5 ** (step // 10)`; for a constant pass the number (0.1)."
+        ) from None
+    except ValueError:  # no signature to read (some builtins): leave it to the call below
+        pass
     try:
         with jax.ensure_compile_time_eval():
             value = schedule(jnp.zeros((), jnp.int32))
@@ -269,6 +295,16 @@ def zeros_like_state(params: PyTree) -> PyTree:
     """Zeros shaped like `params`, in each leaf's state dtype."""
     return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), state_dtype(jnp.result_type(p))),
                         params)
+
+
+def map_unzip(fn: Callable[..., tuple], width: int, first: PyTree,
+              *rest: PyTree) -> tuple[PyTree, ...]:
+    """`jax.tree.map(fn, first, *rest)` for an `fn` returning a `width`-tuple, as `width`
+    trees (also for trees without leaves, where `jax.tree.transpose` fails)."""
+    treedef: Any = jax.tree.structure(first)  # jaxlib ships no PyTreeDef stub
+    outs = [fn(*args) for args in zip(*(treedef.flatten_up_to(t) for t in (first, *rest)),
+                                      strict=True)]
+    return tuple(jax.tree.unflatten(treedef, [out[i] for out in outs]) for i in range(width))
 
 
 def ema(decay: float | jax.Array, avg: PyTree, x: PyTree, power: int = 1) -> PyTree:

@@ -5,6 +5,7 @@ with any of them: `chain(clip_by_global_norm(1.0), adam(1e-3))`."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ from jnet.optim.base import (
     OptState,
     PyTree,
     ScalarOrSchedule,
+    Schedule,
     api,
     as_schedule,
     learning_rate_at,
@@ -99,8 +101,71 @@ def _check_state(opt_state: OptState, expected: PyTree) -> None:
 
 
 def _logged(schedule, step):
-    # float32 whatever the params' dtypes, so the state's structure never changes under jit.
-    return learning_rate_at(schedule, step).astype(jnp.float32)
+    # float32 whatever the params' dtypes, so the state's structure never changes under jit;
+    # a tree map because a partition's schedule gives one rate per group.
+    return jax.tree.map(lambda lr: jnp.asarray(lr).astype(jnp.float32), schedule(step - 1))
+
+
+def _no_step(step):
+    return jnp.zeros((), jnp.float32)
+
+
+def logged_schedule(transforms: tuple[GradientTransformation, ...]) -> Schedule:
+    """The schedule `OptState.learning_rate` records: the last stage's that applies a rate;
+    a chain that only freezes applies none and records 0.
+
+    Raises:
+        OptimizerError: no stage applies a learning rate (and none freezes).
+    """
+    schedules = [t.schedule for t in transforms if t.schedule is not None]
+    if schedules:
+        return schedules[-1]
+    if any(t.frozen is not None for t in transforms):
+        return _no_step
+    raise OptimizerError("parts: no stage applies a learning rate; end the chain with "
+                         "scale_by_learning_rate(lr) (use 1.0 if the updates are final).")
+
+
+def frozen_mask(transforms: tuple[GradientTransformation, ...], params: PyTree) -> PyTree:
+    """True for the arrays some stage freezes, as a pytree shaped like `params` (None if no
+    stage freezes anything)."""
+    masks = [t.frozen(params) for t in transforms if t.frozen is not None]
+    if not masks:
+        return None
+    return jax.tree.map(lambda *m: functools.reduce(jnp.logical_or, m) if len(m) > 1 else m[0],
+                        *masks)
+
+
+def frozen_of(transforms: tuple[GradientTransformation, ...]) -> Callable[[PyTree], PyTree] | None:
+    """The `frozen` field of a stage wrapping `transforms` (None when none of them freezes)."""
+    if not any(t.frozen is not None for t in transforms):
+        return None
+    return lambda params: frozen_mask(transforms, params)
+
+
+def hold_frozen(update, frozen):
+    # Adding -0.0 is the exact identity of IEEE addition (+0.0 would turn a -0.0 into +0.0),
+    # so a frozen parameter comes out bit-identical.
+    if isinstance(frozen, bool | np.bool_):
+        return jnp.full_like(update, -0.0) if frozen else update
+    return jnp.where(frozen, jnp.asarray(-0.0, update.dtype), update)
+
+
+def run_stages(transforms: tuple[GradientTransformation, ...], updates: PyTree, states: tuple,
+               params: PyTree, step: jax.Array) -> tuple[PyTree, tuple]:
+    """Pass `updates` through every stage in order; the arrays a stage freezes end at -0.0.
+
+    Returns:
+        The final updates (added to the params) and the new state of each stage.
+    """
+    inner = []
+    for transform, state in zip(transforms, states, strict=True):
+        updates, state = transform.update(updates, state, params, step)
+        inner.append(state)
+    frozen = frozen_mask(transforms, params)
+    if frozen is not None:
+        updates = jax.tree.map(hold_frozen, updates, frozen)
+    return updates, tuple(inner)
 
 
 def _apply(param, update):
@@ -151,11 +216,8 @@ def build(rule: str, parts: tuple[GradientTransformation | Optimizer, ...]) -> O
             raise OptimizerError(f"parts must be GradientTransformations or Optimizers, got "
                                  f"{type(part).__name__}: {part!r}. Call the constructor, "
                                  "e.g. chain(clip_by_global_norm(1.0), adam(1e-3)).")
-    schedules = [t.schedule for t in transforms if t.schedule is not None]
-    if not schedules:
-        raise OptimizerError("parts: no stage applies a learning rate; end the chain with "
-                             "scale_by_learning_rate(lr) (use 1.0 if the updates are final).")
-    logged = schedules[-1]
+    stages = tuple(transforms)
+    logged = logged_schedule(stages)
 
     def init(params):
         with named(f"jnet.optim.{rule}(...).init"):
@@ -163,7 +225,7 @@ def build(rule: str, parts: tuple[GradientTransformation | Optimizer, ...]) -> O
             params = to_state_dtype(params)
             return OptState(step=jnp.zeros((), jnp.int32),
                             learning_rate=_logged(logged, jnp.ones((), jnp.int32)),
-                            inner=tuple(t.init(params) for t in transforms))
+                            inner=tuple(t.init(params) for t in stages))
 
     @functools.lru_cache(maxsize=8)
     def expected_state(key):
@@ -178,11 +240,8 @@ def build(rule: str, parts: tuple[GradientTransformation | Optimizer, ...]) -> O
             _check_state(opt_state, expected_state(_abstract_key(params)))
             step = opt_state.step + 1
             updates, wide_params = to_state_dtype(grads), to_state_dtype(params)
-            inner = []
-            for transform, state in zip(transforms, opt_state.inner, strict=True):
-                updates, state = transform.update(updates, state, wide_params, step)
-                inner.append(state)
+            updates, inner = run_stages(stages, updates, opt_state.inner, wide_params, step)
             new_params = jax.tree.map(_apply, params, updates)
-            return new_params, OptState(step, _logged(logged, step), tuple(inner))
+            return new_params, OptState(step, _logged(logged, step), inner)
 
-    return Optimizer(init, update, tuple(transforms))
+    return Optimizer(init, update, stages)

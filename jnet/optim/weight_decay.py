@@ -3,26 +3,20 @@ spares biases and normalisation scales."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jnet.optim.base import (
     EmptyState,
     GradientTransformation,
-    OptimizerError,
     PyTree,
     api,
     check_hyperparameter,
     is_tracer,
 )
+from jnet.optim.masks import Mask, resolve_mask
 
-Mask = PyTree | Callable[[PyTree], PyTree] | None
-
-_MASK_FIX = ("Pass None (decay every array), a function such as `jnet.optim.weights_only`, or "
-             "a pytree with the params' structure and one bool per array.")
+__all__ = ["Mask", "add_decayed_weights", "resolve_mask", "weights_only"]
 
 
 def weights_only(params: PyTree) -> PyTree:
@@ -38,32 +32,6 @@ def weights_only(params: PyTree) -> PyTree:
     return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
 
 
-def _is_bool(leaf) -> bool:
-    return is_tracer(leaf) or np.asarray(leaf).dtype == np.bool_
-
-
-def resolve_mask(mask: Mask, params: PyTree) -> PyTree:
-    """The mask as a pytree of bools shaped like `params`.
-
-    Raises:
-        OptimizerError: the mask (or what the mask function returns) has another structure
-            than `params`, or a leaf that is not a bool.
-    """
-    if mask is None:
-        return jax.tree.map(lambda p: True, params)
-    tree = mask(params) if callable(mask) else mask
-    # jaxlib ships no stub for PyTreeDef, so mypy cannot see its __eq__
-    if jax.tree.structure(tree) != jax.tree.structure(params):  # type: ignore[operator]
-        raise OptimizerError(
-            f"mask must have the structure of the params (one bool per array).\n  mask:   "
-            f"{jax.tree.structure(tree)}\n  params: {jax.tree.structure(params)}\n{_MASK_FIX}")
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        if not _is_bool(leaf):
-            raise OptimizerError(f"mask{jax.tree_util.keystr(path)} must be a bool, got "
-                                 f"{type(leaf).__name__} {leaf!r}. {_MASK_FIX}")
-    return tree
-
-
 @api("jnet.optim.add_decayed_weights")
 def add_decayed_weights(weight_decay: float | jax.Array = 0.0,
                         mask: Mask = None) -> GradientTransformation:
@@ -75,8 +43,10 @@ def add_decayed_weights(weight_decay: float | jax.Array = 0.0,
 
     Args:
         weight_decay: λ >= 0.
-        mask: None (decay every array), a pytree of bools shaped like the params, or a function
-            `params -> that pytree` (e.g. `weights_only`). Its structure is checked at `init`.
+        mask: None (decay every array), a pytree of bools shaped like the params, a function
+            `params -> that pytree` (e.g. `weights_only`), or a function `(path, param) ->
+            bool` of each array's key path, e.g. `lambda path, p: path[-1] != "b"` (the path
+            is a tuple of keys such as `("dense", "w")`). Its structure is checked at `init`.
 
     Returns:
         A stateless `GradientTransformation`.
@@ -93,6 +63,8 @@ def add_decayed_weights(weight_decay: float | jax.Array = 0.0,
         return EmptyState()
 
     def update(updates, state, params, step):
+        if not is_tracer(weight_decay) and weight_decay == 0:
+            return updates, state  # λ = 0 (lamb's, lars' default): no pass over the params
         keep = resolve_mask(mask, params)
         return jax.tree.map(lambda u, p, m: u + weight_decay * m * p, updates, params, keep), state
 

@@ -228,6 +228,145 @@ def floor_lion(lr, b1=0.9, b2=0.99):
     return (lambda params: _tmap(jnp.zeros_like, params), update)
 
 
+def _moments(b1, b2, m, v, g):
+    m = _tmap(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+    return m, _tmap(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+
+
+def _adam_init(params):
+    return (_tmap(jnp.zeros_like, params), _tmap(jnp.zeros_like, params), jnp.zeros(()))
+
+
+def floor_radam(lr, b1=0.9, b2=0.999, eps=1e-8):
+    def update(g, s, p):
+        m, v, t = s
+        t = t + 1
+        m, v = _moments(b1, b2, m, v, g)
+        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        rho_inf = 2 / (1 - b2) - 1
+        rho = rho_inf - 2 * t * b2 ** t / c2
+        r = jnp.sqrt(jnp.maximum(rho - 4, 0) * (rho - 2) * rho_inf
+                     / ((rho_inf - 4) * (rho_inf - 2) * rho))
+        def step(p, m, v):
+            adaptive = r * jnp.sqrt(c2) / (jnp.sqrt(v) + eps)
+            return p - lr * jnp.where(rho > 5, adaptive, 1.0) * m / c1
+
+        p = _tmap(step, p, m, v)
+        return p, (m, v, t)
+
+    return _adam_init, update
+
+
+def _rms(x):
+    return jnp.sqrt(jnp.mean(x * x))
+
+
+def floor_adafactor(lr, decay=-0.8, eps2=1e-3, d=1.0):
+    """Factored second moment of each (m, n) matrix (the workload's arrays are all 2-D)."""
+    eps1 = float(jnp.finfo(jnp.float32).eps)
+
+    def init(params):
+        return ([jnp.zeros((x.shape[0], 1)) for x in params],
+                [jnp.zeros((1, x.shape[1])) for x in params], jnp.zeros(()))
+
+    def update(g, s, p):
+        rows, cols, t = s
+        t = t + 1
+        w = t ** decay
+        out, new_rows, new_cols = [], [], []
+        for gi, ri, ci, pi in zip(g, rows, cols, p, strict=True):
+            ri = ri + w * (jnp.mean(gi * gi, axis=1, keepdims=True) - ri)
+            ci = ci + w * (jnp.mean(gi * gi, axis=0, keepdims=True) - ci)
+            u = gi * lax.rsqrt(jnp.maximum(ri @ ci / jnp.maximum(jnp.mean(ri), eps1), eps1 ** 2))
+            a = jnp.maximum(eps2, _rms(pi)) * jnp.minimum(lr, 1 / jnp.sqrt(t))
+            out.append(pi - a / jnp.maximum(1.0, _rms(u) / d) * u)
+            new_rows.append(ri)
+            new_cols.append(ci)
+        return out, (new_rows, new_cols, t)
+
+    return init, update
+
+
+def floor_lamb(lr, b1=0.9, b2=0.999, eps=1e-6):
+    def update(g, s, p):
+        m, v, t = s
+        t = t + 1
+        m, v = _moments(b1, b2, m, v, g)
+        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+
+        def step(p, m, v):
+            r = (m / c1) / (jnp.sqrt(v / c2) + eps)
+            pn, rn = jnp.linalg.norm(p), jnp.linalg.norm(r)
+            return p - lr * jnp.where((pn > 0) & (rn > 0), pn / rn, 1.0) * r
+
+        return _tmap(step, p, m, v), (m, v, t)
+
+    return _adam_init, update
+
+
+def floor_lars(lr, coefficient=1e-3, gamma=0.9):
+    def update(g, v, p):
+        def trusted(p, g):
+            pn, gn = jnp.linalg.norm(p), jnp.linalg.norm(g)
+            return jnp.where((pn > 0) & (gn > 0), coefficient * pn / gn, 1.0) * g
+
+        v = _tmap(lambda v, p, g: gamma * v + lr * trusted(p, g), v, p, g)
+        return _tmap(jnp.subtract, p, v), v
+
+    return (lambda params: _tmap(jnp.zeros_like, params), update)
+
+
+def floor_rprop(step0, minus=0.5, plus=1.2, low=1e-6, high=50.0):
+    def update(g, s, p):
+        prev, size = s
+        agree = _tmap(jnp.multiply, g, prev)
+        size = _tmap(lambda z, a: jnp.clip(z * jnp.where(a > 0, plus, jnp.where(a < 0, minus, 1.0)),
+                                           low, high), size, agree)
+        g = _tmap(lambda g, a: jnp.where(a < 0, 0.0, g), g, agree)
+        return _tmap(lambda p, g, z: p - jnp.sign(g) * z, p, g, size), (g, size)
+
+    return (lambda params: (_tmap(jnp.zeros_like, params),
+                            _tmap(lambda x: jnp.full_like(x, step0), params)), update)
+
+
+def floor_muon(lr, mu=0.95, wd=0.1, abc=(3.4445, -4.7750, 2.0315), steps=5, eps=1e-7):
+    a, b, c = abc
+
+    def orthogonalize(x):
+        tall = x.shape[0] > x.shape[1]
+        x = x.T if tall else x
+        x = x / jnp.maximum(jnp.linalg.norm(x), eps)
+        for _ in range(steps):
+            gram = x @ x.T
+            x = a * x + (b * gram + c * gram @ gram) @ x
+        return x.T if tall else x
+
+    def update(g, bufs, p):
+        bufs = _tmap(lambda m, g: mu * m + (1 - mu) * g, bufs, g)
+        scale = [jnp.sqrt(max(1.0, x.shape[1] / x.shape[0])) for x in p]
+        p = [pi - lr * wd * pi - lr * si * orthogonalize((1 - mu) * gi + mu * mi)
+             for pi, gi, mi, si in zip(p, g, bufs, scale, strict=True)]
+        return p, bufs
+
+    return (lambda params: _tmap(jnp.zeros_like, params), update)
+
+
+def floor_schedule_free(lr, beta=0.9, b2=None, eps=1e-8, power=2.0):
+    def update(g, s, p):
+        z, v, total, t = s
+        t = t + 1
+        total = total + lr ** power
+        c = lr ** power / total
+        if b2 is not None:
+            v = _tmap(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+            g = _tmap(lambda g, v: g / (jnp.sqrt(v / (1 - b2 ** t)) + eps), g, v)
+        y = _tmap(lambda y, z, g: y + c * (z - y) + lr * (beta * (1 - c) - 1) * g, p, z, g)
+        return y, (_tmap(lambda z, g: z - lr * g, z, g), v, total, t)
+
+    return (lambda params: (params, _tmap(jnp.zeros_like, params) if b2 else None, jnp.zeros(()),
+                            jnp.zeros(())), update)
+
+
 # name -> (jnet constructor call, floor rule, optimizer state arrays per parameter array)
 OPTIMIZERS: dict[str, tuple[Callable, Callable, int]] = {
     "sgd": (lambda o: o.sgd(1e-2), lambda: floor_sgd(1e-2), 0),
@@ -241,6 +380,16 @@ OPTIMIZERS: dict[str, tuple[Callable, Callable, int]] = {
     "nadam": (lambda o: o.nadam(2e-3), lambda: floor_nadam(2e-3), 2),
     "adamax": (lambda o: o.adamax(2e-3), lambda: floor_adamax(2e-3), 2),
     "lion": (lambda o: o.lion(1e-4), lambda: floor_lion(1e-4), 1),
+    "radam": (lambda o: o.radam(1e-3), lambda: floor_radam(1e-3), 2),
+    "adafactor": (lambda o: o.adafactor(1e-2), lambda: floor_adafactor(1e-2), 0),
+    "lamb": (lambda o: o.lamb(1e-3), lambda: floor_lamb(1e-3), 2),
+    "lars": (lambda o: o.lars(1.0), lambda: floor_lars(1.0), 1),
+    "rprop": (lambda o: o.rprop(1e-2), lambda: floor_rprop(1e-2), 2),
+    "muon": (lambda o: o.muon(1e-3), lambda: floor_muon(1e-3), 1),
+    "schedule_free_adamw": (lambda o: o.schedule_free_adamw(2.5e-3),
+                            lambda: floor_schedule_free(2.5e-3, 0.9, 0.999), 2),
+    "schedule_free_sgd": (lambda o: o.schedule_free_sgd(1e-3),
+                          lambda: floor_schedule_free(1e-3, 0.9), 1),
 }
 
 
