@@ -92,7 +92,9 @@ def _leaf_params(model, tree) -> list:
     floors' lists."""
     if not model.children:
         return [tree] if tree else []
-    return [leaf for name, child in model.children for leaf in _leaf_params(child, tree[name])]
+    # a wrapper that keeps its child's params unnested (precision.mixed) passes the tree on
+    return [leaf for name, child in model.children
+            for leaf in _leaf_params(child, tree.get(name, tree))]
 
 
 def _jnet_step(model, optimizer) -> Callable[[], Step]:
