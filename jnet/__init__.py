@@ -6,6 +6,7 @@ Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state
 
 from jnet import (
     activations,
+    callbacks,
     checkpoint,
     distributed,
     errors,
@@ -17,17 +18,20 @@ from jnet import (
     precision,
 )
 from jnet.errors import ArgumentError, ArgumentTypeError, DataError, Error
+from jnet.export import ExportedModel, export, load_exported
 from jnet.layers.summary import summary
 from jnet.training import (
     EarlyStopping,
     FitResult,
     TrainingDiverged,
+    TrainingInterrupted,
     data,
     evaluate,
     fit,
     make_train_step,
     predict,
 )
+from jnet.training.lr_find import lr_find
 
 __version__ = "0.2.0"
 __all__ = [
@@ -36,19 +40,25 @@ __all__ = [
     "DataError",
     "EarlyStopping",
     "Error",
+    "ExportedModel",
     "FitResult",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "activations",
+    "callbacks",
     "checkpoint",
     "data",
     "distributed",
     "errors",
     "evaluate",
+    "export",
     "fit",
     "initializers",
     "interop",
     "layers",
+    "load_exported",
     "losses",
+    "lr_find",
     "make_train_step",
     "optim",
     "precision",

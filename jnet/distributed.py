@@ -90,7 +90,7 @@ def make_mesh(devices: Sequence[jax.Device] | int | None = None, *,
     n takes the first n). Its axis is `Auto`, so models need no sharding annotations."""
     if devices is None:
         devices = jax.devices()
-    elif isinstance(devices, int):
+    elif isinstance(devices, int) and not isinstance(devices, bool):
         available = jax.devices()
         if not 1 <= devices <= len(available):
             raise ArgumentError(
@@ -99,7 +99,13 @@ def make_mesh(devices: Sequence[jax.Device] | int | None = None, *,
                 "XLA_FLAGS=--xla_force_host_platform_device_count=N before jax starts to get N "
                 "virtual devices.")
         devices = available[:devices]
-    devices = list(devices)
+    if isinstance(devices, np.ndarray):  # e.g. from jax.experimental.mesh_utils
+        devices = list(devices.flat)
+    if not isinstance(devices, Sequence) or isinstance(devices, str) or not all(
+            isinstance(d, jax.Device) for d in devices):
+        raise ArgumentError(
+            f"jnet.distributed.make_mesh: devices must be None (all), an int n (the first n) or "
+            f"a list of jax devices (`jax.devices()[:4]`), got {devices!r}.")
     if not devices:
         raise ArgumentError("jnet.distributed.make_mesh: got an empty device list.")
     return Mesh(np.asarray(devices), (axis,), axis_types=(AxisType.Auto,))

@@ -1,11 +1,13 @@
 """PyTorch weights into jnet params: converters for `state_dict()` entries.
 
-torch is never imported: pass the state dict as NumPy arrays (or anything `np.asarray` takes),
-e.g. ``{k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}``. Every function
+torch is never imported: pass ``module.state_dict()`` itself (tensors are detached and copied
+to the host, also ones that require grad, live on a GPU or are bfloat16) or the state dict as
+NumPy arrays (anything `np.asarray` takes). Every function
 takes an optional `prefix`, so one call picks a submodule out of a whole model's state dict
 (``prefix="encoder.lstm."``). Dtypes are kept: a float64 (``module.double()``) state dict gives
 float64 params, a float32 one float32 params; cast with ``jax.tree.map`` to change them. Every
-problem (a missing key, a wrong shape or dtype) is a `jnet.ArgumentError` naming the entry.
+problem (a missing key, a wrong shape or dtype) is a `jnet.ArgumentError` naming the entry
+(a `state_dict` that is not a mapping, e.g. the module itself: `jnet.ArgumentTypeError`).
 
 =================  ======================================  ===================================
 PyTorch            jnet                                    conversion
@@ -25,6 +27,14 @@ nn.LayerNorm       LayerNorm {"scale", "bias"}             weight, bias
 nn.Embedding       Embedding {"embedding": (num, F)}       weight
 nn.Multihead-      MultiHeadAttention {"w_qkv": (E, 3E),   in_proj_weight.T, in_proj_bias,
 Attention          "b_qkv", "w_out": (E, E), "b_out"}      out_proj.weight.T, out_proj.bias
+nn.RMSNorm         RMSNorm {"scale"}                       weight
+nn.GroupNorm,      GroupNorm / InstanceNorm {"scale",      weight, bias
+nn.InstanceNorm2d  "bias"}
+nn.Transformer-    TransformerEncoderLayer /               self_attn, linear1, linear2, norm1,
+EncoderLayer       TransformerDecoderLayer                 norm2 converted as above
+nn.Conv3d          Conv3D {"w": (kd, kh, kw, I, O), "b"}   transpose(2, 3, 4, 1, 0)
+depthwise +        SeparableConv2D {"depthwise": (kh, kw,  reshape (C, M, kh, kw) ->
+pointwise Conv2d   C, M), "pointwise", "b"}                (kh, kw, C, M); pointwise.T
 =================  ======================================  ===================================
 
 Gate orders need no permutation: jnet packs LSTM gates as (i, f, g, o) and GRU gates as
@@ -44,29 +54,69 @@ for the copied values. ``num_batches_tracked`` is not needed (jnet uses a fixed 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
+import jax.numpy as jnp
 import numpy as np
 
-from jnet.errors import ArgumentError
+from jnet.errors import ArgumentError, ArgumentTypeError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "batchnorm_from_torch",
     "bidirectional_from_torch",
     "conv1d_from_torch",
     "conv2d_from_torch",
+    "conv3d_from_torch",
     "conv_transpose2d_from_torch",
     "dense_from_torch",
     "embedding_from_torch",
+    "groupnorm_from_torch",
     "gru_from_torch",
+    "instancenorm_from_torch",
     "layernorm_from_torch",
     "lstm_from_torch",
     "multihead_attention_from_torch",
+    "rmsnorm_from_torch",
+    "separable_conv2d_from_torch",
+    "transformer_encoder_layer_from_torch",
 ]
 
 
+def _converter(fn: F) -> F:
+    """Check the ``(state_dict, prefix)`` every converter takes before it reads an entry.
+
+    Raises:
+        ArgumentTypeError: `state_dict` is not a mapping (e.g. the module itself), or `prefix`
+            is not a string.
+    """
+
+    @functools.wraps(fn)
+    def checked(state_dict: Any, prefix: Any = "", *args: Any, **kwargs: Any) -> Any:
+        _check_state_dict(state_dict, fn.__name__)
+        if not isinstance(prefix, str):
+            raise ArgumentTypeError(
+                f"{fn.__name__}: prefix must be a string such as 'encoder.' (the module's key "
+                f"prefix in the state dict), got {type(prefix).__name__} {prefix!r}."
+            )
+        return fn(state_dict, prefix, *args, **kwargs)
+
+    return checked  # type: ignore[return-value]
+
+
+def _check_state_dict(state_dict: Any, what: str) -> None:
+    if not isinstance(state_dict, Mapping):
+        raise ArgumentTypeError(
+            f"{what}: state_dict must be a mapping of names to arrays, got "
+            f"{type(state_dict).__name__}. Pass `module.state_dict()`, not the module."
+        )
+
+
 def _get(state_dict: Mapping[str, Any], key: str, what: str, optional: bool = False):
+    _check_state_dict(state_dict, what)  # also for converters without `_converter`
     if key not in state_dict:
         if optional:
             return None
@@ -76,11 +126,39 @@ def _get(state_dict: Mapping[str, Any], key: str, what: str, optional: bool = Fa
             f"{what}: the state dict has no {key!r}.{hint} It has {len(state_dict)} keys, e.g. "
             f"{sorted(state_dict)[:6]}."
         )
-    array = np.asarray(state_dict[key])
-    if not np.issubdtype(array.dtype, np.floating):
+    array = _as_numpy(state_dict[key], key, what)
+    if not jnp.issubdtype(array.dtype, jnp.floating):
         raise ArgumentError(f"{what}: expected floating-point {key!r}, got dtype {array.dtype}. "
                             "Pass the module's state dict as float arrays.")
     return array  # the dtype is kept: a float64 module gives float64 params
+
+
+def _as_numpy(value: Any, key: str, what: str) -> np.ndarray:
+    """A state-dict entry as a NumPy array; torch tensors (detected without importing torch)
+    are detached and copied to the host, bfloat16 ones kept bfloat16 (`jnp.bfloat16`).
+
+    Raises:
+        ArgumentError: something NumPy cannot read as an array.
+    """
+    if type(value).__module__.split(".")[0] == "torch" and hasattr(value, "detach"):
+        try:
+            tensor = value.detach().cpu()
+            if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: via float32, exact
+                return tensor.float().numpy().astype(jnp.bfloat16)
+            return tensor.numpy()
+        except (RuntimeError, TypeError, NotImplementedError) as e:
+            raise ArgumentError(
+                f"{what}: cannot read {key!r} ({type(value).__name__} of dtype {value.dtype} on "
+                f"{getattr(value, 'device', '?')}) as an array: {e}. Pass "
+                "`{k: v.detach().cpu().float().numpy() for k, v in sd.items()}`."
+            ) from None
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ArgumentError(
+            f"{what}: cannot read {key!r} ({type(value).__name__}) as an array: {e}. Pass the "
+            "state dict's entries as NumPy arrays or torch tensors."
+        ) from None
 
 
 def _check_shape(what: str, name: str, array: np.ndarray, shape: tuple) -> None:
@@ -105,6 +183,7 @@ def _weight_and_bias(state_dict: Mapping[str, Any], prefix: str, what: str, layo
     return params
 
 
+@_converter
 def dense_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Linear`` -> `Dense` params: ``{"w": weight.T, "b": bias}``.
 
@@ -113,6 +192,7 @@ def dense_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     return _weight_and_bias(state_dict, prefix, "dense_from_torch", "(out, in)", (1, 0), 0)
 
 
+@_converter
 def conv2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Conv2d`` -> `Conv2D` params: OIHW weight to HWIO, ``{"w": (kh, kw, I, O), "b"}``.
 
@@ -125,6 +205,7 @@ def conv2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     return _weight_and_bias(state_dict, prefix, "conv2d_from_torch", "OIHW", (2, 3, 1, 0), 0)
 
 
+@_converter
 def batchnorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> tuple[dict, dict]:
     """``nn.BatchNorm2d`` (or 1d) -> `BatchNorm` ``(params, state)``.
 
@@ -168,6 +249,7 @@ def _rnn_weights(state_dict, prefix, layer, direction, gates, what):
             zeros if b_hh is None else b_hh)
 
 
+@_converter
 def lstm_from_torch(state_dict: Mapping[str, Any], prefix: str = "", layer: int = 0,
                     direction: str = "forward") -> dict:
     """``nn.LSTM`` layer `layer` -> `LSTM` params ``{"w_ih", "w_hh", "b"}``.
@@ -183,6 +265,7 @@ def lstm_from_torch(state_dict: Mapping[str, Any], prefix: str = "", layer: int 
     return {"w_ih": w_ih, "w_hh": w_hh, "b": b_ih + b_hh}
 
 
+@_converter
 def gru_from_torch(state_dict: Mapping[str, Any], prefix: str = "", layer: int = 0,
                    direction: str = "forward") -> dict:
     """``nn.GRU`` layer `layer` -> `GRU(reset_after=True)` params
@@ -203,6 +286,7 @@ def bidirectional_from_torch(state_dict: Mapping[str, Any], kind: str, prefix: s
     return {d: convert(state_dict, prefix, layer, d) for d in ("forward", "backward")}
 
 
+@_converter
 def conv1d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Conv1d`` -> `Conv1D` params: (O, I, k) weight to WIO, ``{"w": (k, I, O), "b"}``.
 
@@ -226,6 +310,7 @@ def conv1d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
                             "conv2d_from_torch).")
 
 
+@_converter
 def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.ConvTranspose2d`` -> `ConvTranspose2D` params: ``{"w": (kh, kw, I, O), "b"}``.
 
@@ -233,7 +318,9 @@ def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "")
     ``w = weight.transpose(2, 3, 0, 1)``, no flip. ``ConvTranspose2d(I, O, k, stride=s,
     padding=p, output_padding=op, dilation=d)`` is ``ConvTranspose2D(O, k, s, padding=p,
     output_padding=op, dilation=d)`` (see `ConvTranspose2D` for how "SAME" maps).
-    ``groups > 1`` has no jnet counterpart.
+    ``groups > 1`` has no jnet counterpart: a grouped module's weight is (I, O / G, kh, kw),
+    and its bias (O entries) gives it away (an `ArgumentError`); without a bias the params
+    hold O / G filters and do not fit ``ConvTranspose2D(O, ...)``.
 
     Args:
         state_dict: the module's (or a model's) ``state_dict()`` as arrays.
@@ -246,8 +333,18 @@ def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "")
         ArgumentError: no ``weight`` under `prefix`; a weight that is not 4-D, or a bias not of its
             O entries.
     """
-    return _weight_and_bias(state_dict, prefix, "conv_transpose2d_from_torch",
-                            "(I, O, kh, kw)", (2, 3, 0, 1), 1,
+    what = "conv_transpose2d_from_torch"
+    w = _get(state_dict, prefix + "weight", what)
+    b = _get(state_dict, prefix + "bias", what, optional=True)
+    if w.ndim == 4 and b is not None and b.ndim == 1 and b.shape[0] != w.shape[1] \
+            and b.shape[0] % w.shape[1] == 0:
+        raise ArgumentError(
+            f"{what}: the weight {w.shape} has {w.shape[1]} output channels per group but the "
+            f"bias {b.shape[0]}: a grouped ConvTranspose2d (groups={b.shape[0] // w.shape[1]}), "
+            "which jnet's ConvTranspose2D does not implement. Use groups=1, or split the "
+            "module into one ConvTranspose2D per group."
+        )
+    return _weight_and_bias(state_dict, prefix, what, "(I, O, kh, kw)", (2, 3, 0, 1), 1,
                             " Pass an nn.ConvTranspose2d's state dict.")
 
 
@@ -255,6 +352,7 @@ def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "")
 # Sequence layers: LayerNorm, Embedding, MultiheadAttention.
 
 
+@_converter
 def layernorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.LayerNorm(C)`` -> `LayerNorm` params ``{"scale": weight (C,), "bias": bias (C,)}``.
 
@@ -290,6 +388,7 @@ def layernorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dic
     return params
 
 
+@_converter
 def embedding_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Embedding(num_embeddings, features)`` -> `Embedding` params
     ``{"embedding": weight (num_embeddings, features)}``, copied as stored.
@@ -316,6 +415,7 @@ def embedding_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dic
     return {"embedding": weight}
 
 
+@_converter
 def multihead_attention_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.MultiheadAttention(E, num_heads, batch_first=True)`` -> `MultiHeadAttention` params.
 
@@ -367,4 +467,160 @@ def multihead_attention_from_torch(state_dict: Mapping[str, Any], prefix: str = 
         _check_shape(what, "in_proj_bias", b_in, (3 * e,))
         _check_shape(what, "out_proj.bias", b_out, (e,))
         params.update(b_qkv=b_in, b_out=b_out)
+    return params
+
+
+# ----------------------------------------------------------------------------------------
+# Transformer-era blocks: RMSNorm, GroupNorm, InstanceNorm, grouped attention, encoder layers,
+# separable convolutions, Conv3d.
+
+
+def _affine(state_dict: Mapping[str, Any], prefix: str, what: str, bias: bool) -> dict:
+    """``{"scale": weight (C,), "bias": bias (C,)}`` of a normalisation module (the bias only
+    when `bias` and present)."""
+    weight = _get(state_dict, prefix + "weight", what)
+    if weight.ndim != 1:
+        raise ArgumentError(f"{what}: expected a 1-D weight (C,), got {weight.shape}. jnet "
+                            "normalises with one scale per channel / feature.")
+    params = {"scale": weight}
+    b = _get(state_dict, prefix + "bias", what, optional=True) if bias else None
+    if b is not None:
+        _check_shape(what, "bias", b, weight.shape)
+        params["bias"] = b
+    return params
+
+
+def rmsnorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.RMSNorm(C, eps=eps)`` -> `RMSNorm(eps)` params ``{"scale": weight (C,)}``.
+
+    Pass eps explicitly on both sides: PyTorch's default ``eps=None`` is the dtype's machine
+    epsilon, jnet's default 1e-6. ``elementwise_affine=False`` has nothing to convert:
+    ``RMSNorm(scale=False)``.
+
+    Raises:
+        ArgumentError: no ``weight`` under `prefix`, or a weight that is not one vector.
+    """
+    return _affine(state_dict, prefix, "rmsnorm_from_torch", bias=False)
+
+
+def groupnorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.GroupNorm(G, C)`` -> `GroupNorm(G)` params ``{"scale": weight, "bias": bias}``.
+
+    The grouping of channels agrees (consecutive blocks of C / G), so no permutation; inputs
+    go from NCHW to NHWC. ``affine=False`` has nothing to convert:
+    ``GroupNorm(G, scale=False, center=False)``.
+
+    Raises:
+        ArgumentError: no ``weight`` under `prefix`, or weight / bias not one vector of C.
+    """
+    return _affine(state_dict, prefix, "groupnorm_from_torch", bias=True)
+
+
+def instancenorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.InstanceNorm2d(C, affine=True)`` (or 1d / 3d) -> `InstanceNorm` params
+    ``{"scale": weight, "bias": bias}``.
+
+    Raises:
+        ArgumentError: running statistics in the state dict (``track_running_stats=True``,
+            which jnet's InstanceNorm does not keep), no ``weight`` (``affine=False`` needs
+            no conversion: ``InstanceNorm(scale=False, center=False)``), or bad shapes.
+    """
+    what = "instancenorm_from_torch"
+    if prefix + "running_mean" in state_dict:
+        raise ArgumentError(
+            f"{what}: the module keeps running statistics (track_running_stats=True); jnet's "
+            "InstanceNorm always normalises with each example's own statistics. Build the "
+            "PyTorch module with track_running_stats=False, or use BatchNorm semantics.")
+    return _affine(state_dict, prefix, what, bias=True)
+
+
+def transformer_encoder_layer_from_torch(state_dict: Mapping[str, Any],
+                                         prefix: str = "") -> dict:
+    """``nn.TransformerEncoderLayer(E, H, F, batch_first=True)`` -> `TransformerEncoderLayer`
+    params (and `TransformerDecoderLayer`'s, for a PyTorch encoder layer run with a causal
+    mask).
+
+    ``{"self_attn": multihead_attention_from_torch(prefix + "self_attn."), "linear1":
+    dense_from_torch(prefix + "linear1."), "linear2": ..., "norm1":
+    layernorm_from_torch(prefix + "norm1."), "norm2": ...}``. Build the jnet block with the
+    module's ``num_heads``, ``dim_feedforward``, ``activation``, ``norm_first`` and
+    ``layer_norm_eps`` (the state dict holds none of them). For a stack
+    (``nn.TransformerEncoder``) call it once per layer with ``prefix="layers.{i}."``.
+
+    Raises:
+        ArgumentError: a missing or misshapen entry (named), or a feed-forward network that
+            does not fit E.
+    """
+    what = "transformer_encoder_layer_from_torch"
+    params = {"self_attn": multihead_attention_from_torch(state_dict, prefix + "self_attn."),
+              "linear1": dense_from_torch(state_dict, prefix + "linear1."),
+              "linear2": dense_from_torch(state_dict, prefix + "linear2."),
+              "norm1": layernorm_from_torch(state_dict, prefix + "norm1."),
+              "norm2": layernorm_from_torch(state_dict, prefix + "norm2.")}
+    e = params["self_attn"]["w_out"].shape[0]
+    f = params["linear1"]["w"].shape[1]
+    _check_shape(what, "linear1.weight.T", params["linear1"]["w"], (e, f))
+    _check_shape(what, "linear2.weight.T", params["linear2"]["w"], (f, e))
+    return params
+
+
+def conv3d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
+    """``nn.Conv3d`` -> `Conv3D` params: (O, I, kd, kh, kw) weight to DHWIO,
+    ``{"w": (kd, kh, kw, I, O), "b"}``; no kernel flip, inputs (N, C, D, H, W) ->
+    (N, D, H, W, C) with ``x.permute(0, 2, 3, 4, 1)``, ``groups=G`` is
+    ``feature_group_count=G``.
+
+    Raises:
+        ArgumentError: no ``weight`` under `prefix`, a weight that is not 5-D, or a bias not
+            of its O entries.
+    """
+    return _weight_and_bias(state_dict, prefix, "conv3d_from_torch", "(O, I, kd, kh, kw)",
+                            (2, 3, 4, 1, 0), 0)
+
+
+def separable_conv2d_from_torch(state_dict: Mapping[str, Any], depth_multiplier: int = 1,
+                                depthwise: str = "depthwise.",
+                                pointwise: str = "pointwise.") -> dict:
+    """A depthwise ``nn.Conv2d(C, C·M, k, groups=C)`` followed by a pointwise
+    ``nn.Conv2d(C·M, F, 1)`` -> `SeparableConv2D(F, k, depth_multiplier=M)` params
+    ``{"depthwise": (kh, kw, C, M), "pointwise": (1, 1, C·M, F), "b": (F,)}``.
+
+    PyTorch's depthwise output channel c·M + m reads input channel c, as jnet's (and
+    Keras's) depthwise kernel ``[:, :, c, m]``. A depthwise bias b_d, which Keras's layer does
+    not have, passes linearly through the pointwise step and is folded into the bias:
+    ``b = b_p + b_d @ W_p``.
+
+    Args:
+        state_dict: the model's ``state_dict()`` as arrays.
+        depth_multiplier: M (the state dict does not say how C·M splits).
+        depthwise, pointwise: the two modules' key prefixes (default ``"depthwise."``,
+            ``"pointwise."``; e.g. ``"block.0."`` and ``"block.1."`` in a Sequential).
+
+    Returns:
+        The params dict (no ``"b"`` when neither convolution has a bias).
+
+    Raises:
+        ArgumentError: missing weights, or shapes that are not a depthwise / 1 x 1 pair
+            with C·M divisible by M.
+    """
+    what = "separable_conv2d_from_torch"
+    dw = _get(state_dict, depthwise + "weight", what)
+    pw = _get(state_dict, pointwise + "weight", what)
+    m = depth_multiplier
+    if dw.ndim != 4 or dw.shape[1] != 1 or dw.shape[0] % m or pw.ndim != 4 \
+            or pw.shape[1:] != (dw.shape[0], 1, 1):
+        raise ArgumentError(
+            f"{what}: expected a depthwise weight (C·M, 1, kh, kw) with M = "
+            f"depth_multiplier = {m} dividing C·M, and a pointwise weight (F, C·M, 1, 1), got "
+            f"{dw.shape} and {pw.shape}.")
+    cm, kh, kw = dw.shape[0], dw.shape[2], dw.shape[3]
+    w_p = pw[:, :, 0, 0].T  # (C·M, F)
+    params = {"depthwise": np.ascontiguousarray(
+                  dw.reshape(cm // m, m, kh, kw).transpose(2, 3, 0, 1)),
+              "pointwise": np.ascontiguousarray(w_p[None, None])}
+    b_d = _get(state_dict, depthwise + "bias", what, optional=True)
+    b_p = _get(state_dict, pointwise + "bias", what, optional=True)
+    if b_d is not None or b_p is not None:
+        params["b"] = (np.zeros(pw.shape[0], pw.dtype) if b_p is None else b_p) + (
+            0.0 if b_d is None else b_d @ w_p)
     return params

@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "layers.md"
 BEGIN, END = "<!-- layer-table:begin -->", "<!-- layer-table:end -->"
 # Families in reading order; a family not listed (a new module) follows them, alphabetically.
-FAMILIES = ("input", "dense", "conv", "pooling", "norm", "dropout", "reshape", "activations",
-            "heads", "embedding", "attention", "recurrent", "combinators")
+FAMILIES = ("input", "dense", "conv", "conv_extra", "upsampling", "pooling", "norm", "dropout",
+            "reshape", "activations", "heads", "embedding", "attention", "transformer",
+            "recurrent", "combinators")
 # `Params: ``{...}``` or `Params ``{...}``` anywhere in a docstring: the documented params.
 PARAMS = re.compile(r"Params:?\s+``(\{.*?\})``", re.S)
 
@@ -43,9 +44,11 @@ def constructors() -> list[str]:
 
 
 def _returns_layer(fn: object) -> bool:
-    """Annotated `-> Layer` (a class, or a string such as "Layer" / "L.Layer")."""
+    """Annotated `-> Layer` or `-> DecodingLayer` (a class, or a string such as "Layer" /
+    "L.Layer")."""
     annotation = inspect.signature(fn).return_annotation
-    return annotation is layers.Layer or str(annotation).rsplit(".", 1)[-1] == "Layer"
+    return annotation in (layers.Layer, layers.DecodingLayer) or \
+        str(annotation).rsplit(".", 1)[-1] in ("Layer", "DecodingLayer")
 
 
 def family(name: str) -> str:

@@ -58,6 +58,11 @@ REQUIRED: dict[str, Callable[[], Any]] = {
     "forward": lambda: L.LSTM(3, return_sequences=True),
     "define": lambda: _sum_of,
     "children": lambda: {"a": L.Dense(4), "b": L.serial(L.Dense(4), L.BatchNorm())},
+    "num_groups": lambda: 2,
+    "block": lambda: L.serial(L.Dense(4), L.LayerNorm()),
+    "n": lambda: 2,
+    "embedding": lambda: L.Embedding(5, 4),
+    "body": lambda: L.serial(L.Dense(4), L.RMSNorm()),
 }
 
 # In `jnet.layers.__all__` and returning a Layer, but a transformation of a model, not a layer.
@@ -71,7 +76,8 @@ def constructors() -> dict[str, Callable[..., L.Layer]]:
         obj = getattr(L, name)
         if name in NOT_CONSTRUCTORS or isinstance(obj, type) or not callable(obj):
             continue
-        if inspect.signature(obj).return_annotation in ("Layer", L.Layer):
+        if inspect.signature(obj).return_annotation in ("Layer", L.Layer, "DecodingLayer",
+                                                        L.DecodingLayer):
             found[name] = obj
     return found
 
@@ -111,6 +117,7 @@ CANDIDATES: list[tuple[Any, Callable[[], Any]]] = [
     (((4,), (4,)), lambda: (_floats((4,)), _floats((4,), seed=1))),
     ((6,), lambda: jnp.asarray(np.random.default_rng(0).integers(0, 5, (3, 6)), jnp.int32)),
     ((4,), lambda: (None, _floats((4,)))),
+    ((3, 4, 4, 2), lambda: _floats((3, 4, 4, 2))),
 ]
 
 

@@ -22,7 +22,7 @@ from jnet.layers.activations import (
     Swish,
     Tanh,
 )
-from jnet.layers.attention import MultiHeadAttention
+from jnet.layers.attention import DecodingLayer, MultiHeadAttention
 from jnet.layers.base import (
     Head,
     Layer,
@@ -38,6 +38,7 @@ from jnet.layers.base import (
     split_key,
 )
 from jnet.layers.combinators import (
+    Bidirectional,
     FanInConcat,
     FanInSum,
     FanOut,
@@ -47,12 +48,14 @@ from jnet.layers.combinators import (
     serial,
 )
 from jnet.layers.conv import Conv1D, Conv2D, ConvTranspose2D
+from jnet.layers.conv_extra import Conv3D, SeparableConv2D
 from jnet.layers.dense import Dense
+from jnet.layers.depth import remat, repeat, tied_embedding
 from jnet.layers.dropout import Dropout
 from jnet.layers.embedding import Embedding
 from jnet.layers.heads import ClassificationOutput, RegressionOutput
 from jnet.layers.input import Input
-from jnet.layers.norm import BatchNorm, LayerNorm
+from jnet.layers.norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from jnet.layers.pooling import (
     AvgPool1D,
     AvgPool2D,
@@ -62,8 +65,10 @@ from jnet.layers.pooling import (
     MaxPool1D,
     MaxPool2D,
 )
-from jnet.layers.recurrent import GRU, LSTM, Bidirectional, GRUCell, LSTMCell
+from jnet.layers.recurrent import GRU, LSTM, GRUCell, LSTMCell
 from jnet.layers.reshape import Flatten, Reshape
+from jnet.layers.transformer import TransformerDecoderLayer, TransformerEncoderLayer
+from jnet.layers.upsampling import UpSampling2D
 
 __all__ = [
     "ELU",
@@ -78,7 +83,9 @@ __all__ = [
     "ClassificationOutput",
     "Conv1D",
     "Conv2D",
+    "Conv3D",
     "ConvTranspose2D",
+    "DecodingLayer",
     "Dense",
     "Dropout",
     "Embedding",
@@ -90,8 +97,10 @@ __all__ = [
     "GlobalAvgPool1D",
     "GlobalAvgPool2D",
     "GlobalMaxPool1D",
+    "GroupNorm",
     "Head",
     "Input",
+    "InstanceNorm",
     "LSTMCell",
     "Layer",
     "LayerError",
@@ -102,13 +111,18 @@ __all__ = [
     "MaxPool2D",
     "MultiHeadAttention",
     "PReLU",
+    "RMSNorm",
     "ReLU",
     "RegressionOutput",
     "Reshape",
+    "SeparableConv2D",
     "Sigmoid",
     "Softmax",
     "Swish",
     "Tanh",
+    "TransformerDecoderLayer",
+    "TransformerEncoderLayer",
+    "UpSampling2D",
     "abstract_init",
     "apply_child",
     "check_children",
@@ -119,7 +133,10 @@ __all__ = [
     "output_shape",
     "parallel",
     "parameter_free",
+    "remat",
+    "repeat",
     "residual",
     "serial",
     "split_key",
+    "tied_embedding",
 ]

@@ -166,4 +166,13 @@ def require_key(kind: str, key: jax.Array | None) -> jax.Array:
             "`model.apply(params, state, x, key=jax.random.key(0), train=True)`, "
             "or call with train=False for evaluation.",
         )
+    typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    raw = hasattr(key, "dtype") and key.dtype == np.uint32 and np.shape(key)[-1:] == (2,)
+    if not (typed and key.shape == ()) and not (raw and np.ndim(key) == 1):
+        raise LayerError(
+            kind,
+            f"key must be one PRNG key (`jax.random.key(0)`), got "
+            f"{type(key).__name__} {getattr(key, 'shape', '')}. Make one with "
+            "jax.random.key(seed) and split it per call.",
+        )
     return key
