@@ -158,7 +158,8 @@ def fit_timing(model, optimizer, batches: list, cfg: Any) -> dict:
     for label, scan in (("fit_scan", None), ("fit_no_scan", False)):
         ends = [time.perf_counter()]
         jnet.fit(model, optimizer, x, y, epochs=1 + max(2, cfg.rounds), key=jax.random.key(0),
-                 batch_size=len(batches[0][0]), scan=scan, verbose=0, check_finite=False,
+                 batch_size=len(batches[0][0]), verbose=0,
+                 options=jnet.training.Options(scan=scan, check_finite=False),
                  callbacks=[lambda epoch, logs, history, ends=ends: ends.append(
                      time.perf_counter())])
         epochs = np.diff(ends)
