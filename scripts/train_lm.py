@@ -21,11 +21,13 @@ import functools
 import math
 import sysconfig
 import time
+import warnings
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import TqdmWarning
 
 import jnet
 from jnet import layers as L
@@ -159,7 +161,11 @@ def start_or_resume(args, params, optimizer, manager):
 
 
 def progress_bar(args, initial: int):
-    from tqdm.auto import tqdm  # jnet.fit's bar: a widget in Jupyter, text elsewhere
+    with warnings.catch_warnings():
+        # jnet.fit's bar: a widget in Jupyter, text elsewhere (and without ipywidgets, where
+        # tqdm.auto warns that it falls back to text, which is the right thing then)
+        warnings.simplefilter("ignore", TqdmWarning)
+        from tqdm.auto import tqdm
 
     return tqdm(total=args.steps, initial=initial, unit="step", dynamic_ncols=True,
                 desc="training", disable=args.quiet)
