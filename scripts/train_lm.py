@@ -3,6 +3,8 @@
     python scripts/train_lm.py                         # 4 layers, width 128, context 128
     python scripts/train_lm.py --steps 300 --layers 2  # shorter
     python scripts/train_lm.py --small                 # seconds: the settings the tests use
+    python scripts/train_lm.py --checkpoint-dir runs/lm --plot curve.png
+    python scripts/train_lm.py --checkpoint-dir runs/lm --resume   # after an interruption
 
 The corpus is every ``.py`` file under ``sysconfig.get_paths()["stdlib"]`` (site-packages
 excluded), sorted by path; every 10th file is held out. Characters are the printable ASCII
@@ -12,6 +14,14 @@ embeddings, repeated with `jnet.layers.repeat`, a final `RMSNorm`, the output pr
 to the embedding). It reports the held-out bits per character against a unigram baseline
 (the training split's character frequencies, add-one smoothed), the training throughput in
 characters (tokens) per second, and a sample drawn with the key / value cache.
+
+A tqdm bar counts the steps. Every ``--eval-every`` steps the held-out loss on
+``--eval-windows`` fixed windows joins the curve (``--plot PATH`` saves it as a PNG) and, with
+``--checkpoint-dir``, a `jnet.checkpoint.CheckpointManager` saves params, optimizer state,
+step and key (the curve so far in the metadata). Batches and dropout keys depend on the seed
+and the step alone, so ``--resume`` continues bit for bit as the uninterrupted run would;
+``--stop-at`` stops early, as an interruption would. ``notebooks/language_model.ipynb`` walks
+through the same functions.
 """
 
 from __future__ import annotations
