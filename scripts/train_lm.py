@@ -105,12 +105,17 @@ def next_char_loss(model, params, state, ids, key, train):
     return -jnp.mean(jnp.take_along_axis(logp, ids[:, 1:, None], -1))
 
 
-def held_out_bits(loss, params, data: np.ndarray, context: int, batch: int) -> float:
-    """Bits / char on consecutive held-out windows of context + 1 characters; `loss` is the
-    jitted ``(params, ids) -> mean nats`` (built once, so repeated validation never
-    recompiles)."""
+def held_out_windows(data: np.ndarray, context: int, count: int | None = None) -> np.ndarray:
+    """(n, context + 1) windows of held-out ids: all consecutive ones, or `count` of them
+    spread evenly over the split (a prefix would be one file, not the split)."""
     n = (len(data) - 1) // context
-    ids = data[(np.arange(n) * context)[:, None] + np.arange(context + 1)]
+    chosen = np.arange(n) if count is None else np.linspace(0, n - 1, min(count, n)).astype(int)
+    return data[(chosen * context)[:, None] + np.arange(context + 1)]
+
+
+def held_out_bits(loss, params, ids: np.ndarray, batch: int) -> float:
+    """Bits / char on held-out windows `ids` (n, context + 1); `loss` is the jitted
+    ``(params, ids) -> mean nats`` (built once, so repeated validation never recompiles)."""
     total = sum(float(loss(params, jnp.asarray(ids[i:i + batch]))) * len(ids[i:i + batch])
                 for i in range(0, len(ids), batch))
     return total / len(ids) / math.log(2)
@@ -241,10 +246,9 @@ def train(args: argparse.Namespace) -> dict:
                if args.checkpoint_dir else None)
     _, params, state = model.init(jax.random.key(args.seed), (args.context,))
     run_state = start_or_resume(args, params, optimizer, manager)
-    val_ids = held_ids[:args.eval_windows * args.context + 1]
     loss = jax.jit(lambda p, ids: next_char_loss(model, p, state, ids, None, False))
-    validate = functools.partial(held_out_bits, loss, data=val_ids, context=args.context,
-                                 batch=args.batch_size)
+    validate = functools.partial(held_out_bits, loss, batch=args.batch_size,
+                                 ids=held_out_windows(held_ids, args.context, args.eval_windows))
     tree, curve, seconds = run(args, make_step(model, state, optimizer), run_state,
                                train_ids, validate, manager)
     done = tree["step"] - int(run_state[0]["step"])
@@ -255,8 +259,8 @@ def train(args: argparse.Namespace) -> dict:
     prompt = jnp.asarray(encode("def "))
     text = decode(np.asarray(sampler(model, stack, args.sample_length, args.temperature)(
         params, jax.random.key(args.seed + 2), prompt)))
-    return {"held_out_bits_per_char": held_out_bits(loss, params, held_ids, args.context,
-                                                    args.batch_size),
+    bits = held_out_bits(loss, params, held_out_windows(held_ids, args.context), args.batch_size)
+    return {"held_out_bits_per_char": bits,
             "unigram_bits_per_char": baseline,
             "tokens_per_s": max(done - 1, 0) * args.batch_size * args.context / max(seconds, 1e-9),
             "train_chars": len(train_ids), "held_out_chars": len(held_ids),
