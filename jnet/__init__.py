@@ -6,6 +6,7 @@ Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state
 
 from jnet import (
     activations,
+    callbacks,
     checkpoint,
     distributed,
     errors,
@@ -23,12 +24,14 @@ from jnet.training import (
     EarlyStopping,
     FitResult,
     TrainingDiverged,
+    TrainingInterrupted,
     data,
     evaluate,
     fit,
     make_train_step,
     predict,
 )
+from jnet.training.lr_find import lr_find
 
 __version__ = "0.2.0"
 __all__ = [
@@ -40,7 +43,9 @@ __all__ = [
     "ExportedModel",
     "FitResult",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "activations",
+    "callbacks",
     "checkpoint",
     "data",
     "distributed",
@@ -53,6 +58,7 @@ __all__ = [
     "layers",
     "load_exported",
     "losses",
+    "lr_find",
     "make_train_step",
     "optim",
     "precision",

@@ -26,15 +26,36 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jnet.errors import ArgumentError, ArgumentTypeError
 
 ArrayLike = Any
 
 
+def _array(x: ArrayLike) -> jax.Array:
+    """`x` as a JAX array.
+
+    Raises:
+        ArgumentTypeError: `x` does not hold numbers (strings, objects, None).
+    """
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(x).dtype
+        except (TypeError, ValueError):
+            dtype = np.dtype(object)
+    if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
+        raise ArgumentTypeError(
+            f"x must be an array of numbers, got {type(x).__name__} of dtype {dtype}. Pass a "
+            "NumPy or JAX array (e.g. `np.asarray(x, np.float32)`)."
+        )
+    return jnp.asarray(x)
+
+
 def _float(x: ArrayLike) -> jax.Array:
     """`x` as an array, cast to float32 if it is not floating already (bf16/f64 kept)."""
-    x = jnp.asarray(x)
+    x = _array(x)
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 
 
@@ -70,7 +91,7 @@ def linear(x: ArrayLike, a: float = 1.0) -> jax.Array:
     The activation of regression outputs; stacking layers with it collapses them into one
     linear map, so hidden layers need a non-linearity instead.
     """
-    return a * jnp.asarray(x)
+    return a * _array(x)
 
 
 def sigmoid(x: ArrayLike) -> jax.Array:
@@ -98,7 +119,7 @@ def tanh(x: ArrayLike) -> jax.Array:
 
     Zero-centred sigmoid; the candidate activation of LSTM / GRU cells. Saturates like σ.
     """
-    return jnp.tanh(x)
+    return jnp.tanh(_array(x))
 
 
 def relu(x: ArrayLike) -> jax.Array:
@@ -112,7 +133,7 @@ def relu(x: ArrayLike) -> jax.Array:
     The default hidden activation: cheap, no saturation for x > 0. Units stuck at x < 0 stop
     learning ("dying ReLU"); `leaky_relu`, `prelu` and `elu` keep a gradient there.
     """
-    x = jnp.asarray(x)
+    x = _array(x)
     # `x <= 0` is False for NaN, so NaN propagates (as in `jax.nn.relu` and PyTorch); the
     # zero branch at x = 0 gives the gradient 0 there.
     return jnp.where(x <= 0, jnp.zeros_like(x), x)
@@ -127,7 +148,7 @@ def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> jax.Array:
     ReLU that keeps a small gradient for negative inputs. Default slope 0.01 as in JAX,
     PyTorch and MATLAB; Keras's `LeakyReLU` defaults to 0.3 (`leaky_relu` op: 0.2).
     """
-    x = jnp.asarray(x)
+    x = _array(x)
     return jnp.where(x > 0, x, negative_slope * x)
 
 
@@ -141,7 +162,7 @@ def prelu(x: ArrayLike, alpha: ArrayLike) -> jax.Array:
     `alpha` broadcasts against `x` (a scalar, or one slope per channel on the last axis). The
     layer `PReLU` owns and learns `alpha` (initialised to 0.25 as in the paper and PyTorch).
     """
-    x = jnp.asarray(x)
+    x = _array(x)
     return jnp.where(x > 0, x, alpha * x)
 
 
@@ -156,7 +177,7 @@ def elu(x: ArrayLike, alpha: float = 1.0) -> jax.Array:
     outputs push mean activations toward 0, which can speed learning. The exponential branch
     sees min(x, 0), so for x = 1000 neither the value nor the gradient meets e^1000 = inf.
     """
-    x = jnp.asarray(x)
+    x = _array(x)
     positive = x > 0
     safe = jnp.where(positive, jnp.zeros_like(x), x)
     return jnp.where(positive, x, alpha * jnp.expm1(safe))
@@ -173,7 +194,7 @@ def swish(x: ArrayLike, beta: float = 1.0) -> jax.Array:
     x < 0 (0.313 at x = −2, where swish is −0.238). A smooth, non-monotonic ReLU alternative
     used in EfficientNet-style networks. Stable for large |x| through the stable `sigmoid`.
     """
-    x = jnp.asarray(x)
+    x = _array(x)
     return x * sigmoid(beta * x)
 
 
@@ -245,7 +266,7 @@ def log_sigmoid(x: ArrayLike) -> jax.Array:
 
         f'(x) = 1 − σ(x) = σ(−x)          range (−∞, 0)
     """
-    return -softplus(-jnp.asarray(x))
+    return -softplus(-_array(x))
 
 
 ALL: dict[str, Callable[..., jax.Array]] = {

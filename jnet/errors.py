@@ -41,12 +41,16 @@ class Error(Exception):
         message: what was expected, what was given, and the fix.
         where: the public function the user called (``"jnet.fit"``), filled in by
             `entry_point` as the error leaves it; None until then.
+        result: for an error `jnet.fit` raised after training started, the run so far (a
+            `jnet.FitResult`: save it with ``jnet.checkpoint.save(path, err.result)``);
+            None otherwise.
     """
 
     def __init__(self, message: str = "", *, where: str | None = None):
         super().__init__(message)
         self.message = message
         self.where = where
+        self.result: Any = None
 
     def __str__(self) -> str:
         text = self._text()

@@ -1,11 +1,13 @@
 """PyTorch weights into jnet params: converters for `state_dict()` entries.
 
-torch is never imported: pass the state dict as NumPy arrays (or anything `np.asarray` takes),
-e.g. ``{k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}``. Every function
+torch is never imported: pass ``module.state_dict()`` itself (tensors are detached and copied
+to the host, also ones that require grad, live on a GPU or are bfloat16) or the state dict as
+NumPy arrays (anything `np.asarray` takes). Every function
 takes an optional `prefix`, so one call picks a submodule out of a whole model's state dict
 (``prefix="encoder.lstm."``). Dtypes are kept: a float64 (``module.double()``) state dict gives
 float64 params, a float32 one float32 params; cast with ``jax.tree.map`` to change them. Every
-problem (a missing key, a wrong shape or dtype) is a `jnet.ArgumentError` naming the entry.
+problem (a missing key, a wrong shape or dtype) is a `jnet.ArgumentError` naming the entry
+(a `state_dict` that is not a mapping, e.g. the module itself: `jnet.ArgumentTypeError`).
 
 =================  ======================================  ===================================
 PyTorch            jnet                                    conversion
@@ -52,12 +54,16 @@ for the copied values. ``num_batches_tracked`` is not needed (jnet uses a fixed 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
+import jax.numpy as jnp
 import numpy as np
 
-from jnet.errors import ArgumentError
+from jnet.errors import ArgumentError, ArgumentTypeError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "batchnorm_from_torch",
@@ -80,7 +86,37 @@ __all__ = [
 ]
 
 
+def _converter(fn: F) -> F:
+    """Check the ``(state_dict, prefix)`` every converter takes before it reads an entry.
+
+    Raises:
+        ArgumentTypeError: `state_dict` is not a mapping (e.g. the module itself), or `prefix`
+            is not a string.
+    """
+
+    @functools.wraps(fn)
+    def checked(state_dict: Any, prefix: Any = "", *args: Any, **kwargs: Any) -> Any:
+        _check_state_dict(state_dict, fn.__name__)
+        if not isinstance(prefix, str):
+            raise ArgumentTypeError(
+                f"{fn.__name__}: prefix must be a string such as 'encoder.' (the module's key "
+                f"prefix in the state dict), got {type(prefix).__name__} {prefix!r}."
+            )
+        return fn(state_dict, prefix, *args, **kwargs)
+
+    return checked  # type: ignore[return-value]
+
+
+def _check_state_dict(state_dict: Any, what: str) -> None:
+    if not isinstance(state_dict, Mapping):
+        raise ArgumentTypeError(
+            f"{what}: state_dict must be a mapping of names to arrays, got "
+            f"{type(state_dict).__name__}. Pass `module.state_dict()`, not the module."
+        )
+
+
 def _get(state_dict: Mapping[str, Any], key: str, what: str, optional: bool = False):
+    _check_state_dict(state_dict, what)  # also for converters without `_converter`
     if key not in state_dict:
         if optional:
             return None
@@ -90,11 +126,39 @@ def _get(state_dict: Mapping[str, Any], key: str, what: str, optional: bool = Fa
             f"{what}: the state dict has no {key!r}.{hint} It has {len(state_dict)} keys, e.g. "
             f"{sorted(state_dict)[:6]}."
         )
-    array = np.asarray(state_dict[key])
-    if not np.issubdtype(array.dtype, np.floating):
+    array = _as_numpy(state_dict[key], key, what)
+    if not jnp.issubdtype(array.dtype, jnp.floating):
         raise ArgumentError(f"{what}: expected floating-point {key!r}, got dtype {array.dtype}. "
                             "Pass the module's state dict as float arrays.")
     return array  # the dtype is kept: a float64 module gives float64 params
+
+
+def _as_numpy(value: Any, key: str, what: str) -> np.ndarray:
+    """A state-dict entry as a NumPy array; torch tensors (detected without importing torch)
+    are detached and copied to the host, bfloat16 ones kept bfloat16 (`jnp.bfloat16`).
+
+    Raises:
+        ArgumentError: something NumPy cannot read as an array.
+    """
+    if type(value).__module__.split(".")[0] == "torch" and hasattr(value, "detach"):
+        try:
+            tensor = value.detach().cpu()
+            if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: via float32, exact
+                return tensor.float().numpy().astype(jnp.bfloat16)
+            return tensor.numpy()
+        except (RuntimeError, TypeError, NotImplementedError) as e:
+            raise ArgumentError(
+                f"{what}: cannot read {key!r} ({type(value).__name__} of dtype {value.dtype} on "
+                f"{getattr(value, 'device', '?')}) as an array: {e}. Pass "
+                "`{k: v.detach().cpu().float().numpy() for k, v in sd.items()}`."
+            ) from None
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ArgumentError(
+            f"{what}: cannot read {key!r} ({type(value).__name__}) as an array: {e}. Pass the "
+            "state dict's entries as NumPy arrays or torch tensors."
+        ) from None
 
 
 def _check_shape(what: str, name: str, array: np.ndarray, shape: tuple) -> None:
@@ -119,6 +183,7 @@ def _weight_and_bias(state_dict: Mapping[str, Any], prefix: str, what: str, layo
     return params
 
 
+@_converter
 def dense_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Linear`` -> `Dense` params: ``{"w": weight.T, "b": bias}``.
 
@@ -127,6 +192,7 @@ def dense_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     return _weight_and_bias(state_dict, prefix, "dense_from_torch", "(out, in)", (1, 0), 0)
 
 
+@_converter
 def conv2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Conv2d`` -> `Conv2D` params: OIHW weight to HWIO, ``{"w": (kh, kw, I, O), "b"}``.
 
@@ -139,6 +205,7 @@ def conv2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     return _weight_and_bias(state_dict, prefix, "conv2d_from_torch", "OIHW", (2, 3, 1, 0), 0)
 
 
+@_converter
 def batchnorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> tuple[dict, dict]:
     """``nn.BatchNorm2d`` (or 1d) -> `BatchNorm` ``(params, state)``.
 
@@ -182,6 +249,7 @@ def _rnn_weights(state_dict, prefix, layer, direction, gates, what):
             zeros if b_hh is None else b_hh)
 
 
+@_converter
 def lstm_from_torch(state_dict: Mapping[str, Any], prefix: str = "", layer: int = 0,
                     direction: str = "forward") -> dict:
     """``nn.LSTM`` layer `layer` -> `LSTM` params ``{"w_ih", "w_hh", "b"}``.
@@ -197,6 +265,7 @@ def lstm_from_torch(state_dict: Mapping[str, Any], prefix: str = "", layer: int 
     return {"w_ih": w_ih, "w_hh": w_hh, "b": b_ih + b_hh}
 
 
+@_converter
 def gru_from_torch(state_dict: Mapping[str, Any], prefix: str = "", layer: int = 0,
                    direction: str = "forward") -> dict:
     """``nn.GRU`` layer `layer` -> `GRU(reset_after=True)` params
@@ -217,6 +286,7 @@ def bidirectional_from_torch(state_dict: Mapping[str, Any], kind: str, prefix: s
     return {d: convert(state_dict, prefix, layer, d) for d in ("forward", "backward")}
 
 
+@_converter
 def conv1d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Conv1d`` -> `Conv1D` params: (O, I, k) weight to WIO, ``{"w": (k, I, O), "b"}``.
 
@@ -240,6 +310,7 @@ def conv1d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
                             "conv2d_from_torch).")
 
 
+@_converter
 def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.ConvTranspose2d`` -> `ConvTranspose2D` params: ``{"w": (kh, kw, I, O), "b"}``.
 
@@ -247,7 +318,9 @@ def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "")
     ``w = weight.transpose(2, 3, 0, 1)``, no flip. ``ConvTranspose2d(I, O, k, stride=s,
     padding=p, output_padding=op, dilation=d)`` is ``ConvTranspose2D(O, k, s, padding=p,
     output_padding=op, dilation=d)`` (see `ConvTranspose2D` for how "SAME" maps).
-    ``groups > 1`` has no jnet counterpart.
+    ``groups > 1`` has no jnet counterpart: a grouped module's weight is (I, O / G, kh, kw),
+    and its bias (O entries) gives it away (an `ArgumentError`); without a bias the params
+    hold O / G filters and do not fit ``ConvTranspose2D(O, ...)``.
 
     Args:
         state_dict: the module's (or a model's) ``state_dict()`` as arrays.
@@ -260,8 +333,18 @@ def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "")
         ArgumentError: no ``weight`` under `prefix`; a weight that is not 4-D, or a bias not of its
             O entries.
     """
-    return _weight_and_bias(state_dict, prefix, "conv_transpose2d_from_torch",
-                            "(I, O, kh, kw)", (2, 3, 0, 1), 1,
+    what = "conv_transpose2d_from_torch"
+    w = _get(state_dict, prefix + "weight", what)
+    b = _get(state_dict, prefix + "bias", what, optional=True)
+    if w.ndim == 4 and b is not None and b.ndim == 1 and b.shape[0] != w.shape[1] \
+            and b.shape[0] % w.shape[1] == 0:
+        raise ArgumentError(
+            f"{what}: the weight {w.shape} has {w.shape[1]} output channels per group but the "
+            f"bias {b.shape[0]}: a grouped ConvTranspose2d (groups={b.shape[0] // w.shape[1]}), "
+            "which jnet's ConvTranspose2D does not implement. Use groups=1, or split the "
+            "module into one ConvTranspose2D per group."
+        )
+    return _weight_and_bias(state_dict, prefix, what, "(I, O, kh, kw)", (2, 3, 0, 1), 1,
                             " Pass an nn.ConvTranspose2d's state dict.")
 
 
@@ -269,6 +352,7 @@ def conv_transpose2d_from_torch(state_dict: Mapping[str, Any], prefix: str = "")
 # Sequence layers: LayerNorm, Embedding, MultiheadAttention.
 
 
+@_converter
 def layernorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.LayerNorm(C)`` -> `LayerNorm` params ``{"scale": weight (C,), "bias": bias (C,)}``.
 
@@ -304,6 +388,7 @@ def layernorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dic
     return params
 
 
+@_converter
 def embedding_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.Embedding(num_embeddings, features)`` -> `Embedding` params
     ``{"embedding": weight (num_embeddings, features)}``, copied as stored.
@@ -330,6 +415,7 @@ def embedding_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dic
     return {"embedding": weight}
 
 
+@_converter
 def multihead_attention_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dict:
     """``nn.MultiheadAttention(E, num_heads, batch_first=True)`` -> `MultiHeadAttention` params.
 

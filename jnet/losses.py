@@ -202,9 +202,18 @@ def sigmoid_binary_cross_entropy(
         logits: any shape.
         labels: same shape as `logits`, values in [0, 1] (float, int or bool).
         reduction, where: see the module docstring; "none" keeps the shape of `logits`.
+
+    Raises:
+        DataError: shapes that differ, non-numeric inputs, or logits that are not floating.
     """
     _check_same_shape("logits", logits, "labels", labels)
     logits = jnp.asarray(logits)
+    if not jnp.issubdtype(logits.dtype, jnp.floating):
+        # labels are cast to the logits' dtype: in an int dtype soft labels would truncate
+        raise DataError(
+            f"expected floating-point logits, got dtype {logits.dtype}. Cast them with "
+            "`logits.astype(jnp.float32)`."
+        )
     labels = jnp.asarray(labels).astype(logits.dtype)
     return _reduce(softplus(logits) - logits * labels, reduction, where)
 

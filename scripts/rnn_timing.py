@@ -3,8 +3,8 @@
 The hand-written baseline is what a JAX user writes first: every step computes
 ``x_t @ W_ih + h @ W_hh + b`` inside the loop (gates fused, nothing hoisted), differentiated by
 JAX. jnet's variants: its default, hoisting the input projection out of the loop or not,
-unrolling, and "autodiff" (jnet's own scan differentiated by JAX instead of its hand-written
-backward pass, i.e. jnet before the custom VJP). Prints the forward+backward step time
+unrolling, and "autodiff" (``fast_grad=False``: jnet's own scan differentiated by JAX instead of
+its hand-written backward pass). Prints the forward+backward step time
 (best of `--repeats`, after warm-up) and the jit compile time for each workload.
 
     python scripts/rnn_timing.py                 # default workloads
@@ -20,7 +20,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jnet.layers import GRU, LSTM, recurrent
+from jnet.layers import GRU, LSTM
 
 
 def naive_lstm(params, x):
@@ -91,18 +91,12 @@ def main():
             rows = []
             variants = (("jnet (default)", {}), ("jnet hoist=True", {"hoist": True}),
                         ("jnet hoist=False", {"hoist": False}), ("jnet unroll=4", {"unroll": 4}),
-                        ("jnet autodiff", {}))
+                        ("jnet autodiff", {"fast_grad": False}))
             for label, options in variants:
                 layer = layer_fn(hidden, **options)
                 _, params, _ = layer.init(jax.random.key(1), (t, f))
                 fwd = lambda p, x, layer=layer: layer.apply(p, {}, x)[0]  # noqa: E731
-                fused = recurrent._fused_applies
-                if label == "jnet autodiff":  # traced here, so the patch ends with this timing
-                    recurrent._fused_applies = lambda *args: False
-                try:
-                    rows.append((label, *time_fn(_grad_step(fwd), params, x, args.repeats)))
-                finally:
-                    recurrent._fused_applies = fused
+                rows.append((label, *time_fn(_grad_step(fwd), params, x, args.repeats)))
             rows.append(("hand-written scan", *time_fn(_grad_step(naive), params, x, args.repeats)))
             for label, step_s, compile_s in rows:
                 print(f"{kind} {(n, t, f, hidden)!s:22} {label:18} {1e3 * step_s:8.2f} ms"

@@ -67,12 +67,15 @@ def main(argv: list[str] | None = None) -> float:
     model = build_model(args.model)
     print(jnet.summary(model))
     optimizer = jnet.optim.get(args.optimizer, learning_rate=args.lr)
+    if args.resume and args.checkpoint_dir is None:
+        parser.error("--resume needs --checkpoint-dir (where to resume from)")
+    callbacks = [] if args.checkpoint_dir is None else [
+        jnet.callbacks.Checkpoint(args.checkpoint_dir, resume=args.resume)]
     start = time.perf_counter()
     result = jnet.fit(
         model, optimizer, x, y,
         epochs=args.epochs, batch_size=args.batch_size or None, key=args.seed,
-        validation_data=(xv, yv), checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-        verbose=0 if args.quiet else 1,
+        validation_data=(xv, yv), callbacks=callbacks, verbose=0 if args.quiet else 1,
     )
     seconds = time.perf_counter() - start
     test = jnet.evaluate(model, result.params, result.state, xt, yt)

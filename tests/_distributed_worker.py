@@ -110,14 +110,17 @@ def run_devices() -> dict:
     out["fit_ref"] = tolist(fit_ref.params)
     out["fit_dp"] = tolist(jnet.fit(model, jnet.optim.adam(1e-2), x, y,
                                     mesh=dist.make_mesh(), **FIT).params)
-    fit_fsdp = jnet.fit(model, jnet.optim.adam(1e-2), x, y, mesh=dist.fsdp(), scan=False, **FIT)
+    fit_fsdp = jnet.fit(model, jnet.optim.adam(1e-2), x, y, mesh=dist.fsdp(),
+                        options=jnet.training.Options(scan=False), **FIT)
     out["fit_fsdp"] = tolist(fit_fsdp.params)
     out["fit_fsdp_specs"] = dist.describe(fit_fsdp.params)
     ckpt_dir = os.path.join(os.path.dirname(OUT), "fit_ckpt")
-    resume_kw = dict(FIT, mesh=dist.fsdp(), scan=False, checkpoint_dir=ckpt_dir)
-    jnet.fit(model, jnet.optim.adam(1e-2), x, y, **dict(resume_kw, epochs=1))
-    out["fit_resumed"] = tolist(jnet.fit(model, jnet.optim.adam(1e-2), x, y, resume=True,
-                                         **resume_kw).params)
+    resume_kw = dict(FIT, mesh=dist.fsdp(), options=jnet.training.Options(scan=False))
+    jnet.fit(model, jnet.optim.adam(1e-2), x, y, **dict(resume_kw, epochs=1),
+             callbacks=[jnet.callbacks.Checkpoint(ckpt_dir)])
+    out["fit_resumed"] = tolist(jnet.fit(
+        model, jnet.optim.adam(1e-2), x, y,
+        callbacks=[jnet.callbacks.Checkpoint(ckpt_dir, resume=True)], **resume_kw).params)
     out["fit_loss"] = [fit_ref.history["loss"], fit_fsdp.history["loss"]]
     # checkpoint of sharded arrays: restore into the FSDP layout and into a replicated one
     path = os.path.join(os.path.dirname(OUT), "sharded.safetensors")
@@ -165,9 +168,9 @@ def run_processes() -> dict:
     # each process's shards and continues exactly
     ckpt_dir = os.path.join(OUT, "fit_ckpt")
     jnet.fit(model, jnet.optim.adam(1e-2), x, y, mesh=dist.fsdp(),
-             **{**FIT, "epochs": 1, "checkpoint_dir": ckpt_dir})
+             callbacks=[jnet.callbacks.Checkpoint(ckpt_dir)], **{**FIT, "epochs": 1})
     resumed = jnet.fit(model, jnet.optim.adam(1e-2), x, y, mesh=dist.fsdp(),
-                       **{**FIT, "checkpoint_dir": ckpt_dir, "resume": True})
+                       callbacks=[jnet.callbacks.Checkpoint(ckpt_dir, resume=True)], **FIT)
     return {
         "fit": tolist(fitted.params),
         "process": pid, "processes": count, "devices": len(jax.devices()),

@@ -99,7 +99,7 @@ def test_conv_errors():
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID", ((1, 2), (0, 1))])
 def test_conv_fast_grad_matches_finite_differences(padding):
-    """The hand-written backward pass (default on CPU): reverse mode to second order against
+    """The hand-written backward pass (default on CPU): both modes to second order against
     finite differences, and the path really is taken (strided cases: test_conv_fast_grad.py)."""
     layer = L.Conv2D(3, (3, 2), padding=padding, fast_grad=True)
     with jax.enable_x64(True):
@@ -107,8 +107,9 @@ def test_conv_fast_grad_matches_finite_differences(padding):
         params = to_f64(params)
         x = jnp.asarray(randn(5, (2, 5, 6, 2), np.float64))
         f = lambda p, x: layer.apply(p, {}, x)[0]  # noqa: E731
-        check_grads(f, (params, x), order=2, modes=("rev",))
-        assert "custom_vjp" in str(jax.make_jaxpr(f)(params, x))
+        check_grads(f, (params, x), order=2, modes=("fwd", "rev"))
+        grad = jax.grad(lambda p, x: jnp.sum(f(p, x)))
+        assert "jnet_linear_call" in str(jax.make_jaxpr(grad)(params, x))
 
 
 def test_conv_fast_grad_off_keeps_forward_mode():

@@ -88,6 +88,48 @@ def test_out_of_range_ids(bad):
     np.testing.assert_array_equal(y[valid], np.asarray(params["embedding"])[x[valid]])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.uint32])
+def test_every_integer_dtype_reads_its_own_row_and_never_wraps(dtype):
+    """num_embeddings = 300 does not fit uint8 / int8: the bound must not wrap (300 -> 44),
+    so the dtype's largest id reads its own row when it is < 300 and a NaN row otherwise."""
+    layer = L.Embedding(300, 3)
+    _, params, state = layer.init(KEY, (3,))
+    table = np.asarray(params["embedding"])
+    top = int(np.iinfo(dtype).max)
+    x = np.asarray([[0, 7, min(top, 299)]], dtype)
+    for apply in (layer.apply, jax.jit(layer.apply)):
+        y, _ = apply(params, state, x)
+        np.testing.assert_array_equal(y[0], table[x[0].astype(np.int64)])
+    if top >= 300:
+        over = np.asarray([[1, top, 2]], dtype)
+        with pytest.raises(LayerError, match=r"ids must lie in \[0, 300\)"):
+            layer.apply(params, state, over)
+        y, _ = jax.jit(layer.apply)(params, state, over)
+        assert np.all(np.isnan(y[0, 1])) and not np.any(np.isnan(y[0, [0, 2]]))
+    if np.iinfo(dtype).min < 0:
+        neg = np.asarray([[1, -1, 2]], dtype)
+        y, _ = jax.jit(layer.apply)(params, state, neg)
+        assert np.all(np.isnan(y[0, 1]))
+
+
+@pytest.mark.parametrize("big", [2**31, 2**32 + 3, 2**40])
+def test_int64_ids_beyond_int32_never_read_a_real_row(big):
+    """Without x64, JAX would turn 2**32 + 3 into 3: the eager call raises, and the data
+    checks of fit / evaluate / predict stop it before it reaches the device."""
+    model = L.serial(L.Input((3,)), L.Embedding(10, 2), L.Flatten(),
+                     L.Dense(2), L.ClassificationOutput())
+    x = np.asarray([[1, 2, big], [0, 1, 2]], np.int64)
+    layer = L.Embedding(10, 2)
+    _, params, state = layer.init(KEY, (3,))
+    with pytest.raises(LayerError, match="ids must lie in"):
+        layer.apply(params, state, x)
+    _, params, state = model.init(KEY)
+    with pytest.raises(jnet.DataError, match=r"x has dtype int64.*outside the range of int32"):
+        jnet.predict(model, params, state, x)
+    with pytest.raises(jnet.DataError, match=r"x has dtype int64"):
+        jnet.fit(model, "sgd", x, np.array([0, 1]), epochs=1, key=0, verbose=0)
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bool_])
 def test_non_integer_ids_are_an_error(dtype):
     layer = L.Embedding(9, 4)

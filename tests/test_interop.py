@@ -10,6 +10,7 @@ import importlib.util
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -168,3 +169,32 @@ def test_float64_state_dicts_keep_their_dtype():
         "w"].dtype == np.float32
     with pytest.raises(jnet.ArgumentError, match="floating-point 'weight'"):
         interop.dense_from_torch({"weight": np.ones((3, 4), np.int64)})
+
+
+def test_torch_tensors_that_require_grad_or_are_bfloat16_convert_directly():
+    """``module.state_dict(keep_vars=True)`` holds Parameters that require grad, and
+    ``module.bfloat16()`` tensors NumPy cannot hold: both convert without the user's
+    ``.detach().numpy()``, the values exact and bfloat16 kept."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 2)
+    ref = {k: v.detach().numpy().copy() for k, v in lin.state_dict().items()}
+    got = interop.dense_from_torch(lin.state_dict(keep_vars=True))
+    np.testing.assert_array_equal(got["w"], ref["weight"].T)
+    np.testing.assert_array_equal(got["b"], ref["bias"])
+    half = interop.dense_from_torch(lin.bfloat16().state_dict())
+    assert half["w"].dtype == jnp.bfloat16
+    np.testing.assert_array_equal(half["w"].astype(np.float32),
+                                  lin.weight.detach().float().numpy().T)
+
+
+def test_grouped_conv_transpose2d_is_an_argument_error():
+    # (I, O / G, kh, kw) = (4, 3, 3, 3) with a bias of O = 6: groups = 2 (built from NumPy)
+    sd = {"weight": np.ones((4, 3, 3, 3), np.float32), "bias": np.zeros(6, np.float32)}
+    with pytest.raises(jnet.ArgumentError, match=r"grouped ConvTranspose2d \(groups=2\)"):
+        interop.conv_transpose2d_from_torch(sd)
+
+
+def test_a_module_instead_of_its_state_dict_is_a_type_error():
+    with pytest.raises(jnet.ArgumentTypeError, match=r"state_dict\(\)"):
+        interop.dense_from_torch(object())

@@ -130,3 +130,99 @@ def test_repr_shows_every_option():
     layer = L.BatchNorm(scale=False, unbiased_running_var=False)
     assert "scale=False" in repr(layer) and "unbiased_running_var=False" in repr(layer)
 
+
+
+def _masked_reference(x, real, momentum, unbiased):
+    """NumPy: mean / biased variance per channel over the values `real` marks (broadcast over
+    the non-batch axes), and one running-statistics update from (0, 1)."""
+    x = np.asarray(x, np.float64)
+    flat = x.reshape(-1, x.shape[-1])
+    keep = np.broadcast_to(real.reshape(*real.shape, *(1,) * (x.ndim - 1 - real.ndim)),
+                           x.shape[:-1]).reshape(-1)
+    vals = flat[keep]
+    n = len(vals)
+    mu, var = vals.mean(axis=0), vals.var(axis=0)
+    stored = var * n / (n - 1) if unbiased else var
+    return mu, var, momentum * 0.0 + (1 - momentum) * mu, momentum * 1.0 + (1 - momentum) * stored
+
+
+@pytest.mark.parametrize("unbiased", [True, False])
+@pytest.mark.parametrize(("x_shape", "mask_shape"),
+                         [((8, 3), (8,)), ((5, 7, 3), (5,)), ((5, 7, 3), (5, 7)),
+                          ((4, 4, 5, 3), (4,)), ((6, 3), (6, 4))],
+                         ids=["NC-examples", "NTC-examples", "NTC-steps", "NHWC-examples",
+                              "NC-steps-any"])
+def test_masked_statistics_count_real_values_only(x_shape, mask_shape, unbiased):
+    momentum, eps = 0.7, 1e-3
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=x_shape).astype(np.float32) * 2 + 1
+    mask = rng.random(mask_shape) < 0.6
+    mask.reshape(mask_shape[0], -1)[0, 0] = True    # at least one real value
+    mask.reshape(mask_shape[0], -1)[1, :] = True    # and a second one
+    real = mask.any(axis=1) if len(mask_shape) == 2 and len(x_shape) == 2 else mask
+    # The padding is loud: were it counted, every statistic would move by a lot.
+    pad = ~np.broadcast_to(real.reshape(*real.shape, *(1,) * (len(x_shape) - real.ndim)),
+                           x_shape)
+    x[pad] = 1e4
+    layer = L.BatchNorm(momentum=momentum, eps=eps, unbiased_running_var=unbiased)
+    _, params, state = layer.init(KEY, x_shape[1:])
+    params = {"scale": jnp.asarray([0.5, 2.0, -1.0]), "bias": jnp.asarray([0.1, 0.0, 3.0])}
+    y, new = jax.jit(lambda x, m: layer.apply(params, state, x, train=True, mask=m))(x, mask)
+    mu, var, run_mean, run_var = _masked_reference(x, real, momentum, unbiased)
+    ref = batchnorm_ref(x, params["scale"], params["bias"], mu, var, eps)
+    keep = ~pad
+    np.testing.assert_allclose(np.asarray(y)[keep], ref[keep], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(new["mean"], run_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new["var"], run_var, rtol=1e-5)
+
+
+def test_an_all_true_mask_is_the_unmasked_layer_and_eval_ignores_the_mask():
+    x = jnp.asarray(randn(4, (6, 5, 3)))
+    layer = L.BatchNorm()
+    _, params, state = layer.init(KEY, (5, 3))
+    y0, s0 = layer.apply(params, state, x, train=True)
+    for mask in (jnp.ones(6, bool), jnp.ones((6, 5), bool)):
+        y1, s1 = layer.apply(params, state, x, train=True, mask=mask)
+        np.testing.assert_allclose(y1, y0, rtol=1e-5, atol=1e-6)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), s1, s0)
+    y2, s2 = layer.apply(params, s0, x, train=False, mask=jnp.zeros(6, bool).at[0].set(True))
+    np.testing.assert_allclose(y2, layer.apply(params, s0, x, train=False)[0])
+    jax.tree.map(np.testing.assert_array_equal, s2, s0)
+
+
+def test_gradient_does_not_reach_the_padding_through_the_statistics():
+    x = jnp.asarray(randn(5, (6, 2)))
+    mask = jnp.asarray([True, True, True, True, False, False])
+    layer = L.BatchNorm()
+    _, params, state = layer.init(KEY, (2,))
+
+    def loss(x):
+        y, _ = layer.apply(params, state, x, train=True, mask=mask)
+        return jnp.sum(jnp.where(mask[:, None], y, 0) ** 3)
+
+    g = jax.grad(loss)(x)
+    np.testing.assert_array_equal(g[4:], 0.0)       # padded rows change no real output
+    assert np.abs(np.asarray(g[:4])).sum() > 0
+
+
+def test_a_batch_without_real_values_keeps_the_running_statistics():
+    layer = L.BatchNorm()
+    _, params, state = layer.init(KEY, (2,))
+    state = {"mean": jnp.asarray([1.0, 2.0]), "var": jnp.asarray([3.0, 4.0])}
+    y, new = layer.apply(params, state, jnp.asarray(randn(6, (4, 2))), train=True,
+                         mask=jnp.zeros(4, bool))
+    jax.tree.map(np.testing.assert_array_equal, new, state)
+    assert np.isfinite(np.asarray(y)).all()
+
+
+@pytest.mark.parametrize(("mask", "match"), [
+    (jnp.ones(5, bool), r"shape \(4,\)"),
+    (jnp.ones((4, 6), bool), r"shape \(4, 7\)"),
+    (jnp.ones(4, jnp.int32), "boolean"),
+    (jnp.ones((4, 7, 1), bool), r"shape \(4,\)"),
+])
+def test_bad_masks_are_layer_errors(mask, match):
+    layer = L.BatchNorm()
+    _, params, state = layer.init(KEY, (7, 3))
+    with pytest.raises(LayerError, match=match):
+        layer.apply(params, state, jnp.ones((4, 7, 3)), train=True, mask=mask)

@@ -191,7 +191,7 @@ def test_sam_two_calls_give_the_papers_update(base, ref, lr):
         assert int(s.step) == 400 and int(s.inner[0].updates) == 200
 
 
-def test_sam_runs_in_fit_unchanged_and_logs_the_base_rate():
+def test_sam_in_fit_updates_once_per_batch_and_logs_the_base_rate():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int32)
@@ -200,12 +200,13 @@ def test_sam_runs_in_fit_unchanged_and_logs_the_base_rate():
     result = jnet.fit(model, optim.sam(optim.sgd(schedule), 0.05), x, y, epochs=2,
                       batch_size=10, key=0, verbose=0)
     state = result.opt_state
-    assert int(state.step) == 8 and int(state.inner[0].updates) == 4
+    # 8 batches: 8 updates, each an ascent and a descent call on its batch
+    assert result.step == 8 and int(state.step) == 16 and int(state.inner[0].updates) == 8
     # After an even number of calls the params are θ (no perturbation pending) ...
     assert all(float(jnp.max(jnp.abs(e))) == 0.0
                for e in jax.tree.leaves(state.inner[0].perturbation))
-    # ... and the rate logged is that of base update 4: 0.1 · 0.5^⌊3/2⌋.
-    assert float(optim.current_learning_rate(state)) == pytest.approx(0.05)
+    # ... and the rate logged is that of base update 8: 0.1 · 0.5^⌊7/2⌋.
+    assert float(optim.current_learning_rate(state)) == pytest.approx(0.0125)
 
 
 # ---- errors -------------------------------------------------------------------------------

@@ -404,6 +404,12 @@ def test_errors_are_clear():
         (lambda: L.LSTM(0), "positive int"),
         (lambda: L.Bidirectional(L.LSTM), "expected a Layer as forward"),
         (lambda: L.Bidirectional(L.LSTM(3), merge="max"), "merge must be"),
+        (lambda: L.Bidirectional(L.Dense(3)), "expected a recurrent layer (LSTM, GRU) as forward"),
+        (lambda: L.Bidirectional(L.GRU(3), L.Conv1D(3, 2)), "as backward, got Conv1D"),
+        (lambda: layer.apply(params, {}, (data(), np.ones((N, T), bool))),
+         "call `layer.apply(params, state, x, mask=mask)`"),
+        (lambda: layer.apply(params, {}, data(), mask=np.ones((N + 1,), bool)),
+         f"a boolean (N,) = ({N},) example mask"),
         (lambda: L.LSTMCell(H).apply(params, {}, data()[:, 0]), "pair (carry, x_t)"),
         (lambda: L.LSTM(H).init(jax.random.key(0), (F,)), "rank 2 (T, F)"),
         (lambda: L.Bidirectional(layer).apply({"forward": params, "backward": params},
@@ -531,3 +537,21 @@ def test_low_precision_inputs_run_in_their_dtype(kind):
     (_, h), _ = cell.apply(params, {}, (None, x16[:, 0]))
     assert h.dtype == jnp.bfloat16
 
+
+@pytest.mark.parametrize("make", [lambda: L.LSTM(H, return_sequences=True),
+                                  lambda: L.GRU(H, return_state=True),
+                                  lambda: L.GRU(H, reset_after=False)],
+                         ids=["lstm", "gru", "gru_before"])
+def test_example_mask_of_shape_n_pads_no_step(make):
+    """A boolean (N,) mask marks the real examples of a padded batch (for batch statistics):
+    it pads no step, so the output equals the unmasked one, and the unmasked fast path runs."""
+    layer = make()
+    _, params, _ = layer.init(jax.random.key(0), (T, F))
+    x = data()
+    example_mask = jnp.array([True, False, True])
+    want = layer.apply(params, {}, x)[0]
+    got = layer.apply(params, {}, x, mask=example_mask)[0]
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+    grad = jax.grad(lambda p, m: jnp.sum(jax.tree.leaves(layer.apply(p, {}, x, mask=m)[0])[0]))
+    fused = layer.config.get("reset_after", True)
+    assert ("jnet_linear_call" in str(jax.make_jaxpr(grad)(params, example_mask))) == fused

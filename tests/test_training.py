@@ -1,6 +1,7 @@
 """jnet.training: the pure step, fit / evaluate / predict, compilation counts, regimes,
 scan vs loop, exact resume, early stopping, bad input, history."""
 
+import dataclasses
 import functools
 import warnings
 
@@ -12,7 +13,7 @@ import pytest
 import jnet
 import jnet.optim
 from jnet import layers as L
-from jnet.training import EarlyStopping, TrainingDiverged
+from jnet.training import TrainingDiverged
 
 N, F, C = 50, 4, 3
 
@@ -36,7 +37,13 @@ def _regressor():
     return L.serial(L.Input((F,)), L.Dense(1), L.RegressionOutput())
 
 
+_OPTIONS = {f.name for f in dataclasses.fields(jnet.training.Options)}
+
+
 def _fit(model, x, y, **kw):
+    options = {k: kw.pop(k) for k in list(kw) if k in _OPTIONS}
+    if options:
+        kw["options"] = jnet.training.Options(**options)
     kw.setdefault("epochs", 2)
     kw.setdefault("batch_size", 16)
     kw.setdefault("key", jax.random.key(0))
@@ -154,7 +161,8 @@ def test_fit_compiles_once_with_a_padded_last_batch(scan):
 def test_fit_compiles_once_with_chunked_scan():
     x, y = _data(50)
     loss = _TraceCounter()
-    r = _fit(_classifier(), x, y, epochs=2, loss=loss, steps_per_call=3)  # 4 steps -> 3 + 1 pad
+    r = _fit(_classifier(), x, y, epochs=2, loss=loss,
+             options=jnet.training.Options(steps_per_call=3))  # 4 steps -> 3 + 1 pad
     assert loss.traces == 1
     assert r.step == 8 and int(r.opt_state.step) == 8  # padding steps apply no update
 
@@ -344,104 +352,6 @@ def test_fit_result_is_a_checkpointable_pytree(tmp_path):
     _assert_trees_equal(back.params, r.params)
     _assert_trees_equal(back.opt_state, r.opt_state)
     assert back.history["val_loss"] == pytest.approx(r.history["val_loss"])
-
-
-# ---------------------------------------------------------------------------------------------
-# checkpoints, resume, early stopping
-
-
-@pytest.mark.parametrize("scan", [True, False])
-def test_resume_is_bit_identical(tmp_path, scan):
-    x, y = _data()
-    kw = dict(batch_size=8, optimizer=jnet.optim.adam(1e-2), validation_data=(x, y), scan=scan)
-    full = _fit(_classifier(dropout=0.3), x, y, epochs=4, **kw)
-    part = _fit(_classifier(dropout=0.3), x, y, epochs=2, checkpoint_dir=tmp_path, **kw)
-    assert part.epoch == 2
-    resumed = _fit(_classifier(dropout=0.3), x, y, epochs=4, checkpoint_dir=tmp_path,
-                   resume=True, **kw)
-    assert resumed.epoch == 4 and resumed.step == full.step
-    _assert_trees_equal(resumed.params, full.params)
-    _assert_trees_equal(resumed.opt_state, full.opt_state)
-    assert resumed.history.history == full.history.history
-
-
-def test_resume_accepts_a_raw_prng_key(tmp_path):
-    x, y = _data()
-    kw = dict(key=jax.random.PRNGKey(4), checkpoint_dir=tmp_path)
-    full = _fit(_classifier(), x, y, epochs=2, **{**kw, "checkpoint_dir": None})
-    _fit(_classifier(), x, y, epochs=1, **kw)
-    resumed = _fit(_classifier(), x, y, epochs=2, resume=True, **kw)
-    _assert_trees_equal(resumed.params, full.params)
-
-
-def test_checkpoints_are_written_every_k_epochs_and_rotated(tmp_path):
-    x, y = _data()
-    _fit(_classifier(), x, y, epochs=5, checkpoint_dir=tmp_path, checkpoint_every=2,
-         keep_checkpoints=2)
-    manager = jnet.checkpoint.CheckpointManager(tmp_path)
-    assert manager.latest_step() == 5  # epochs 2, 4 and the last one; 2 kept
-    assert len(list(tmp_path.glob("*.safetensors"))) == 2
-
-
-def test_keep_checkpoints_keeps_exactly_the_last_ones_with_validation(tmp_path):
-    x, y = _data()
-    r = _fit(_classifier(), x, y, epochs=6, checkpoint_dir=tmp_path, keep_checkpoints=2,
-             validation_data=(x, (y + 1) % C))  # val_loss rises as the model learns y
-    best = int(np.argmin(r.history["val_loss"])) + 1
-    assert best < 5  # the best epoch is not among the last two, so it must have been deleted
-    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == [
-        "ckpt_000005.safetensors", "ckpt_000006.safetensors"]
-
-
-def test_resume_may_switch_early_stopping_on_or_off(tmp_path):
-    x, y = _data()
-    kw = dict(checkpoint_dir=tmp_path / "on", optimizer=jnet.optim.sgd(0.1))
-    _fit(_classifier(), x, y, epochs=2, **kw)  # written without early stopping
-    with pytest.warns(UserWarning, match="no best weights"):
-        r = _fit(_classifier(), x, y, epochs=3, early_stopping=5, resume=True, **kw)
-    assert r.epoch == 3
-    kw["checkpoint_dir"] = tmp_path / "off"
-    _fit(_classifier(), x, y, epochs=2, early_stopping=5, **kw)  # written with best weights
-    plain = _fit(_classifier(), x, y, epochs=3, **dict(kw, checkpoint_dir=None))
-    r = _fit(_classifier(), x, y, epochs=3, resume=True, **kw)
-    _assert_trees_equal(r.params, plain.params)  # the last weights, as without early stopping
-
-
-def test_resume_without_checkpoint_dir_is_an_error():
-    x, y = _data()
-    with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):
-        _fit(_classifier(), x, y, resume=True)
-
-
-def test_early_stopping_rule_on_a_fixed_history():
-    es = EarlyStopping(monitor="val_loss", patience=2).resolved(True)
-    assert es.mode == "min"
-    assert es.best_epoch([3.0, 2.0, 2.5, 2.1]) == 1
-    assert es.should_stop([3.0, 2.0, 2.5, 2.1])
-    assert not es.should_stop([3.0, 2.0, 2.5])
-    acc = EarlyStopping(monitor="val_accuracy").resolved(True)
-    assert acc.mode == "max" and acc.best_epoch([0.5, 0.9, 0.8]) == 1
-    assert EarlyStopping(min_delta=0.5).resolved(False).best_epoch([3.0, 2.8, 2.0]) == 2
-
-
-def test_early_stopping_stops_and_restores_the_best_weights():
-    x, y = _data()
-    rng = np.random.default_rng(7)
-    xv, yv = x[:20], rng.integers(0, C, size=20).astype(np.int32)  # noise: val loss turns up
-    model = _classifier()
-    r = _fit(model, x, y, epochs=40, batch_size=8, optimizer=jnet.optim.adam(0.05),
-             validation_data=(xv, yv), early_stopping=EarlyStopping(patience=3))
-    val = r.history["val_loss"]
-    best = int(np.argmin(val))
-    assert r.epoch < 40 and r.epoch == best + 1 + 3  # stopped `patience` epochs after the best
-    got = jnet.evaluate(model, r.params, r.state, xv, yv)
-    np.testing.assert_allclose(got["loss"], val[best], rtol=1e-5)
-
-
-def test_early_stopping_on_a_missing_metric_names_the_alternatives():
-    x, y = _data()
-    with pytest.raises(ValueError, match="'val_loss', which is not logged"):
-        _fit(_classifier(), x, y, early_stopping=EarlyStopping(monitor="val_loss"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,9 +22,10 @@ def _model():
     return L.serial(L.Input((F,)), L.Dense(8), L.Tanh(), L.Dense(C), L.ClassificationOutput())
 
 
-def _fit(optimizer="sgd", **kw):
+def _fit(optimizer="sgd", *, scan=None, **kw):
     x, y = _data()
-    kw = {"epochs": 2, "batch_size": 16, "key": 0, "verbose": 0, **kw}
+    kw = {"epochs": 2, "batch_size": 16, "key": 0, "verbose": 0,
+          "options": jnet.training.Options(scan=scan), **kw}
     if "steps" in kw:
         kw.pop("epochs")
     return jnet.fit(_model(), optimizer, kw.pop("x", x), kw.pop("y", y), **kw)
@@ -76,18 +77,6 @@ def test_timing_reports_compile_apart_from_training():
     assert r.timing.compile_s > 0 and r.timing.train_s >= 0
 
 
-def test_live_plot_writes_a_png_each_epoch_and_closes_its_figures(tmp_path):
-    import matplotlib.pyplot as plt
-
-    seen = []
-    path = tmp_path / "run.png"
-    open_before = set(plt.get_fignums())  # figures other tests of this worker left open
-    _fit(live_plot=str(path), epochs=3,
-         callbacks=[lambda epoch, logs, history: seen.append(path.stat().st_mtime_ns)])
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(seen) == 3 and set(plt.get_fignums()) == open_before
-
-
 def test_history_plot_has_whole_epoch_ticks():
     fig = _fit(epochs=3, validation_data=_data(20, seed=1)).history.plot()
     ticks = fig.axes[0].get_xticks()
@@ -107,15 +96,14 @@ def test_compile_time_shows_in_the_bar(capsys):
 
 
 @pytest.mark.parametrize(("kw", "match"), [
-    (dict(checkpoint_every=0), "checkpoint_every"),
-    (dict(steps_per_call=0), "steps_per_call"),
     (dict(metrics=[lambda o, t: o.mean()]), "per-example values"),
     (dict(callbacks=[lambda epoch, logs: None]), "cb\\(epoch, logs, history\\)"),
     (dict(validation_data=(np.zeros((5, F + 1), np.float32), np.zeros(5, np.int32))),
      "validation x has per-example shape"),
     (dict(validation_data=(np.zeros((5, F), np.float32), np.full(5, C, np.int32))),
      r"labels must lie in \[0, 3\)"),
-    (dict(params={"dense_1": {"w": np.zeros((F, 8))}}), r"params\['dense_1'\]\['b'\]"),
+    (dict(options=jnet.training.Options(params={"dense_1": {"w": np.zeros((F, 8))}})),
+     r"params\['dense_1'\]\['b'\]"),
 ])
 def test_bad_arguments_are_named_before_training(kw, match):
     calls = []
@@ -129,23 +117,12 @@ def test_params_of_the_wrong_shape_name_the_path():
     _, params, _ = _model().init(jax.random.key(0))
     params["dense_3"]["w"] = np.zeros((8, C + 1), np.float32)
     with pytest.raises(jnet.ArgumentError, match=r"params\['dense_3'\]\['w'\] has shape"):
-        _fit(params=params)
-
-
-def test_early_stopping_patience_must_be_an_int():
-    with pytest.raises(jnet.ArgumentTypeError, match="patience must be an int"):
-        jnet.EarlyStopping(patience="3")
+        _fit(options=jnet.training.Options(params=params))
 
 
 def test_python_lists_are_converted():
     x, y = _data()
     _same(_fit(x=x.tolist(), y=y.tolist()).params, _fit().params)
-
-
-def test_resume_past_the_requested_epochs_is_an_error(tmp_path):
-    _fit(epochs=3, checkpoint_dir=tmp_path)
-    with pytest.raises(jnet.ArgumentError, match="past the requested 2 epoch"):
-        _fit(epochs=2, checkpoint_dir=tmp_path, resume=True)
 
 
 def test_predict_and_evaluate_check_their_arguments():
@@ -168,32 +145,3 @@ def test_vmap_over_fit_says_to_use_population():
 def test_training_diverged_is_a_jnet_error_and_a_floating_point_error():
     assert issubclass(jnet.TrainingDiverged, jnet.Error)
     assert issubclass(jnet.TrainingDiverged, FloatingPointError)
-
-
-def test_a_checkpoint_that_cannot_be_written_mid_run_keeps_the_training_result(tmp_path):
-    """After epoch 1 the checkpoint directory is replaced by a regular file, so epoch 2's
-    save fails: the CheckpointError carries the run so far (2 epochs trained), and those
-    params are exactly those of an uninterrupted 2-epoch run."""
-    import shutil
-
-    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
-    y = (x.sum(1) > 0).astype(np.int32)
-    model = L.serial(L.Input((3,)), L.Dense(2), L.ClassificationOutput())
-    directory = tmp_path / "ckpt"
-
-    def break_the_directory(epoch, logs, history):
-        if epoch == 1:
-            shutil.rmtree(directory)
-            directory.write_text("not a directory")
-        return False
-
-    kw = dict(epochs=3, batch_size=8, key=0, verbose=0)
-    with pytest.raises(jnet.checkpoint.CheckpointError) as err:
-        jnet.fit(model, "sgd", x, y, checkpoint_dir=directory, callbacks=[break_the_directory],
-                 **kw)
-    assert isinstance(err.value, jnet.Error) and err.value.result is not None
-    assert err.value.result.epoch == 2
-    assert "err.result holds the run so far" in "".join(getattr(err.value, "__notes__", []))
-    whole = jnet.fit(model, "sgd", x, y, **{**kw, "epochs": 2})
-    np.testing.assert_array_equal(err.value.result.params["dense_1"]["w"],
-                                  whole.params["dense_1"]["w"])

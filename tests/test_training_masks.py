@@ -117,11 +117,13 @@ def test_batching_and_shuffling_keep_mask_rows_with_their_x_rows(scan):
     x = np.repeat(ids[:, None, None], T, axis=1).astype(np.float32)
     mask = (ids[:, None] >> np.arange(T)[None, :]) & 1 == 1    # row id in binary
     r = jnet.fit(_alignment_checker(), jnet.optim.sgd(0.0), x, np.zeros(n, np.float32),
-                 mask=mask, epochs=3, batch_size=5, key=3, scan=scan, verbose=0)
+                 mask=mask, epochs=3, batch_size=5, key=3, verbose=0,
+                 options=jnet.training.Options(scan=scan))
     assert r.history["loss"] == [0.0, 0.0, 0.0]
     shifted = np.roll(mask, 1, axis=0)                          # a misaligned mask is seen
     r = jnet.fit(_alignment_checker(), jnet.optim.sgd(0.0), x, np.zeros(n, np.float32),
-                 mask=shifted, epochs=1, batch_size=5, key=3, scan=scan, verbose=0)
+                 mask=shifted, epochs=1, batch_size=5, key=3, verbose=0,
+                 options=jnet.training.Options(scan=scan))
     assert r.history["loss"][0] > 1.0
 
 
@@ -129,8 +131,10 @@ def test_scan_and_per_step_paths_give_identical_params_with_a_mask():
     x, y, mask, _ = _sequences(40, seed=2)
     kw = dict(mask=mask, epochs=2, batch_size=16, key=1, verbose=0,
               validation_data=(x, y, mask))
-    a = jnet.fit(_lstm(), jnet.optim.adam(1e-2), x, y, scan=True, **kw)
-    b = jnet.fit(_lstm(), jnet.optim.adam(1e-2), x, y, scan=False, **kw)
+    a = jnet.fit(_lstm(), jnet.optim.adam(1e-2), x, y,
+                 options=jnet.training.Options(scan=True), **kw)
+    b = jnet.fit(_lstm(), jnet.optim.adam(1e-2), x, y,
+                 options=jnet.training.Options(scan=False), **kw)
     for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-6, atol=1e-7)
     assert a.history["val_loss"] == pytest.approx(b.history["val_loss"], rel=1e-6)
@@ -163,3 +167,121 @@ def test_a_bad_mask_is_a_data_error_before_training(mask, match):
     with pytest.raises(jnet.DataError, match="validation mask"):
         jnet.fit(model, "sgd", x, y, validation_data=(x, y, mask), epochs=1, batch_size=None,
                  key=0, verbose=0)
+
+
+def _bn_model(momentum):
+    return L.serial(L.Input((F,)), L.BatchNorm(momentum=momentum, name="bn"), L.Dense(1),
+                    L.RegressionOutput())
+
+
+def _running_stats_reference(x, batch_size, momentum):
+    """NumPy: BatchNorm's running statistics after one unshuffled epoch, each batch's
+    statistics over its real examples only (the padding of the short last batch left out)."""
+    mean, var = np.zeros(F), np.ones(F)
+    for start in range(0, len(x), batch_size):
+        rows = x[start:start + batch_size].astype(np.float64)
+        n = len(rows)
+        mean = momentum * mean + (1 - momentum) * rows.mean(axis=0)
+        var = momentum * var + (1 - momentum) * rows.var(axis=0) * n / (n - 1)
+    return mean, var
+
+
+@pytest.mark.parametrize("path", ["scan", "steps", "iterable"])
+def test_padding_of_the_last_batch_moves_no_batchnorm_statistic(path):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(11, F)).astype(np.float32) * 3 + 2   # 4 + 4 + 3 (+ 1 padding row)
+    x[0] = 40.0       # the row repeated as padding is loud: counting it would show
+    y = rng.normal(size=(11,)).astype(np.float32)
+    model = _bn_model(0.6)
+    if path == "iterable":
+        data = [(x[i:i + 4], y[i:i + 4]) for i in (0, 4, 8)]
+        r = jnet.fit(model, jnet.optim.sgd(0.0), data, epochs=1, key=0, verbose=0)
+    else:
+        r = jnet.fit(model, jnet.optim.sgd(0.0), x, y, epochs=1, batch_size=4, key=0,
+                     shuffle=False, scan=path == "scan", verbose=0)
+    mean, var = _running_stats_reference(x, 4, 0.6)
+    bn = r.state["bn"]
+    np.testing.assert_allclose(bn["mean"], mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bn["var"], var, rtol=1e-5)
+
+
+def _mask_recorder(seen):
+    """An identity layer that records, while traced, the mask= the model is given."""
+
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
+        seen.append(None if mask is None else (tuple(mask.shape), mask.dtype))
+        return x, state
+
+    return Layer(lambda key, in_shape: (in_shape, {}, {}), apply_fn, kind="Recorder")
+
+
+@pytest.mark.parametrize(("n", "user_mask", "expected"), [
+    (12, False, None),                      # batch size divides N: the program of 0.2
+    (12, True, ((4, T), jnp.bool_)),        # the user's mask, unchanged
+    (10, False, ((4,), jnp.bool_)),         # padding: the real examples
+    (10, True, ((4, T), jnp.bool_)),        # padding: AND-ed into the user's rows
+])
+def test_the_model_gets_an_example_mask_only_when_batches_can_be_padded(n, user_mask, expected):
+    seen = []
+    model = L.serial(L.Input((T, F)), _mask_recorder(seen), L.Dense(1), L.RegressionOutput())
+    x, y, mask = _per_step_data(n)
+    jnet.fit(model, jnet.optim.sgd(0.1), x, y, mask=mask if user_mask else None, epochs=1,
+             batch_size=4, key=0, verbose=0)
+    train_calls = seen[:1]
+    assert train_calls == [expected]
+
+
+def test_padded_rows_are_anded_out_of_the_users_mask():
+    step = jnet.make_train_step(L.serial(L.Input((T, F)), L.Dense(1), L.RegressionOutput()),
+                                jnet.optim.sgd(0.1))
+    from jnet.training.step import model_mask
+    x, y, mask = _per_step_data(4)
+    weight = np.array([1, 1, 0, 1], np.float32)
+    got = model_mask(jnet.data.Batch(x, y, weight, mask))
+    np.testing.assert_array_equal(got, mask & (weight > 0)[:, None])
+    np.testing.assert_array_equal(model_mask(jnet.data.Batch(x, y, weight)), weight > 0)
+    assert model_mask(jnet.data.Batch(x, y)) is None
+    assert callable(step)
+
+
+def _seq_to_vector(head):
+    """A sequence-to-vector model whose output width is T, the mask's length by chance."""
+    return L.serial(L.Input((T, F)), L.GlobalAvgPool1D(), L.Dense(T), head)
+
+
+def test_sequence_to_vector_regression_of_width_t_uses_every_target_column():
+    x, _, mask = _per_step_data(8)
+    y = np.random.default_rng(5).normal(size=(8, T)).astype(np.float32)
+    model = _seq_to_vector(L.RegressionOutput())
+    _, params, state = model.init(jax.random.key(0))
+    pooled = (np.where(mask[..., None], x, 0).sum(1) / mask.sum(1, keepdims=True))
+    pred = pooled @ np.asarray(params["dense_2"]["w"]) + np.asarray(params["dense_2"]["b"])
+    expected = ((pred - y) ** 2).mean()     # every column: the targets are per sequence
+    got = jnet.evaluate(model, params, state, x, y, mask=mask)
+    np.testing.assert_allclose(got["loss"], expected, rtol=1e-5)
+    step = jnet.make_train_step(model, jnet.optim.sgd(0.1))
+    _, _, _, logs = step(params, state, jnet.optim.sgd(0.1).init(params),
+                         jnet.data.Batch(x, y, None, mask), jax.random.key(0))
+    np.testing.assert_allclose(logs["loss"], expected, rtol=1e-5)
+
+
+def test_sequence_to_vector_classifier_of_width_t_takes_one_hot_targets_per_sequence():
+    x, _, mask = _per_step_data(8)
+    labels = np.arange(8) % T
+    onehot = np.eye(T, dtype=np.float32)[labels]
+    model = _seq_to_vector(L.ClassificationOutput())
+    _, params, state = model.init(jax.random.key(0))
+    a = jnet.evaluate(model, params, state, x, onehot, mask=mask)
+    b = jnet.evaluate(model, params, state, x, labels, mask=mask)
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-6)
+    assert a["accuracy"] == pytest.approx(b["accuracy"])
+    r = jnet.fit(model, "sgd", x, onehot, mask=mask, epochs=1, batch_size=4, key=0, verbose=0)
+    assert np.isfinite(r.history["loss"][0])
+
+
+def test_per_step_outputs_with_per_sequence_targets_are_a_data_error():
+    x, _, mask = _per_step_data(8)
+    model = L.serial(L.Input((T, F)), L.Dense(1), L.RegressionOutput())
+    with pytest.raises(jnet.DataError, match=r"outputs keep the time axis.*y must have"):
+        jnet.fit(model, "sgd", x, np.zeros((8, 3), np.float32), mask=mask, epochs=1, key=0,
+                 verbose=0)

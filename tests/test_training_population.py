@@ -37,7 +37,8 @@ def _close(a, b):
 def test_each_member_trains_exactly_as_its_own_fit():
     x, y, val = _data()
     lrs = [1e-3, 1e-2, 1e-1]
-    kw = dict(epochs=2, batch_size=16, verbose=0, scan=True, validation_data=val)
+    kw = dict(epochs=2, batch_size=16, verbose=0, validation_data=val,
+              options=jnet.training.Options(scan=True))
     key = jax.random.key(7)
     r = jnet.fit(_model(0.2), _adam, x, y, population={"learning_rate": lrs}, key=key, **kw)
     assert jax.tree.leaves(r.params)[0].shape[0] == 3
@@ -97,9 +98,10 @@ def test_population_checkpoint_and_exact_resume(tmp_path):
     x, y, _ = _data()
     kw = dict(population={"learning_rate": LRS}, batch_size=16, verbose=0, key=3)
     whole = jnet.fit(_model(0.1), _adam, x, y, epochs=4, **kw)
-    jnet.fit(_model(0.1), _adam, x, y, epochs=2, checkpoint_dir=tmp_path, **kw)
-    resumed = jnet.fit(_model(0.1), _adam, x, y, epochs=4, checkpoint_dir=tmp_path,
-                       resume=True, **kw)
+    jnet.fit(_model(0.1), _adam, x, y, epochs=2,
+             callbacks=[jnet.callbacks.Checkpoint(tmp_path)], **kw)
+    resumed = jnet.fit(_model(0.1), _adam, x, y, epochs=4,
+                       callbacks=[jnet.callbacks.Checkpoint(tmp_path, resume=True)], **kw)
     assert resumed.epoch == 4
     for a, b in zip(jax.tree.leaves((whole.params, whole.opt_state)),
                     jax.tree.leaves((resumed.params, resumed.opt_state)), strict=True):
@@ -107,5 +109,6 @@ def test_population_checkpoint_and_exact_resume(tmp_path):
     np.testing.assert_array_equal(np.asarray(whole.history["loss"]),
                                   np.asarray(resumed.history["loss"]))
     with pytest.raises(jnet.Error, match="population"):  # another population size: refused
-        jnet.fit(_model(0.1), _adam, x, y, epochs=4, checkpoint_dir=tmp_path, resume=True,
+        jnet.fit(_model(0.1), _adam, x, y, epochs=4,
+                 callbacks=[jnet.callbacks.Checkpoint(tmp_path, resume=True)],
                  **{**kw, "population": {"learning_rate": [0.1, 0.2, 0.3]}})

@@ -59,8 +59,9 @@ mismatches at once. `like` may hold `jax.ShapeDtypeStruct` leaves, e.g. from
 ``jax.eval_shape(model.init, key)``, so nothing has to be allocated before restoring.
 
 `CheckpointManager` keeps a directory of numbered checkpoints with rotation (the last N plus
-the best K by a monitored metric), for `jnet.fit(checkpoint_dir=..., resume=...)`. Files in
-it named otherwise are ignored, and `restore()` never waits on a file that cannot appear.
+the best K by a monitored metric), for the `jnet.callbacks.Checkpoint` callback of
+`jnet.fit`. Files in it named otherwise are ignored, and `restore()` never waits on a file that
+cannot appear.
 
 How others differ: PyTorch's `torch.save` pickles (unsafe to load from strangers, tied to class
 paths); Flax/Orbax write a directory per checkpoint; Keras `.weights.h5` needs HDF5. safetensors

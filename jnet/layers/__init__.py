@@ -38,6 +38,7 @@ from jnet.layers.base import (
     split_key,
 )
 from jnet.layers.combinators import (
+    Bidirectional,
     FanInConcat,
     FanInSum,
     FanOut,
@@ -64,7 +65,7 @@ from jnet.layers.pooling import (
     MaxPool1D,
     MaxPool2D,
 )
-from jnet.layers.recurrent import GRU, LSTM, Bidirectional, GRUCell, LSTMCell
+from jnet.layers.recurrent import GRU, LSTM, GRUCell, LSTMCell
 from jnet.layers.reshape import Flatten, Reshape
 from jnet.layers.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 from jnet.layers.upsampling import UpSampling2D

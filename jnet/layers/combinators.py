@@ -10,8 +10,10 @@ calls it again whenever the container is rebuilt around new children.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -247,3 +249,130 @@ def count_params(tree: PyTree) -> int:
             where="jnet.layers.count_params",
         )
     return sum(math.prod(getattr(leaf, "shape", ())) for leaf in jax.tree.leaves(tree))
+
+
+_MERGES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+    "concat": lambda a, b: jnp.concatenate([a, b], axis=-1),
+    "sum": jnp.add,
+    "mean": lambda a, b: (a + b) / 2,
+    "mul": jnp.multiply,
+}
+
+
+def _reverse_steps(mask: Any) -> Any:
+    """An (N, T) step mask reversed in time; an (N,) example mask or None as it is."""
+    return mask if mask is None or jnp.ndim(mask) < 2 else _reverse_time(mask)
+
+
+def _reverse_time(tree: Any) -> Any:
+    """Flip the time axis (axis 1) of every (N, T, ...) array in `tree`."""
+    return jax.tree.map(lambda a: jnp.flip(a, axis=1), tree)
+
+
+def Bidirectional(forward: Layer, backward: Layer | None = None, merge: str = "concat",
+                  name: str | None = None) -> Layer:
+    """Run one sequence layer forwards in time and another backwards, and merge the outputs.
+
+    ``Bidirectional(LSTM(64, return_sequences=True))`` or ``Bidirectional(LSTM(64), GRU(32))``.
+    Both layers are ordinary forward-running layers; this wrapper feeds `backward` the input
+    (and the mask) reversed in time and reverses its per-step outputs back, so both
+    directions' outputs are aligned with the input steps. `backward` defaults to the same
+    layer as `forward` with parameters of its own: ``{"forward": ..., "backward": ...}``
+    (PyTorch's ``*_reverse`` weights are the backward ones). Because padded steps are skipped,
+    reversing a right-padded batch runs the backward layer over exactly the real steps.
+
+    With ``return_sequences=False`` the forward half is the state after the last real step
+    and the backward half the state after step 0 (PyTorch's ``h_n``). With
+    ``return_state=True`` on both layers the output is ``(y, (forward_carry, backward_carry))``
+    and ``initial_state=`` must be such a pair.
+
+    Args:
+        forward: the layer run forwards, e.g. ``LSTM(64, return_sequences=True)``.
+        backward: the layer run backwards (default: `forward` again, with its own params). Do
+            not give it ``reverse=True``: the wrapper already reverses its input.
+        merge: ``"concat"`` (default, PyTorch and Keras; last axis H_f + H_b), ``"sum"``,
+            ``"mean"`` or ``"mul"`` (these need H_f = H_b).
+
+    Raises:
+        LayerError: a non-layer or a layer that is not recurrent (one without an
+            ``initial_state`` side input, as `LSTM` and `GRU` have), an unknown merge, or
+            outputs that do not merge.
+    """
+    backward = forward if backward is None else backward
+    for what, layer in (("forward", forward), ("backward", backward)):
+        if not isinstance(layer, Layer):
+            raise LayerError("Bidirectional", f"expected a Layer as {what}, got "
+                             f"{type(layer).__name__}, e.g. `Bidirectional(L.LSTM(64))`.")
+        if "initial_state" not in layer.side_inputs:
+            raise LayerError(
+                "Bidirectional",
+                f"expected a recurrent layer (LSTM, GRU) as {what}, got {layer.kind}, which "
+                "carries no state along the time axis, so running it backwards in time changes "
+                "nothing. Wrap `L.LSTM(...)` or `L.GRU(...)`; for a per-step layer use it "
+                "directly.",
+            )
+    if merge not in _MERGES:
+        raise LayerError("Bidirectional", f"merge must be one of {sorted(_MERGES)}, got {merge!r}.")
+    return container(functools.partial(_bidirectional, merge=merge),
+                     {"forward": forward, "backward": backward}, name=name)
+
+
+def _bidirectional(children: dict[str, Layer], *, merge: str) -> Layer:
+    """`forward` and `backward` (reversed in time) merged by `merge` (the definition of
+    `Bidirectional`)."""
+    forward, backward = children["forward"], children["backward"]
+    names, merge_fn = ("forward", "backward"), _MERGES[merge]
+
+    def merge_shapes(a, b):
+        try:
+            return jax.eval_shape(merge_fn, jax.ShapeDtypeStruct(a, jnp.float32),
+                                  jax.ShapeDtypeStruct(b, jnp.float32)).shape
+        except (TypeError, ValueError):
+            raise LayerError("Bidirectional", f"cannot merge outputs of shapes {a} and {b} with "
+                             f"{merge!r}; use merge='concat' or equal hidden sizes.") from None
+
+    def init_fn(key, in_shape):
+        (shape_f, p_f, s_f), (shape_b, p_b, s_b) = (
+            init_child(n, layer, k, in_shape)
+            for n, layer, k in zip(names, (forward, backward), split_key(key, 2), strict=True))
+        if isinstance(shape_f[0], tuple):  # (y, carry): the layers return their state
+            y_shape = merge_shapes(shape_f[0], shape_b[0])
+            out_shape = (y_shape, (shape_f[1], shape_b[1]))
+        else:
+            out_shape = merge_shapes(shape_f, shape_b)
+        return out_shape, {"forward": p_f, "backward": p_b}, {"forward": s_f, "backward": s_b}
+
+    def apply_fn(params, state, x, *, key=None, train=False, mask=None, initial_state=None):
+        check_children("Bidirectional", "params", params, names)
+        check_children("Bidirectional", "state", state, names)
+        starts = _initial_state_pair(initial_state)
+        k_f, k_b = split_key(key, 2)
+        out_f, s_f = apply_child("forward", forward, params, state, x, key=k_f, train=train,
+                                 mask=mask, **starts[0])
+        out_b, s_b = apply_child("backward", backward, params, state, _reverse_time(x), key=k_b,
+                                 train=train, mask=_reverse_steps(mask),
+                                 **starts[1])
+        new_state = {"forward": s_f, "backward": s_b}
+        with_state = isinstance(out_f, tuple)  # (y, carry): the layers return their state
+        (y_f, carry_f), (y_b, carry_b) = (out_f, out_b) if with_state else ((out_f, None),
+                                                                            (out_b, None))
+        if jnp.ndim(y_b) == 3:  # per-step outputs: back in input order
+            y_b = _reverse_time(y_b)
+        y = merge_fn(y_f, y_b)
+        return ((y, (carry_f, carry_b)) if with_state else y), new_state
+
+    return Layer(init_fn, apply_fn, kind="Bidirectional", config={"merge": merge},
+                 side_inputs=("initial_state",))
+
+
+def _initial_state_pair(initial_state: Any) -> tuple[dict, dict]:
+    """``initial_state=`` of `Bidirectional` as the keywords of its two children."""
+    if initial_state is None:
+        return {}, {}
+    if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 2:
+        raise LayerError(
+            "Bidirectional",
+            "expected initial_state as a pair (forward_carry, backward_carry), got "
+            f"{type(initial_state).__name__}.",
+        )
+    return {"initial_state": initial_state[0]}, {"initial_state": initial_state[1]}

@@ -9,15 +9,17 @@ Each is one implementation over n spatial axes with kernels laid out ``(*window,
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from jnet import initializers
+from jnet._transpose import linear_call
 from jnet.layers.base import (
     Layer,
     LayerError,
@@ -131,12 +133,13 @@ def Conv2D(
             kernel's fan_in (see `jnet.initializers`).
         use_bias: add a bias per filter (turn off before BatchNorm, which has its own).
         fast_grad: compute the backward pass with explicitly laid out convolutions
-            (`conv_fast`; not with groups). Default (None): on when the default backend is the
-            CPU, where XLA otherwise runs autodiff's weight gradient inside a `lax.scan` / loop
-            body (as `jnet.fit` runs epochs) with a naive kernel: an SGD step of a CNN with
-            two stride-2 convolutions (28x28x1, batch 128) took 36 ms inside `lax.scan`
-            instead of 4.7 ms (4.6 ms jitted step by step). Same values; its cost: no
-            forward-mode autodiff (`jax.jvp`) through this layer, so pass False for that.
+            (`conv_fast`). Default (None): on when the default backend is the CPU, where XLA
+            otherwise runs autodiff's weight gradient inside a `lax.scan` / loop body (as
+            `jnet.fit` runs epochs) with a naive kernel: an SGD step of a CNN with two
+            stride-2 convolutions (28x28x1, batch 128) took 36 ms inside `lax.scan` instead
+            of 4.7 ms (4.6 ms jitted step by step). Same values, and every transformation
+            works as without it (forward mode, `jax.hessian`, vmap: see docs/layers.md,
+            Transformations); False uses autodiff's backward pass.
 
     Raises:
         LayerError: bad sizes, or C / filters not multiples of `feature_group_count`.
@@ -201,8 +204,8 @@ def _conv_layer(kind, n, filters, kernel_size, strides, padding, dilation, group
         check_last_dim(kind, x, params["w"].shape[-2] * groups, "channels")
         pads = resolve_padding(pad_spec, x.shape[1:-1], effective, stride)
         w = params["w"].astype(x.dtype)
-        if fast_grad and groups == 1:
-            y = conv_fast(x, w, stride, pads, dil)
+        if fast_grad:
+            y = conv_fast(x, w, stride, pads, dil, groups)
         else:
             y = conv(x, w, stride, pads, dil, groups)
         if use_bias:
@@ -390,9 +393,9 @@ def conv(x: jax.Array, w: jax.Array, strides: Sequence[int], pads: Pads,
 
 
 def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int], crops: Pads,
-                   dilation: Sequence[int]) -> jax.Array:
+                   dilation: Sequence[int], groups: int = 1) -> jax.Array:
     """full[n, i*s + u*d, f] += x[n, i, c] w[u, c, f], cropped by (lo, hi) per axis (a negative
-    hi appends zeros); autodiff's backward pass.
+    hi appends zeros; c over f's group, w (*k, C / groups, F)); autodiff's backward pass.
 
     The full output is a stride-1 convolution of the s-dilated input, zero padded by k_eff - 1,
     with the flipped kernel; a crop is that much less padding, or a slice past the padding."""
@@ -402,16 +405,19 @@ def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int], crops: Pa
     y = lax.conv_general_dilated(x, jnp.flip(w, tuple(range(n))), (1,) * n,
                                  tuple((max(lo, 0), max(hi, 0)) for lo, hi in pads),
                                  lhs_dilation=tuple(strides), rhs_dilation=tuple(dilation),
-                                 dimension_numbers=dimension_numbers(n))
+                                 dimension_numbers=dimension_numbers(n),
+                                 feature_group_count=groups)
     return _crop(y, pads)[0]
 
 
 def _weight_grad(a: jax.Array, b: jax.Array, strides: Sequence[int], pads: Pads,
-                 dilation: Sequence[int]) -> jax.Array:
-    """out[u, p, q] = Σ_{n, i} a_pad[n, u*d + i*s, p] b[n, i, q]: both weight gradients.
+                 dilation: Sequence[int], groups: int = 1) -> jax.Array:
+    """out[u, p, q] = Σ_{n, i} a_pad[n, u*d + i*s, p] b[n, i, q]: both weight gradients, with p
+    over q's group only when grouped (out (*k, P / groups, Q)).
 
     One plain channels-last convolution: a viewed as (P, *S, N) (batch P, features N) with b
     viewed as a (*S_b, N, Q) kernel dilated by s, window strides d; (P, *k, Q) -> (*k, P, Q).
+    Groups split the batch P and the features Q alike (``batch_group_count``).
     """
     n = len(pads)
     spatial = tuple(range(1, n + 1))
@@ -419,9 +425,17 @@ def _weight_grad(a: jax.Array, b: jax.Array, strides: Sequence[int], pads: Pads,
     out = lax.conv_general_dilated(
         jnp.transpose(a, (n + 1, *spatial, 0)), jnp.transpose(b, (*spatial, 0, n + 1)),
         tuple(dilation), pads, rhs_dilation=tuple(strides),
-        dimension_numbers=dimension_numbers(n),
+        dimension_numbers=dimension_numbers(n), batch_group_count=groups,
     )
     return jnp.transpose(out, (*spatial, 0, n + 1))
+
+
+def _swap_io(w: jax.Array, groups: int) -> jax.Array:
+    """A (*k, C / G, F) kernel as the (*k, F / G, C) kernel of its transpose: within each of
+    the G groups, the input and output channels trade places."""
+    *k, i, f = w.shape
+    w = w.reshape(*k, i, groups, f // groups)
+    return jnp.swapaxes(w, -3, -1).reshape(*k, f // groups, i * groups)
 
 
 def _end_pads(x_size, y_size, kernel, strides, pads, dilation) -> Pads:
@@ -433,44 +447,60 @@ def _end_pads(x_size, y_size, kernel, strides, pads, dilation) -> Pads:
                                                    pads, strict=True))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _bilinear_tangent(tangents: tuple[Any, Any], primals: tuple[jax.Array, jax.Array],
+                      by_x: tuple[Callable, Callable], by_w: tuple[Callable, Callable]) -> Any:
+    """The tangent of a bilinear y = B(x, w): B(dx, w) + B(x, dw), each a `linear_call` of
+    ``(map, transpose)`` so that reverse mode runs the hand-written transposes. A symbolic
+    zero tangent (an input that is not differentiated) costs nothing."""
+    (x, w), (dx, dw) = primals, tangents
+    terms = [linear_call(*maps, residual, t)
+             for maps, residual, t in ((by_x, w, dx), (by_w, x, dw))
+             if not isinstance(t, SymbolicZero)]
+    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
 def conv_fast(x: jax.Array, w: jax.Array, strides: tuple[int, ...], pads: Pads,
-              dilation: tuple[int, ...]) -> jax.Array:
+              dilation: tuple[int, ...], groups: int = 1) -> jax.Array:
     """`conv` with a backward pass that lays its convolutions out itself.
 
     For y = conv(x, w) and upstream gradient g = dL/dy (k_eff = (k-1)d + 1 per axis):
 
-        dL/dx = conv_transpose(g, wᵀ) with crops (lo, hi'), wᵀ = w with C and F swapped: the
-                s-dilated g convolved with the flipped kernel
+        dL/dx = conv_transpose(g, wᵀ) with crops (lo, hi'), wᵀ = w with C and F swapped per
+                group: the s-dilated g convolved with the flipped kernel
         dL/dw[u, c, f] = Σ_{n,i} x_pad[n, u*d + i*s, c] g[n, i, f]   (`_weight_grad`)
 
     with hi' from `_end_pads`. Each is one plain channels-last convolution, which XLA:CPU runs
     with its fast kernel inside loop bodies too; autodiff's weight gradient is a convolution
     laid out feature-major that it runs with a naive kernel there (7.5x slower in a strided CNN).
-    Values equal autodiff's to float rounding (tests/test_conv_fast_grad.py).
+
+    It is a `jax.custom_jvp` whose tangent conv(dx, w) + conv(x, dw) is a pair of
+    `jnet._transpose.linear_call` with the two formulas above as transposes: forward mode
+    (jvp, jacfwd, hessian) works as for `conv`, and reverse mode, which transposes the
+    tangent, runs them. Values equal autodiff's to float rounding (tests/test_conv_fast_grad.py).
     """
-    return conv(x, w, strides, pads, dilation)
+    return conv(x, w, strides, pads, dilation, groups)
 
 
-def _conv_fast_fwd(x, w, strides, pads, dilation):
-    return conv_fast(x, w, strides, pads, dilation), (x, w)
-
-
-def _conv_fast_bwd(strides, pads, dilation, residuals, g):
-    x, w = residuals
+@partial(conv_fast.defjvp, symbolic_zeros=True)
+def _conv_fast_jvp(strides, pads, dilation, groups, primals, tangents):
+    x, w = primals
+    y = conv(x, w, strides, pads, dilation, groups)
     n = len(pads)
-    exact = _end_pads(x.shape[1:-1], g.shape[1:-1], w.shape[:n], strides, pads, dilation)
-    dx = conv_transpose(g, w.swapaxes(n, n + 1), strides, exact, dilation)
-    return dx, _weight_grad(x, g, strides, exact, dilation)
+    exact = _end_pads(x.shape[1:-1], y.shape[1:-1], w.shape[:n], strides, pads, dilation)
+    by_x = (lambda w, dx: conv(dx, w, strides, pads, dilation, groups),
+            lambda w, g: conv_transpose(g, _swap_io(w, groups), strides, exact, dilation,
+                                        groups))
+    by_w = (lambda x, dw: conv(x, dw, strides, pads, dilation, groups),
+            lambda x, g: _weight_grad(x, g, strides, exact, dilation, groups))
+    return y, _bilinear_tangent(tangents, primals, by_x, by_w)
 
 
-conv_fast.defvjp(_conv_fast_fwd, _conv_fast_bwd)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def conv_transpose_fast(x: jax.Array, w: jax.Array, strides: tuple[int, ...], crops: Pads,
                         dilation: tuple[int, ...]) -> jax.Array:
-    """`conv_transpose` with a backward pass of plain convolutions (the mirror of `conv_fast`):
+    """`conv_transpose` with a backward pass of plain convolutions (the mirror of `conv_fast`,
+    a `jax.custom_jvp` in the same way):
 
         dL/dx = conv(g, wᵀ) with pads = crops (a strided convolution of g)
         dL/dw[u, c, f] = Σ_{n,i} g_pad[n, u*d + i*s, f] x[n, i, c]   (`_weight_grad`, swapped)
@@ -478,15 +508,13 @@ def conv_transpose_fast(x: jax.Array, w: jax.Array, strides: tuple[int, ...], cr
     return conv_transpose(x, w, strides, crops, dilation)
 
 
-def _conv_transpose_fast_fwd(x, w, strides, crops, dilation):
-    return conv_transpose_fast(x, w, strides, crops, dilation), (x, w)
-
-
-def _conv_transpose_fast_bwd(strides, crops, dilation, residuals, g):
-    x, w = residuals
+@partial(conv_transpose_fast.defjvp, symbolic_zeros=True)
+def _conv_transpose_fast_jvp(strides, crops, dilation, primals, tangents):
+    x, w = primals
     n = len(crops)
-    dx = conv(g, w.swapaxes(n, n + 1), strides, crops, dilation)
-    return dx, _weight_grad(g, x, strides, crops, dilation).swapaxes(n, n + 1)
-
-
-conv_transpose_fast.defvjp(_conv_transpose_fast_fwd, _conv_transpose_fast_bwd)
+    by_x = (lambda w, dx: conv_transpose(dx, w, strides, crops, dilation),
+            lambda w, g: conv(g, w.swapaxes(n, n + 1), strides, crops, dilation))
+    by_w = (lambda x, dw: conv_transpose(x, dw, strides, crops, dilation),
+            lambda x, g: _weight_grad(g, x, strides, crops, dilation).swapaxes(n, n + 1))
+    y = conv_transpose(x, w, strides, crops, dilation)
+    return y, _bilinear_tangent(tangents, primals, by_x, by_w)

@@ -35,7 +35,12 @@ def Embedding(
     bad id to the nearest valid row (a silently wrong answer) or wrap a negative one: this
     layer instead returns a row of NaN for every out-of-range or negative id, so the mistake
     shows up as a NaN loss (`jnet.fit` stops with `TrainingDiverged`) rather than as a model
-    quietly trained on the wrong rows.
+    quietly trained on the wrong rows. Any integer dtype works (uint8 ... int64): ids are
+    compared in int32 (int64 with ``jax_enable_x64``), so a small dtype never wraps the bound.
+    Without ``jax_enable_x64``, `jax.jit` itself converts int64 arguments to int32 before the
+    layer sees them, so an id >= 2**31 passed to your own jitted function can land on a real
+    row; `jnet.fit`, `jnet.evaluate` and `jnet.predict` check for such ids first (a
+    `jnet.errors.DataError`), and eager calls raise the `LayerError` below.
 
     Args:
         num_embeddings: the number of ids (rows), >= 1.
@@ -68,7 +73,11 @@ def Embedding(
                 f"{jnp.shape(table)}. Pass the params made by this layer's init.",
             )
         _check_ids(x, num_embeddings)
-        x = jnp.asarray(x)
+        # Compare in the widest int JAX computes in (int64 with jax_enable_x64, else int32,
+        # read per call as the flag can change): in uint8 / int8 / int16 the bound
+        # num_embeddings itself would wrap (300 -> 44 in uint8), and so would the fill index.
+        # Unsigned ids beyond the wide range wrap to negatives and read the NaN row.
+        x = jnp.asarray(x).astype(jax.dtypes.canonicalize_dtype(jnp.int64))
         # Out-of-range ids, negatives included (a gather would wrap those), read a NaN row.
         ids = jnp.where((x >= 0) & (x < num_embeddings), x, num_embeddings)
         y = jnp.take(table, ids, axis=0, mode="fill", fill_value=jnp.nan)
@@ -81,7 +90,7 @@ def Embedding(
 def _check_ids(x: Any, num_embeddings: int) -> None:
     """Raise unless `x` holds integer ids, and, when its values are known (not traced), unless
     they all lie in ``[0, num_embeddings)``."""
-    dtype = jnp.result_type(x)
+    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype  # strings too
     if not jnp.issubdtype(dtype, jnp.integer):
         raise LayerError(
             "Embedding",

@@ -25,13 +25,19 @@ def BatchNorm(
     """Normalise each channel with batch statistics in training, running statistics in eval.
 
     Training, with μ_B, σ²_B the mean and *biased* variance over every axis but `axis`
-    (batch and spatial), and n the number of values per channel:
+    (batch and spatial) of the *real* values, and n the number of real values per channel:
 
         y = γ (x − μ_B) / sqrt(σ²_B + eps) + β
         mean ← momentum · mean + (1 − momentum) · μ_B
         var  ← momentum · var  + (1 − momentum) · σ²_B · n / (n − 1)
 
     Evaluation: ``y = γ (x − mean) / sqrt(var + eps) + β``, state unchanged.
+
+    Real values (docs/conventions.md, "Sequence masks"): all without ``mask=``; with a boolean
+    ``(N,)`` mask the real examples (`jnet.fit` passes one for a padded last batch); with
+    ``(N, T)`` the real steps of ``(N, T, C)`` inputs, or on ``(N, C)`` inputs the examples
+    with a real step. Every position is normalised; a batch without a real value leaves the
+    running statistics unchanged.
 
     Params: ``{"scale": γ (C,), "bias": β (C,)}`` (ones / zeros; dropped when
     ``scale=False`` / ``center=False``). State: ``{"mean": (C,), "var": (C,)}`` (zeros / ones).
@@ -54,24 +60,24 @@ def BatchNorm(
         axis: the channel axis of the batch (default: last, NHWC). Must not be the batch axis.
         scale, center: learn γ, β.
         unbiased_running_var: store σ²_B · n/(n−1) (PyTorch) instead of σ²_B.
-    """
-    if not 0.0 <= momentum < 1.0:
-        raise LayerError("BatchNorm", f"momentum must satisfy 0 <= momentum < 1, got {momentum}.")
-    if eps <= 0:
-        raise LayerError("BatchNorm", f"eps must be positive, got {eps}.")
+        name: the layer's name inside a container.
 
-    def channel_axis(rank: int) -> int:
-        ax = axis % rank if -rank <= axis < rank else None
-        if ax is None or ax == 0:
-            raise LayerError(
-                "BatchNorm",
-                f"axis={axis} must name a channel axis of the rank-{rank} batch other than the "
-                "batch axis 0 (default -1: channels last).",
-            )
-        return ax
+    Returns:
+        The `Layer`; `apply` takes ``mask=`` (N,) or (N, T) bool, see above.
+
+    Raises:
+        LayerError: a bad momentum or eps; at apply, a channel axis that is the batch axis,
+            non-float inputs, state of another model, a mask of another shape or dtype, or
+            a training batch with one value per channel.
+    """
+    if not is_number(momentum) or not 0.0 <= momentum < 1.0:
+        raise LayerError("BatchNorm",
+                         f"momentum must satisfy 0 <= momentum < 1 (a number), got {momentum!r}.")
+    if not is_number(eps) or not eps > 0:
+        raise LayerError("BatchNorm", f"eps must be a positive number, got {eps!r}.")
 
     def init_fn(key, in_shape):
-        c = in_shape[channel_axis(len(in_shape) + 1) - 1]
+        c = in_shape[_channel_axis(axis, len(in_shape) + 1) - 1]
         params = {}
         if scale:
             params["scale"] = jnp.ones((c,), jnp.float32)
@@ -82,24 +88,18 @@ def BatchNorm(
 
     def apply_fn(params, state, x, *, key=None, train=False, mask=None):
         check_float("BatchNorm", x)
-        ax = channel_axis(jnp.ndim(x))
-        c = state["mean"].shape[0]
-        made_for = {params[k].shape[0] for k in ("scale", "bias") if k in params}
-        if made_for and made_for != {c}:
-            raise LayerError(
-                "BatchNorm",
-                f"state holds running statistics for {c} channels but params are for "
-                f"{made_for.pop()}: the state comes from another model. Pass the state this "
-                "model's init (or its last training step) returned.",
-            )
+        ax = _channel_axis(axis, jnp.ndim(x))
+        c = _channels(params, state)
         # The checks read the last axis; move the channel axis there once, compute, move back.
         x = jnp.moveaxis(x, ax, -1)
         check_last_dim("BatchNorm", x, c, "channels")
         out_dtype = x.dtype
         # Statistics of bfloat16 / float16 activations lose too much in their own precision.
         x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        real = _real_values("BatchNorm", mask, x)
         if train:
-            mean, var, new_state = _batch_statistics(x, state, momentum, unbiased_running_var)
+            mean, var, new_state = _batch_statistics(x, real, state, momentum,
+                                                     unbiased_running_var)
         else:
             mean, var, new_state = state["mean"], state["var"], state
         y = (x - mean) * jax.lax.rsqrt(var + eps)
@@ -115,24 +115,99 @@ def BatchNorm(
                  keeps_float32=True)
 
 
-def _batch_statistics(x: jax.Array, state: dict, momentum: float,
+def _channel_axis(axis: int, rank: int) -> int:
+    """`axis` of a rank-`rank` batch as a non-negative axis; a `LayerError` for the batch axis
+    or one out of range."""
+    ax = axis % rank if -rank <= axis < rank else None
+    if ax is None or ax == 0:
+        raise LayerError(
+            "BatchNorm",
+            f"axis={axis} must name a channel axis of the rank-{rank} batch other than the "
+            "batch axis 0 (default -1: channels last).",
+        )
+    return ax
+
+
+def _channels(params: dict, state: dict) -> int:
+    """C, the channels of the running statistics; a `LayerError` when the params are for
+    another C (the state of another model)."""
+    c = state["mean"].shape[0]
+    made_for = {params[k].shape[0] for k in ("scale", "bias") if k in params}
+    if made_for and made_for != {c}:
+        raise LayerError(
+            "BatchNorm",
+            f"state holds running statistics for {c} channels but params are for "
+            f"{made_for.pop()}: the state comes from another model. Pass the state this "
+            "model's init (or its last training step) returned.",
+        )
+    return c
+
+
+def _real_values(kind: str, mask: Any, x: jax.Array) -> jax.Array | None:
+    """Which values of the channels-last batch `x` (N, ..., C) count in batch statistics, as
+    a boolean array broadcastable to ``x.shape[:-1] + (1,)``; None when all of them do.
+
+    A ``(N,)`` mask marks the real examples (`jnet.fit` passes one for a padded last batch).
+    A ``(N, T)`` mask marks real time steps on axis 1 of ``(N, T, ..., C)`` inputs; on ``(N, C)``
+    inputs (after a sequence-to-vector layer) it says which examples have any real step.
+
+    Raises:
+        LayerError: a mask that is not boolean, or of another shape than those.
+    """
+    if mask is None:
+        return None
+    n = x.shape[0]
+    shape, dtype = tuple(jnp.shape(mask)), jnp.result_type(mask)
+    expected: tuple[int, ...]
+    if len(shape) != 2:
+        expected, meaning = (n,), "True on real examples"
+    else:  # (N, C) inputs have no time axis left: any T
+        expected, meaning = (n, shape[1] if x.ndim == 2 else x.shape[1]), "True on real steps"
+    if dtype != jnp.bool_ or shape != expected:
+        raise LayerError(
+            kind,
+            f"expected mask= as a boolean array of shape {expected} ({meaning}; (N,) marks "
+            f"real examples, (N, T) real time steps), got shape {shape} dtype {dtype}. Build a "
+            "step mask with `jnet.data.mask_from_lengths(lengths, T)`.",
+        )
+    mask = jnp.asarray(mask)
+    if mask.ndim == 2 and x.ndim == 2:
+        mask = jnp.any(mask, axis=1)  # an example counts if any of its steps does
+    return mask.reshape(*mask.shape, *(1,) * (x.ndim - mask.ndim))
+
+
+def _batch_statistics(x: jax.Array, real: jax.Array | None, state: dict, momentum: float,
                       unbiased_running_var: bool) -> tuple[jax.Array, jax.Array, dict]:
-    """Batch mean and biased variance of channels-last `x` over every other axis, and the
-    updated running statistics (no gradient flows into them)."""
+    """Batch mean and biased variance of channels-last `x` over every other axis, counting
+    only the values `real` marks (all when None), and the updated running statistics (no
+    gradient flows into them)."""
     reduce = tuple(range(x.ndim - 1))
     n = math.prod(x.shape[:-1])
+    correction: float | jax.Array
+    keep: float | jax.Array
     if n < 2:
         raise LayerError(
             "BatchNorm",
             f"training needs more than one value per channel to estimate a variance, got "
             f"a batch of shape {x.shape}. Use a batch size > 1 or train=False.",
         )
-    mean = jnp.mean(x, axis=reduce)
-    var = jnp.mean(jnp.square(x - mean), axis=reduce)
-    stored_var = var * (n / (n - 1)) if unbiased_running_var else var
+    if real is None:  # the unmasked program, unchanged by the masked path below
+        mean = jnp.mean(x, axis=reduce)
+        var = jnp.mean(jnp.square(x - mean), axis=reduce)
+        correction, keep = n / (n - 1), momentum
+    else:  # traced counts: the correction and the decay become arrays
+        count = jnp.sum(jnp.broadcast_to(real, (*x.shape[:-1], 1)), dtype=x.dtype)
+        # where, not a product: a padded value may be inf / NaN and must not reach the sums
+        mean = jnp.sum(jnp.where(real, x, 0), axis=reduce) / jnp.maximum(count, 1)
+        var = jnp.sum(jnp.where(real, jnp.square(x - mean), 0),
+                      axis=reduce) / jnp.maximum(count, 1)
+        correction = jnp.where(count > 1, count / jnp.maximum(count - 1, 1), 1)
+        # A batch without a real value (all padding) leaves the running statistics alone.
+        keep = jnp.where(count > 0, momentum, 1.0)
+    stored_var = var * correction if unbiased_running_var else var
     new_state = jax.lax.stop_gradient({
-        "mean": momentum * state["mean"] + (1 - momentum) * mean,
-        "var": momentum * state["var"] + (1 - momentum) * stored_var,
+        "mean": keep * state["mean"] + (1 - keep) * mean,
+        "var": keep * state["var"] + (1 - keep) * stored_var,
     })
     return mean, var, new_state
 

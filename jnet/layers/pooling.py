@@ -237,7 +237,9 @@ def _global_pool(kind: str, n: int, reduce, name: str | None, masked: bool) -> L
     def pool(x, *, key=None, train=False, mask=None):
         check_spatial_input(kind, n, x)
         if masked:
-            mask = check_mask(kind, mask, *x.shape[:2])
+            # A (N,) mask marks real examples (a padded batch in fit); no step is padded.
+            time_mask = mask is not None and jnp.ndim(mask) != 1
+            mask = check_mask(kind, mask, *x.shape[:2]) if time_mask else None
             if mask is not None:
                 return reduce(x, mask[:, :, None])
         return reduce(x, None)
@@ -266,7 +268,8 @@ def GlobalAvgPool1D(name: str | None = None) -> Layer:
     """Mean over the steps: (N, L, C) -> (N, C) (PyTorch ``x.mean(-1)`` on (N, C, L)).
 
     With ``mask=`` (boolean (N, L), True on real steps) the mean is over the real steps of each
-    sequence only; a row without any real step gives 0 (and a zero gradient).
+    sequence only; a row without any real step gives 0 (and a zero gradient). A boolean (N,)
+    mask (real examples, see docs/conventions.md) pads no step and changes nothing.
     """
     return _global_pool("GlobalAvgPool1D", 1, _masked_mean, name, masked=True)
 
@@ -275,8 +278,9 @@ def GlobalMaxPool1D(name: str | None = None) -> Layer:
     """Max over the steps: (N, L, C) -> (N, C) (PyTorch ``x.amax(-1)`` on (N, C, L)).
 
     With ``mask=`` (boolean (N, L), True on real steps) the max is over the real steps of each
-    sequence only; a row without any real step gives 0 (and a zero gradient). The gradient of
-    tied maxima is split evenly between them (`jnp.max`'s rule).
+    sequence only; a row without any real step gives 0 (and a zero gradient). A boolean (N,)
+    mask (real examples) changes nothing. The gradient of tied maxima is split evenly between
+    them (`jnp.max`'s rule).
     """
     return _global_pool("GlobalMaxPool1D", 1, _masked_max, name, masked=True)
 

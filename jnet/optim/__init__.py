@@ -14,7 +14,8 @@ transformations (`clip_by_value`, `clip_by_global_norm`, `add_decayed_weights`, 
 `scale_by_learning_rate`) and of whole rules. Parameter groups and freezing: `partition`
 ({label: optimizer}, one learning rate per group), `masked` and `freeze` (bit-identical
 arrays). Wrappers: `accumulate(opt, k)` (gradient accumulation), `ema(opt, decay)` (averaged
-params, read with `ema_params`), `sam(opt, rho)`. Schedules live in `jnet.optim.schedules` and are
+params, read with `ema_params`), `sam(opt, rho)`; `eval_params(params, opt_state)`: the weights
+any optimizer says to evaluate with. Schedules live in `jnet.optim.schedules` and are
 re-exported here. The learning rate the last update used:
 `current_learning_rate(opt_state)`, the one way to read it. The equations, defaults and
 PyTorch / Keras mappings: each rule's docstring (docs/optimizers.md collects them).
@@ -79,7 +80,7 @@ from jnet.optim.schedules import (
 )
 from jnet.optim.sgd import momentum, nesterov, sgd, trace_momentum
 from jnet.optim.weight_decay import add_decayed_weights, weights_only
-from jnet.optim.wrappers import accumulate, ema, ema_params
+from jnet.optim.wrappers import accumulate, ema, ema_params, eval_params
 
 RULES: types.MappingProxyType[str, Callable[..., Optimizer]] = types.MappingProxyType({
     "sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adagrad": adagrad,
@@ -185,6 +186,7 @@ __all__ = [
     "current_learning_rate",
     "ema",
     "ema_params",
+    "eval_params",
     "exponential_decay",
     "freeze",
     "get",

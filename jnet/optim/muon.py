@@ -89,9 +89,8 @@ def scale_by_muon(learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.95
                   nesterov: bool = True, lr_scale: str = "original") -> GradientTransformation:
     """The Muon step of 2-D params, learning rate and weight decay included (see `muon`).
 
-    Args:
-        learning_rate, momentum, weight_decay, eps, ns_steps, ns_coefficients, nesterov,
-            lr_scale: as in `muon`.
+    Its arguments (learning_rate, momentum, weight_decay, eps, ns_steps, ns_coefficients,
+    nesterov, lr_scale) are `muon`'s, with the same meaning and defaults.
 
     Returns:
         A `GradientTransformation` with a `MuonState`; its updates are the final steps.

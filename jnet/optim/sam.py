@@ -34,6 +34,10 @@ class SamState(NamedTuple):
     updates: jax.Array
     base: tuple
 
+    def calls_per_batch(self) -> int:
+        """The hook of `jnet.make_train_step`: ascent and descent on one batch (Algorithm 1)."""
+        return 2
+
 
 def _sam_stage(base: Optimizer, rho: float, eps: float) -> GradientTransformation:
     stages = base.transforms
@@ -75,22 +79,20 @@ def sam(base: Optimizer, rho: float = 0.05, eps: float = 1e-12) -> Optimizer:
         ε̂_t = ρ g_t / ‖g_t‖,            g_t = ∇L(θ_{t-1})               (call 2t-1: ascent)
         θ_t = base(∇L(θ_{t-1} + ε̂_t), θ_{t-1})                          (call 2t: descent)
 
-    The second gradient is obtained by a two-call protocol, so the driver needs no new code:
-    the odd call of `update` moves the params to θ + ε̂ (and remembers ε̂), the even call takes
-    the gradient computed there, steps from θ with `base` and returns θ_t. Every call is one
-    ordinary train step (`jnet.make_train_step`), so:
+    The second gradient is obtained by a two-call protocol: the odd call of `update` moves
+    the params to θ + ε̂ (and remembers ε̂), the even call takes the gradient computed there,
+    steps from θ with `base` and returns θ_t. Its state declares ``calls_per_batch() == 2``, so
+    `jnet.make_train_step` (and `jnet.fit`) makes both calls on the same batch inside one
+    compiled step: the paper's update, one per batch, with no SAM code in the driver:
 
         step = jax.jit(jnet.make_train_step(model, jnet.optim.sam(jnet.optim.sgd(0.1))))
-        for batch in batches:       # the paper's update: both calls on the same batch
-            params, state, opt_state, _ = step(params, state, opt_state, batch, key)
+        for batch in batches:       # each step: ascent, then descent, on this batch
             params, state, opt_state, metrics = step(params, state, opt_state, batch, key)
 
-    `jnet.fit` runs it unchanged, one call per batch: the two gradients then come from two
-    consecutive batches (ε̂ from one, the step from the next), an update every two batches,
-    `steps=` and `opt_state.step` count calls. For the paper's same-batch update in a loop
-    of your own, call the step twice per batch as above. ‖·‖ is over the whole pytree.
-    BatchNorm statistics are updated at both points. `current_learning_rate` reports the
-    base rate of the update in progress.
+    `steps=` counts batches (updates); ``opt_state.step`` counts calls (two per update). The
+    logged loss is the one at θ (the first call's). Calling `update` yourself, call it twice
+    per batch. ‖·‖ is over the whole pytree. BatchNorm statistics are updated at both points.
+    `current_learning_rate` reports the base rate of the update in progress.
 
     Args:
         base: the `Optimizer` taking the step (`sgd`, `momentum`, `adamw`, ...).

@@ -49,6 +49,14 @@ class ScheduleFreeState(NamedTuple):
     lr_max: jax.Array
     b1: jax.Array
 
+    def eval_params(self, params: PyTree) -> PyTree:
+        """The evaluation-weights hook (`jnet.optim.eval_params`): x_t from y_t = `params`."""
+        def average(y, z):
+            return (jnp.asarray(y, z.dtype) + (1 - 1 / self.b1).astype(z.dtype) * (z - y)
+                    ).astype(jnp.result_type(y))
+
+        return jax.tree.map(average, params, self.z)
+
 
 def _check_warmup(warmup_steps: int) -> None:
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, numbers.Integral) \
@@ -243,9 +251,4 @@ def schedule_free_eval_params(params: PyTree, opt_state: OptState) -> PyTree:
             f"opt_state must be the state of a schedule-free optimizer (schedule_free_adamw or "
             f"schedule_free_sgd, alone or chained), got {type(opt_state).__name__} with "
             f"{len(found)} schedule-free stages. Pass the opt_state its `update` returned.")
-    state = found[0]
-    def average(y, z):
-        return (jnp.asarray(y, z.dtype) + (1 - 1 / state.b1).astype(z.dtype) * (z - y)).astype(
-            jnp.result_type(y))
-
-    return jax.tree.map(average, params, state.z)
+    return found[0].eval_params(params)

@@ -1,10 +1,22 @@
 """Wrappers around a whole optimizer: `accumulate` (gradient accumulation over micro-batches)
-and `ema` (an exponential moving average of the params, read with `ema_params`)."""
+and `ema` (an exponential moving average of the params, read with `ema_params`), and
+`eval_params`, the weights any optimizer's state says to evaluate with.
+
+Two optional hooks let an optimizer change how a driver uses it without the driver knowing the
+optimizer (`jnet.fit` reads both; neither is a type switch):
+
+* a stage state with a method ``eval_params(params) -> params`` names the weights to evaluate,
+  predict and checkpoint with (`ema`: the average θ̄; the schedule-free rules: x_t);
+  `eval_params` applies the hooks of an `OptState`'s top-level stages, in order, and is the
+  identity for every other optimizer;
+* a stage state with a method ``calls_per_batch() -> k`` asks the train step
+  (`jnet.make_train_step`) to call ``update`` k times on each batch (`sam`: 2).
+"""
 
 from __future__ import annotations
 
 import numbers
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -103,6 +115,10 @@ class EmaState(NamedTuple):
     params: PyTree
     inner: tuple
 
+    def eval_params(self, params: PyTree) -> PyTree:
+        """The evaluation-weights hook (`eval_params`): the average θ̄ in `params`' dtypes."""
+        return jax.tree.map(lambda a, p: a.astype(jnp.result_type(p)), self.params, params)
+
 
 @api("jnet.optim.ema")
 def ema(optimizer: Optimizer, decay: float = 0.999) -> Optimizer:
@@ -165,3 +181,38 @@ def ema_params(opt_state: OptState) -> PyTree:
                              f"{type(opt_state).__name__} with {len(found)} ema stages. Pass "
                              "the opt_state its `update` returned.")
     return found[0].params
+
+
+@api("jnet.optim.eval_params")
+def eval_params(params: PyTree, opt_state: Any) -> PyTree:
+    """The weights to evaluate, predict and checkpoint with, as the optimizer declares them.
+
+        θ_eval = h_k(... h_1(θ))     for the top-level stages of `opt_state` with a hook h_i
+
+    `ema`: the moving average θ̄ (`ema_params`); `schedule_free_adamw` / `schedule_free_sgd`:
+    x_t (`schedule_free_eval_params`); any other optimizer (or a state that is not an
+    `OptState`): `params` unchanged. `jnet.fit` validates with these weights (see
+    `jnet.training.Options.eval_weights`) and ``FitResult.eval_params()`` returns them. Keep
+    training from `params`, not from these. For a population (a leading member axis on both
+    trees) map it over the members: ``jax.vmap(eval_params)(params, opt_state)``.
+
+    Args:
+        params: the params the optimizer holds (what `update` returned).
+        opt_state: the optimizer's state.
+
+    Returns:
+        A pytree shaped like `params`, in their dtypes.
+    """
+    for stage in getattr(opt_state, "inner", ()) if isinstance(opt_state, OptState) else ():
+        hook = getattr(stage, "eval_params", None)
+        if callable(hook):
+            params = hook(params)
+    return params
+
+
+def calls_per_batch(opt_state: Any) -> int:
+    """How many times the train step calls ``update`` on each batch: the largest
+    ``calls_per_batch()`` of a top-level stage state (1 when none declares it)."""
+    stages = opt_state.inner if isinstance(opt_state, OptState) else ()
+    hooks = [getattr(s, "calls_per_batch", None) for s in stages]
+    return max((int(hook()) for hook in hooks if callable(hook)), default=1)

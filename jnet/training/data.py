@@ -10,13 +10,15 @@ Every batch of an epoch has the same shape, so a jitted step compiles once. When
 multiple of k the last batch is either dropped (``drop_remainder=True``) or padded up to k with
 examples taken again from the start of the epoch's permutation and a per-example ``weight`` of 0
 for them. Weighted means make padded examples contribute nothing to the loss, the gradients or
-the metrics. They are real examples rather than zeros so that layers which look at the whole
-batch (BatchNorm statistics) see data from the right distribution; they do count there, with at
-most k - 1 repeated examples in one batch per epoch. PyTorch's ``DataLoader`` and Keras instead
-yield a smaller last batch, which costs a second compilation under ``jax.jit``.
+the metrics, and the training step tells the model which examples are real (``mask=`` the
+boolean ``(batch,)`` array ``weight > 0``, see `jnet.training.step`), so that layers which
+look at the whole batch (BatchNorm statistics) leave them out too. PyTorch's ``DataLoader``
+and Keras instead yield a smaller last batch, which costs a second compilation under
+``jax.jit``.
 
-A batch is a `Batch` ``(x, y, weight, mask)``: ``weight`` has shape ``(batch,)``; ``mask``
-is None or a boolean ``(batch, T)`` array, True on the real time steps of padded sequences
+A batch is a `Batch` ``(x, y, weight, mask)``: ``weight`` has shape ``(batch,)`` (None inside
+`jnet.fit` when the batch size divides N: no padding, every weight 1); ``mask`` is None or a
+boolean ``(batch, T)`` array, True on the real time steps of padded sequences
 (`mask_from_lengths` builds one). The mask travels with x: every gather, shuffle and pad
 applies the same rows to both.
 
@@ -119,6 +121,44 @@ def check_mask(mask: Any, x: Any, name: str = "mask") -> None:
         )
 
 
+def check_dtype(name: str, arr: Any) -> None:
+    """Raise `DataError` unless `arr` holds numbers that survive the conversion to the dtype
+    JAX computes in.
+
+    Without ``jax_enable_x64`` JAX turns float64 into float32 and int64 into int32 when the data
+    reaches the device: 1e39 becomes inf and the id 2**32 + 3 becomes 3, a real row of an
+    Embedding. Both are caught here, on the host, once.
+    """
+    dtype = np.dtype(arr.dtype if hasattr(arr, "dtype") else np.result_type(arr))
+    if dtype.kind in "USO" or not (jnp.issubdtype(dtype, jnp.number) or dtype == np.bool_):
+        what = "strings" if dtype.kind in "US" else f"values of dtype {dtype}"
+        raise DataError(
+            f"{name} must hold numbers, got {what} (dtype {dtype}). Encode text before "
+            "training: class names as integer labels with `np.unique(y, return_inverse=True)[1]`, "
+            "tokens as integer ids, numbers read as text with `x.astype(np.float32)`."
+        )
+    if isinstance(arr, jax.Array) or np.size(arr) == 0:
+        return  # already on the device in its compute dtype
+    compute = jax.dtypes.canonicalize_dtype(dtype)
+    if compute == dtype or dtype == np.bool_:
+        return
+    values = np.asarray(arr)
+    info = np.finfo(compute) if np.issubdtype(compute, np.inexact) else np.iinfo(compute)
+    with np.errstate(invalid="ignore"):
+        finite = values[np.isfinite(values)] if dtype.kind in "fc" else values
+    low, high = (finite.min(), finite.max()) if finite.size else (0, 0)
+    if low < info.min or high > info.max:
+        fix = ("Rescale the data (e.g. standardise the features)" if compute.kind == "f" else
+               "Map the ids / labels into that range (e.g. `np.unique(a, return_inverse=True)`)")
+        raise DataError(
+            f"{name} has dtype {dtype} and values from {low} to {high}, outside the range of "
+            f"{compute} ([{info.min}, {info.max}]), the dtype JAX computes in: converting it "
+            f"would turn them into {'inf' if compute.kind == 'f' else 'other, wrapped values'}. "
+            f"{fix}, or enable 64-bit computation with "
+            "`jax.config.update('jax_enable_x64', True)`."
+        )
+
+
 def check_arrays(x: Any, y: Any, mask: Any = None, *, check_finite: bool = True,
                  prefix: str = "") -> int:
     """Check `x` / `y` / `mask` before training; return the number of examples N.
@@ -128,7 +168,8 @@ def check_arrays(x: Any, y: Any, mask: Any = None, *, check_finite: bool = True,
 
     Raises:
         DataError: no batch axis, lengths that differ on axis 0, an empty dataset, a mask that
-            is not boolean (N, T), or (with ``check_finite``) NaN / inf in a float array.
+            is not boolean (N, T), strings or values beyond the compute dtype's range (see
+            `check_dtype`), or (with ``check_finite``) NaN / inf in a float array.
     """
     if jnp.ndim(x) == 0:
         raise DataError(f"{prefix}x must have a leading batch axis, got a scalar.")
@@ -142,6 +183,9 @@ def check_arrays(x: Any, y: Any, mask: Any = None, *, check_finite: bool = True,
     if n == 0:
         raise DataError(f"got an empty {prefix}dataset (x.shape={tuple(jnp.shape(x))}).")
     check_mask(mask, x, f"{prefix}mask")
+    for name, arr in (("x", x), ("y", y)):
+        if arr is not None:
+            check_dtype(f"{prefix}{name}", arr)
     if check_finite:
         for name, arr in (("x", x), ("y", y)):
             if arr is None or not jnp.issubdtype(jnp.result_type(arr), jnp.inexact):
@@ -239,9 +283,16 @@ class Arrays(NamedTuple):
         return int(jnp.shape(self.x)[0])
 
     def take(self, idx: Any, weight: Any) -> Batch:
-        """The batch of rows `idx` (any leading shape) with `weight`; x, y and mask together."""
+        """The batch of rows `idx` (batch axis last) with `weight`; x, y and mask together.
+
+        The weight is None when the batch size divides N: no batch of an epoch can then be
+        padded, and a training step given no weight passes the model the user's mask
+        unchanged (`jnet.training.step.model_mask`), so the compiled program of a model
+        without padding is the one it always was.
+        """
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
-        return Batch(self.x[idx], pick(self.y), weight, pick(self.mask))
+        padded = self.n % int(jnp.shape(idx)[-1]) != 0
+        return Batch(self.x[idx], pick(self.y), weight if padded else None, pick(self.mask))
 
     def on_device(self) -> Arrays:
         """The same data as device arrays (copied once)."""
@@ -294,15 +345,16 @@ def batches(
     if isinstance(data.x, np.ndarray):
         idx, weight = np.asarray(idx), np.asarray(weight)
     for i in range(idx.shape[0]):
-        yield data.take(idx[i], weight[i])
+        yield data.take(idx[i], weight[i])._replace(weight=weight[i])
 
 
 def as_batch(item: Any) -> Batch:
     """One item of a user's iterable, ``(x, y)``, ``(x, y, weight)``, ``(x, y, weight, mask)``
-    or a `Batch`, as a `Batch` with its weight filled in (ones when absent).
+    or a `Batch`, as a `Batch` (weight None when absent: every example is real).
 
     Raises:
-        DataError: not such a tuple, or parts that disagree on the batch axis.
+        DataError: not such a tuple, parts that disagree on the batch axis, or x / y that
+            `check_dtype` refuses (strings, values beyond the compute dtype).
     """
     if not isinstance(item, (tuple, list)) or len(item) not in (2, 3, 4):
         length = f" of length {len(item)}" if isinstance(item, (tuple, list)) else ""
@@ -311,6 +363,9 @@ def as_batch(item: Any) -> Batch:
             f"jnet.data.Batch, got {type(item).__name__}{length}."
         )
     xb, yb, weight, mask = (*item, None, None)[:4]
+    for name, arr in (("a batch's x", xb), ("a batch's y", yb)):
+        if arr is not None:
+            check_dtype(name, arr)
     n = int(jnp.shape(xb)[0])
     if yb is not None and int(jnp.shape(yb)[0]) != n:
         raise DataError(
@@ -318,17 +373,22 @@ def as_batch(item: Any) -> Batch:
             "they must agree on the batch axis."
         )
     check_mask(mask, xb, "a batch's mask")
-    weight = np.ones((n,), np.float32) if weight is None else weight
     return Batch(xb, yb, weight, mask)
 
 
 def pad_batch(batch: Batch, size: int) -> Batch:
     """Pad a short batch up to `size` rows by repeating its rows with weight 0 (no recompile).
 
+    Every batch comes back with a weight (ones when it had none), so that the full batches of
+    an iterable and its padded last one share one compiled step; the step then marks the
+    padding rows as not real (`jnet.training.step.model_mask`).
+
     Raises:
         DataError: the batch is larger than `size`.
     """
     n = int(jnp.shape(batch.x)[0])
+    if batch.weight is None:
+        batch = batch._replace(weight=np.ones((n,), np.float32))
     if n == size:
         return batch
     if n > size:

@@ -1,7 +1,8 @@
 """Training history: every logged value per epoch, and its plot.
 
 ``history["loss"]`` is the list of per-epoch training losses, ``history["val_loss"]`` the
-validation losses, ``history["lr"]`` the learning rate at the end of each epoch, and so on for
+validation losses, ``history["lr"]`` the learning rate at the end of each epoch (one
+``history["lr/<group>"]`` per parameter group with `jnet.optim.partition`), and so on for
 every metric (Keras's ``History.history``, as a small object you can also index directly).
 
 A population run (``jnet.fit(..., population=...)``) records a ``(P,)`` array per epoch for
@@ -12,7 +13,6 @@ each name, one value per member; ``history.member(i)`` is member i's own history
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -28,7 +28,7 @@ def _value(v: Any) -> float | np.ndarray:
     return float(v) if v.ndim == 0 else v
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as e:  # matplotlib is optional: the `plot` extra
@@ -102,7 +102,7 @@ class History(Mapping):
         Raises:
             ArgumentError: a key that was never logged.
         """
-        plt = _pyplot()
+        plt = pyplot()
         bases = [k for k in self._values if not k.startswith("val_")]
         bases += [k[4:] for k in self._values if k.startswith("val_") and k[4:] not in bases]
         if keys is not None:
@@ -126,7 +126,7 @@ class History(Mapping):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_title(base)
-            if base == "lr":
+            if base == "lr" or base.startswith("lr/"):
                 ax.set_yscale("log")
             if f"val_{base}" in self._values or self._population(base):
                 ax.legend(fontsize="small")
@@ -155,52 +155,3 @@ class History(Mapping):
 jax.tree_util.register_pytree_node(
     History, lambda h: ((h.history,), None), lambda _, children: History(children[0])
 )
-
-
-class LivePlot:
-    """Callback that redraws ``history.plot()`` after each epoch.
-
-    In a notebook it updates one figure in place; elsewhere (a script) it rewrites the PNG at
-    `path` after each epoch (default ``history.png`` in the working directory) and closes the
-    figure so none pile up. Use ``jnet.fit(..., live_plot=True)`` (or ``live_plot="run.png"``)
-    or ``callbacks=[LivePlot()]``.
-
-    Args:
-        keys: base names to draw (default: all).
-        path: the PNG written outside a notebook.
-    """
-
-    def __init__(self, keys: list[str] | None = None, path: str | os.PathLike | None = None):
-        self.keys = keys
-        self.path = os.fspath(path) if path is not None else "history.png"
-        self._handle = None
-        self._fig = None
-
-    def __call__(self, epoch: int, logs: Mapping[str, Any], history: History) -> bool:
-        plt = _pyplot()
-        display = _notebook_display()
-        if display is None:
-            fig = history.plot(self.keys)
-            fig.savefig(self.path)
-            plt.close(fig)
-            return False
-        if self._fig is None:
-            self._fig = plt.figure()
-            plt.close(self._fig)  # keep the inline backend from showing a second copy
-        fig = history.plot(self.keys, fig=self._fig)
-        if self._handle is None:
-            self._handle = display(fig, display_id=True)
-        else:
-            self._handle.update(fig)
-        return False
-
-
-def _notebook_display() -> Any:
-    """IPython's `display` inside a running notebook kernel, else None."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-    except ImportError:
-        return None
-    shell = get_ipython()
-    return display if shell is not None and hasattr(shell, "kernel") else None

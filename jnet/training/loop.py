@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.errors import DataError
+from jnet.errors import DataError, Error
 from jnet.training import data as D
 from jnet.typing import PyTree
 
@@ -57,18 +57,30 @@ class TrainState(NamedTuple):
     diverged: jax.Array
 
 
+def all_finite(*trees: PyTree) -> jax.Array:
+    """One boolean: every float leaf of `trees` is finite (XLA fuses the reductions into one
+    pass; integer leaves such as step counters are skipped)."""
+    leaves = [leaf for tree in trees for leaf in jax.tree.leaves(tree)
+              if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    if not leaves:
+        return jnp.asarray(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
 def guarded(train_step: Callable) -> Callable:
     """``(ts, batch, key, active) -> (ts, logs)``: `train_step` on a `TrainState`, keeping the
-    previous trees when the loss is non-finite or the step is inactive (padding of a chunk, or
-    past a ``steps=`` budget), and setting `diverged` for the rest of the run.
+    previous trees when the step is not finite or inactive (padding of a chunk, or past a
+    ``steps=`` budget), and setting `diverged` for the rest of the run.
 
-    Selecting old vs new costs one `where` per array, and gives back exactly the parameters
-    before the step that diverged.
+    A step is finite when its loss AND the updated params, model state and optimizer state
+    are: a finite loss with a NaN gradient would otherwise commit NaN parameters. The check is
+    one fused reduction inside the compiled step (no host sync); selecting old vs new costs one
+    `where` per array and gives back exactly the trees from before the step that diverged.
     """
 
     def step(ts: TrainState, batch, key, active):
         params, state, opt_state, logs = train_step(ts.params, ts.state, ts.opt_state, batch, key)
-        finite = jnp.isfinite(logs["loss"])
+        finite = jnp.isfinite(logs["loss"]) & all_finite(params, state, opt_state)
         ok = active & ~ts.diverged & finite
         keep = lambda n, o: jax.tree.map(lambda a, b: jnp.where(ok, a, b), n, o)  # noqa: E731
         new = TrainState(keep(params, ts.params), keep(state, ts.state),
@@ -76,6 +88,30 @@ def guarded(train_step: Callable) -> Callable:
         return new, dict(logs, ok=ok, active=active, diverged=active & ~ts.diverged & ~finite)
 
     return step
+
+
+def fresh(tree: PyTree) -> PyTree:
+    """The arrays of `tree` copied into new buffers: what a callback or the caller keeps of
+    a training tree, since the next compiled call donates (deletes) the old ones."""
+    return jax.tree.map(lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a,
+                        tree)
+
+
+class EpochFailed(Error):
+    """Raised by an epoch runner when something fails within an epoch (the data source, a
+    batch, a later compilation), carrying the training state after the last step that ran;
+    the driver turns it into the user's error with the run so far. Raised ``from`` the
+    original exception.
+
+    Attributes:
+        ts: the `TrainState` after the last completed step.
+        steps: the steps completed in this epoch before the failure.
+    """
+
+    def __init__(self, ts: TrainState, steps: int):
+        super().__init__(f"failed after {steps} step(s) of the epoch")
+        self.ts = ts
+        self.steps = steps
 
 
 def epoch_keys(k_train: jax.Array, epoch: Any) -> jax.Array:
@@ -193,14 +229,19 @@ class ArrayEpochs:
     def _scans(self, ts, idx, weight, keys, active, limit, progress):
         """The epoch as `lax.scan` calls over chunks of steps (axis -3 of the plan)."""
         chunks = math.ceil(limit / self.chunk)
-        logs = []
-        for c in range(chunks):
-            ts, chunk_logs = self.run(self.hyper, ts, self.data, idx[..., c, :, :],
-                                      weight[..., c, :, :], keys[..., c, :], active[..., c, :])
-            logs.append(chunk_logs)
-            if chunks > 1:
-                jax.block_until_ready(ts.diverged)  # keep the bar honest per chunk
-            progress.update(min(self.chunk, limit - c * self.chunk))
+        logs, done = [], 0
+        try:
+            for c in range(chunks):
+                ts, chunk_logs = self.run(self.hyper, ts, self.data, idx[..., c, :, :],
+                                          weight[..., c, :, :], keys[..., c, :],
+                                          active[..., c, :])
+                logs.append(chunk_logs)
+                if chunks > 1:
+                    jax.block_until_ready(ts.diverged)  # keep the bar honest per chunk
+                done += min(self.chunk, limit - c * self.chunk)
+                progress.update(min(self.chunk, limit - c * self.chunk))
+        except Exception as err:
+            raise _failed(err, ts, done) from err
         return ts, jax.tree.map(lambda *v: jnp.concatenate(v, axis=-1), *logs)
 
     def _steps(self, ts, idx, weight, keys, limit, progress):
@@ -211,12 +252,21 @@ class ArrayEpochs:
         if isinstance(self.data.x, np.ndarray):
             idx = np.asarray(idx)
         logs, active = [], jnp.asarray(True)
-        for s in range(limit):
-            batch = self.data.take(idx[..., s, :], weight[..., s, :])
-            ts, step_logs = self.run(self.hyper, ts, batch, keys[..., s], active)
-            logs.append(step_logs)
-            progress.update(1)
+        try:
+            for s in range(limit):
+                batch = self.data.take(idx[..., s, :], weight[..., s, :])
+                ts, step_logs = self.run(self.hyper, ts, batch, keys[..., s], active)
+                logs.append(step_logs)
+                progress.update(1)
+        except Exception as err:
+            raise _failed(err, ts, len(logs)) from err
         return ts, jax.tree.map(lambda *v: jnp.stack(v, axis=-1), *logs)
+
+
+def _failed(err: Exception, ts: TrainState, steps: int) -> Exception:
+    """What an epoch runner raises for `err`: `err` itself when no step of the epoch ran (the
+    caller's state is intact), else an `EpochFailed` carrying the state after the last step."""
+    return EpochFailed(ts, steps) if steps and not isinstance(err, EpochFailed) else err
 
 
 def _plan_fn(n: int, batch_size: int, drop_remainder: bool, shuffle: bool, steps: int,
@@ -260,15 +310,18 @@ class IterableEpochs:
         source: Iterable = self.source(epoch) if callable(self.source) else self.source
         k_drop = self.program.members(lambda k: epoch_keys(k, epoch)[1], (0,))(self.k_train)
         logs, size, active = [], None, jnp.asarray(True)
-        for s, item in enumerate(source):
-            if limit is not None and s >= limit:
-                break
-            batch = D.as_batch(item)
-            size = size or int(jnp.shape(batch.x)[0])
-            ts, step_logs = self.run(self.hyper, ts, D.pad_batch(batch, size),
-                                     self.program.fold_in(k_drop, s), active)
-            logs.append(step_logs)
-            progress.update(1)
+        try:
+            for s, item in enumerate(source):
+                if limit is not None and s >= limit:
+                    break
+                batch = D.as_batch(item)
+                size = size or int(jnp.shape(batch.x)[0])
+                ts, step_logs = self.run(self.hyper, ts, D.pad_batch(batch, size),
+                                         self.program.fold_in(k_drop, s), active)
+                logs.append(step_logs)
+                progress.update(1)
+        except Exception as err:
+            raise _failed(err, ts, len(logs)) from err
         if not logs:
             raise DataError(
                 f"the dataset yielded no batch in epoch {epoch + 1}. A one-shot iterator (a "

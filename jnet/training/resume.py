@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet.errors import ArgumentError, DataError
+from jnet.training.callbacks import Best
 from jnet.training.history import History
 from jnet.typing import PyTree
 
@@ -36,12 +37,12 @@ class Saved(NamedTuple):
     epoch: int
     step: int
     stopped: bool
-    best: dict | None
+    best: Best | None
     history: History
 
 
 def checkpoint_tree(params, state, opt_state, key, epoch: int, step: int, history: History,
-                    stopped: bool, best: dict | None) -> dict:
+                    stopped: bool, best: Best | None) -> dict:
     """The tree one checkpoint holds (see the module docstring)."""
     tree = {
         "params": params, "state": state, "opt_state": opt_state, "key": key,
@@ -49,11 +50,11 @@ def checkpoint_tree(params, state, opt_state, key, epoch: int, step: int, histor
         "history": {k: np.asarray(v, np.float32) for k, v in history.items()},
     }
     if best is not None:
-        tree["best"] = best
+        tree["best"] = best._asdict()
     return tree
 
 
-def header(epoch: int, step: int, history: History, best: dict | None,
+def header(epoch: int, step: int, history: History, best: Best | None,
            population: int | None) -> dict:
     """The metadata stored in a checkpoint's header."""
     return {"epoch": epoch, "step": step, "names": list(history), "has_best": best is not None,
@@ -96,7 +97,8 @@ def read_header(manager, epoch: int) -> dict:
         raise DataError(
             f"checkpoint '{path}' was not written by jnet.fit of this version (its header has "
             "no fit metadata), so fit cannot resume from it. Load it with "
-            "jnet.checkpoint.load and pass params= / opt_state=, or use a fresh checkpoint_dir."
+            "jnet.checkpoint.load and pass Options(params=..., opt_state=...), or use a fresh "
+            "Checkpoint directory."
         )
     return meta
 
@@ -112,7 +114,7 @@ def check_header(meta: dict, epochs: int, population: int | None) -> None:
         raise ArgumentError(
             f"resume=True: the checkpoint is at epoch {meta['epoch']}, past the requested "
             f"{epochs} epoch(s). Pass epochs >= {meta['epoch']} to continue it (or the steps= "
-            "budget that reaches them), or use another checkpoint_dir to start afresh."
+            "budget that reaches them), or use another Checkpoint directory to start afresh."
         )
     if meta.get("population") != population:
         raise ArgumentError(
@@ -132,13 +134,13 @@ def restore(manager, meta: dict, params: PyTree, state: PyTree, opt_state: PyTre
     lead = (epoch,) if meta.get("population") is None else (epoch, meta["population"])
     pop = meta.get("population")
     best_epoch = 0 if pop is None else np.zeros((pop,), np.int32)
-    best = ({"params": params, "state": state, "epoch": best_epoch} if meta["has_best"]
-            else None)
+    best = Best(params, state, best_epoch) if meta["has_best"] else None
     like = checkpoint_tree(params, state, opt_state, key, 0, 0, History(), False, best)
     like["history"] = {k: jax.ShapeDtypeStruct(lead, jnp.float32) for k in meta["names"]}
     tree = manager.restore(epoch, like=like)
     history = History({k: list(np.asarray(tree["history"][k], np.float64))
                        for k in meta["names"]})
+    best = None if "best" not in tree else Best(**tree["best"])
     return Saved(tree["params"], tree["state"], tree["opt_state"], tree["key"],
                  int(tree["epoch"]), int(tree["step"]), bool(int(tree["stopped"])),
-                 tree.get("best"), history)
+                 best, history)
