@@ -50,9 +50,14 @@ class Case(NamedTuple):
 
 
 def _case(name: str, fn: Any) -> Case:
-    layer = build(fn)
-    plain = build(fn, fast_grad=False) if "fast_grad" in inspect.signature(fn).parameters \
-        else None
+    params = inspect.signature(fn).parameters
+    # check_grads compares with finite differences, which are wrong across ReLU's kink: a
+    # feed-forward block of 2048 ReLU units always has pre-activations within eps of 0. Blocks
+    # with an `activation=` choice run the matrix with a smooth one; their ReLU gradients are
+    # checked exactly against PyTorch in tests/test_transformer.py.
+    smooth = {"activation": "gelu"} if "activation" in params else {}
+    layer = build(fn, **smooth)
+    plain = build(fn, fast_grad=False, **smooth) if "fast_grad" in params else None
     return Case(name, layer, plain, *input_for(layer))
 
 
@@ -122,7 +127,9 @@ def check_transformations(case: Case, mask: Any = None, second_order: bool = Tru
             jax.tree.map(lambda a: a[:, None], x), None if mask is None else mask[:, None])
         _float_leaves_close(jax.tree.map(lambda a: a[:, 0], per), y)
     # grad, grad of grad, jvp, vjp against finite differences
-    check_grads(f, args, order=2 if second_order else 1, modes=("fwd", "rev"))
+    # second-order finite differences of the deep blocks (transformer layers) differ from the
+    # exact derivatives by up to ~1e-4 relative; 1e-3 still catches a wrong rule
+    check_grads(f, args, order=2 if second_order else 1, modes=("fwd", "rev"), rtol=1e-3)
     tangents = jax.tree.map(jnp.cos, args)
     y_dot = jax.jvp(f, args, tangents)[1]
     _float_leaves_close(jax.linearize(f, *args)[1](*tangents), y_dot)
