@@ -8,6 +8,7 @@ Each is one implementation over n spatial axes with kernels laid out ``(*window,
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -410,6 +411,12 @@ def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int], crops: Pa
     return _crop(y, pads)[0]
 
 
+# `_weight_grad` takes the patch-matrix product when the 2-D input has at most this many
+# channels and the patch matrix (k·P rows, N·out columns) fits in this many bytes; see there.
+PATCHES_MAX_CHANNELS = 3
+PATCHES_MAX_BYTES = 64 * 2**20
+
+
 def _weight_grad(a: jax.Array, b: jax.Array, strides: Sequence[int], pads: Pads,
                  dilation: Sequence[int], groups: int = 1) -> jax.Array:
     """out[u, p, q] = Σ_{n, i} a_pad[n, u*d + i*s, p] b[n, i, q]: both weight gradients, with p
@@ -418,16 +425,64 @@ def _weight_grad(a: jax.Array, b: jax.Array, strides: Sequence[int], pads: Pads,
     One plain channels-last convolution: a viewed as (P, *S, N) (batch P, features N) with b
     viewed as a (*S_b, N, Q) kernel dilated by s, window strides d; (P, *k, Q) -> (*k, P, Q).
     Groups split the batch P and the features Q alike (``batch_group_count``).
+
+    2-D inputs with few channels (P <= `PATCHES_MAX_CHANNELS`, ungrouped: a network's first
+    layer on grey or RGB images) take `_weight_grad_patches` instead while its patch matrix
+    fits in `PATCHES_MAX_BYTES` (64 MiB; larger falls back here): XLA:CPU hands 2-D
+    convolutions to YNNPACK, which runs this one with its P rows as the batch, and with P <= 3
+    that convolution is 3-4x slower than the patch product (docs/speed.md, "Where the CNN's
+    time goes"). With 8 or more channels the convolution is the faster one.
     """
     n = len(pads)
     spatial = tuple(range(1, n + 1))
     a, pads = _crop(a, pads)
+    if _patches_pay(a, b, strides, pads, dilation, groups):
+        return _weight_grad_patches(a, b, strides, pads, dilation)
     out = lax.conv_general_dilated(
         jnp.transpose(a, (n + 1, *spatial, 0)), jnp.transpose(b, (*spatial, 0, n + 1)),
         tuple(dilation), pads, rhs_dilation=tuple(strides),
         dimension_numbers=dimension_numbers(n), batch_group_count=groups,
     )
     return jnp.transpose(out, (*spatial, 0, n + 1))
+
+
+def _window(a: jax.Array, b: jax.Array, strides: Sequence[int], pads: Pads,
+            dilation: Sequence[int]) -> tuple[int, ...]:
+    """The kernel size k of `_weight_grad`'s output: the taps u with u*d + (out - 1)*s inside
+    the padded input, per axis."""
+    return tuple((m + lo + hi - (o - 1) * s - 1) // d + 1
+                 for m, o, s, d, (lo, hi) in zip(a.shape[1:-1], b.shape[1:-1], strides,
+                                                 dilation, pads, strict=True))
+
+
+def _patches_pay(a: jax.Array, b: jax.Array, strides: Sequence[int], pads: Pads,
+                 dilation: Sequence[int], groups: int) -> bool:
+    """Whether `_weight_grad` takes the patch product (see there)."""
+    channels = a.shape[-1]
+    if len(pads) != 2 or groups != 1 or channels > PATCHES_MAX_CHANNELS:
+        return False
+    taps = math.prod(_window(a, b, strides, pads, dilation))
+    return taps * channels * math.prod(b.shape[:-1]) * a.dtype.itemsize <= PATCHES_MAX_BYTES
+
+
+def _weight_grad_patches(a: jax.Array, b: jax.Array, strides: Sequence[int], pads: Pads,
+                         dilation: Sequence[int]) -> jax.Array:
+    """`_weight_grad` (ungrouped, pads >= 0) as one matrix product (im2col):
+
+        out[u, p, q] = Σ_r patches[(u, p), r] b[r, q],  patches[(u, p), (n, i)] = a_pad[n, u*d + i*s, p]
+
+    r running over the N·out rows of b; row (u, p) of the patch matrix is a strided slice of
+    the padded input, so the matrix is k·P times the size of b's rows (see `PATCHES_MAX_BYTES`).
+    """
+    kernel = _window(a, b, strides, pads, dilation)
+    out = b.shape[1:-1]
+    a = jnp.moveaxis(jnp.pad(a, ((0, 0), *pads, (0, 0))), -1, 0)  # (P, N, *S_pad)
+    rows = [a[(slice(None), slice(None),
+               *(slice(u * d, u * d + (o - 1) * s + 1, s)
+                 for u, d, s, o in zip(tap, dilation, strides, out, strict=True)))]
+            for tap in itertools.product(*map(range, kernel))]
+    patches = jnp.stack(rows).reshape(len(rows) * a.shape[0], -1)
+    return (patches @ b.reshape(-1, b.shape[-1])).reshape(*kernel, a.shape[0], b.shape[-1])
 
 
 def _swap_io(w: jax.Array, groups: int) -> jax.Array:
