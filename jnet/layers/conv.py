@@ -47,7 +47,8 @@ RANK2_FIX = (
     "For single-channel sequences of shape (N, L), add a channel axis: `x[..., None]`."
 )
 # Per number of spatial axes: the per-example layout, the batch layout, the rank fix.
-LAYOUTS = {1: ("(L, C)", "(N, L, C)", RANK2_FIX), 2: ("(H, W, C)", "(N, H, W, C)", RANK3_FIX)}
+LAYOUTS = {1: ("(L, C)", "(N, L, C)", RANK2_FIX), 2: ("(H, W, C)", "(N, H, W, C)", RANK3_FIX),
+           3: ("(D, H, W, C)", "(N, D, H, W, C)", "")}
 
 
 def dimension_numbers(n: int) -> tuple[str, str, str]:
@@ -69,86 +70,85 @@ def check_spatial_in_shape(kind: str, n: int, in_shape: Any) -> None:
     check_in_shape_rank(kind, in_shape, n + 1, layout, fix)
 
 
-def Conv1D(
-    filters: int,
-    kernel_size: int | Sequence[int],
-    strides: int | Sequence[int] = 1,
-    padding: Padding = "VALID",
-    dilation: int | Sequence[int] = 1,
-    feature_group_count: int = 1,
-    w_init: Any = "glorot_uniform",
-    b_init: Any = "zeros",
-    use_bias: bool = True,
-    fast_grad: bool | None = None,
-    name: str | None = None,
-) -> Layer:
-    """1-D convolution (cross-correlation) over sequences: (N, L, C) -> (N, L', filters).
+def spatial_conv(kind: str, n: int, doc: str) -> Callable[..., Layer]:
+    """The public constructor of the convolution over `n` spatial axes called `kind` (`Conv1D`,
+    `Conv2D`, `Conv3D`): one signature for the three, documented by `doc`."""
 
-        y[n, i, f] = b[f] + sum_{u, c} x_pad[n, i*s + u*d, c] * w[u, c, f]
+    def constructor(
+        filters: int,
+        kernel_size: int | Sequence[int],
+        strides: int | Sequence[int] = 1,
+        padding: Padding = "VALID",
+        dilation: int | Sequence[int] = 1,
+        feature_group_count: int = 1,
+        w_init: Any = "glorot_uniform",
+        b_init: Any = "zeros",
+        use_bias: bool = True,
+        fast_grad: bool | None = None,
+        name: str | None = None,
+    ) -> Layer:
+        return _conv_layer(kind, n, filters, kernel_size, strides, padding, dilation,
+                           feature_group_count, w_init, b_init, use_bias, fast_grad, name)
 
-    Params: ``{"w": (k, C / groups, filters), "b": (filters,)}`` (WIO). Everything else, the
-    arguments included, as `Conv2D` with one spatial axis (``padding=(lo, hi)`` is the one
-    axis's pair). PyTorch's ``nn.Conv1d`` stores (O, I, k) and works on (N, C, L):
-    ``w_jnet = w_torch.transpose(2, 1, 0)``, `jnet.interop.conv1d_from_torch`.
-    """
-    return _conv_layer("Conv1D", 1, filters, kernel_size, strides, padding, dilation,
-                       feature_group_count, w_init, b_init, use_bias, fast_grad, name)
+    constructor.__name__ = constructor.__qualname__ = kind
+    constructor.__doc__ = doc
+    return constructor
 
 
-def Conv2D(
-    filters: int,
-    kernel_size: int | Sequence[int],
-    strides: int | Sequence[int] = 1,
-    padding: Padding = "VALID",
-    dilation: int | Sequence[int] = 1,
-    feature_group_count: int = 1,
-    w_init: Any = "glorot_uniform",
-    b_init: Any = "zeros",
-    use_bias: bool = True,
-    fast_grad: bool | None = None,
-    name: str | None = None,
-) -> Layer:
-    """2-D convolution (cross-correlation, as in every DL library): (N, H, W, C) -> (N, H', W', F).
+Conv1D = spatial_conv("Conv1D", 1, """
+1-D convolution (cross-correlation) over sequences: (N, L, C) -> (N, L', filters).
 
-        y[n, i, j, f] = b[f] + sum_{u, v, c} x_pad[n, i*sh + u*dh, j*sw + v*dw, c] * w[u, v, c, f]
+    y[n, i, f] = b[f] + sum_{u, c} x_pad[n, i*s + u*d, c] * w[u, c, f]
 
-    (sum over the input channels of f's group; all C when ungrouped). Params:
-    ``{"w": (kh, kw, C / groups, filters), "b": (filters,)}`` (HWIO; no ``"b"`` when
-    ``use_bias=False``). Output size per axis: `jnet.layers.windows`; SAME puts the odd extra pad
-    at the bottom / right.
+Params: ``{"w": (k, C / groups, filters), "b": (filters,)}`` (WIO). Everything else, the
+arguments included, as `Conv2D` with one spatial axis (``padding=(lo, hi)`` is the one
+axis's pair). PyTorch's ``nn.Conv1d`` stores (O, I, k) and works on (N, C, L):
+``w_jnet = w_torch.transpose(2, 1, 0)``, `jnet.interop.conv1d_from_torch`.
+""")
 
-    Args:
-        filters: output channels F.
-        kernel_size: ``k`` or ``(kh, kw)``.
-        strides: ``s`` or ``(sh, sw)``; default 1.
-        padding: ``"VALID"`` (default, as Keras and PyTorch), ``"SAME"``, ``p``, ``(ph, pw)`` or
-            ``((top, bottom), (left, right))``.
-        dilation: ``d`` or ``(dh, dw)``: gaps between kernel taps (atrous convolution).
-        feature_group_count: G groups (PyTorch's and Keras's ``groups``): the channels split
-            into G consecutive blocks, filter block g sees input block g only. C and filters
-            must be multiples of G; ``G = C`` is a depthwise convolution.
-        w_init: kernel init, default glorot_uniform (Keras's default); ``"torch"`` is PyTorch's
-            U(±1/sqrt(fan_in)), fan_in = kh * kw * C / G. Prefer ``"he_normal"`` for deep ReLU
-            stacks.
-        b_init: bias init, default zeros; ``"torch"`` draws U(±1/sqrt(fan_in)) with the
-            kernel's fan_in (see `jnet.initializers`).
-        use_bias: add a bias per filter (turn off before BatchNorm, which has its own).
-        fast_grad: compute the backward pass with explicitly laid out convolutions
-            (`conv_fast`). Default (None): on when the default backend is the CPU, where XLA
-            otherwise runs autodiff's weight gradient inside a `lax.scan` / loop body (as
-            `jnet.fit` runs epochs) with a naive kernel: an SGD step of a CNN with two
-            stride-2 convolutions (28x28x1, batch 128) took 36 ms inside `lax.scan` instead
-            of 4.7 ms (4.6 ms jitted step by step). Same values, and every transformation
-            works as without it (forward mode, `jax.hessian`, vmap: see docs/layers.md,
-            Transformations); False uses autodiff's backward pass.
+Conv2D = spatial_conv("Conv2D", 2, """
+2-D convolution (cross-correlation, as in every DL library): (N, H, W, C) -> (N, H', W', F).
 
-    Raises:
-        LayerError: bad sizes, or C / filters not multiples of `feature_group_count`.
+    y[n, i, j, f] = b[f] + sum_{u, v, c} x_pad[n, i*sh + u*dh, j*sw + v*dw, c] * w[u, v, c, f]
 
-    PyTorch stores kernels OIHW and images NCHW: ``w_jnet = w_torch.transpose(2, 3, 1, 0)``.
-    """
-    return _conv_layer("Conv2D", 2, filters, kernel_size, strides, padding, dilation,
-                       feature_group_count, w_init, b_init, use_bias, fast_grad, name)
+(sum over the input channels of f's group; all C when ungrouped). Params:
+``{"w": (kh, kw, C / groups, filters), "b": (filters,)}`` (HWIO; no ``"b"`` when
+``use_bias=False``). Output size per axis: `jnet.layers.windows`; SAME puts the odd extra pad
+at the bottom / right.
+
+Args:
+    filters: output channels F.
+    kernel_size: ``k`` or ``(kh, kw)``.
+    strides: ``s`` or ``(sh, sw)``; default 1.
+    padding: ``"VALID"`` (default, as Keras and PyTorch), ``"SAME"``, ``p``, ``(ph, pw)`` or
+        ``((top, bottom), (left, right))``.
+    dilation: ``d`` or ``(dh, dw)``: gaps between kernel taps (atrous convolution).
+    feature_group_count: G groups (PyTorch's and Keras's ``groups``): the channels split
+        into G consecutive blocks, filter block g sees input block g only. C and filters
+        must be multiples of G; ``G = C`` is a depthwise convolution.
+    w_init: kernel init, default glorot_uniform (Keras's default); ``"torch"`` is PyTorch's
+        U(±1/sqrt(fan_in)), fan_in = kh * kw * C / G. Prefer ``"he_normal"`` for deep ReLU
+        stacks.
+    b_init: bias init, default zeros; ``"torch"`` draws U(±1/sqrt(fan_in)) with the
+        kernel's fan_in (see `jnet.initializers`).
+    use_bias: add a bias per filter (turn off before BatchNorm, which has its own).
+    fast_grad: compute the backward pass with explicitly laid out convolutions
+        (`conv_fast`). Default (None): on when the default backend is the CPU, where XLA
+        otherwise runs autodiff's weight gradient inside a `lax.scan` / loop body (as
+        `jnet.fit` runs epochs) with a naive kernel: an SGD step of a CNN with two
+        stride-2 convolutions (28x28x1, batch 128) took 36 ms inside `lax.scan` instead
+        of 4.7 ms (4.6 ms jitted step by step). Same values, and every transformation
+        works as without it (forward mode, `jax.hessian`, vmap: see docs/layers.md,
+        Transformations); False uses autodiff's backward pass.
+
+Raises:
+    LayerError: bad sizes, or C / filters not multiples of `feature_group_count`.
+
+Returns:
+    The `Layer`.
+
+PyTorch stores kernels OIHW and images NCHW: ``w_jnet = w_torch.transpose(2, 3, 1, 0)``.
+""")
 
 
 def check_filters(kind: str, filters: Any, groups: Any) -> None:
@@ -184,7 +184,7 @@ def _conv_layer(kind, n, filters, kernel_size, strides, padding, dilation, group
     pad_spec = normalize_padding(kind, padding, n)
     w_fn, b_fn = initializers.get(w_init, "w_init"), initializers.get(b_init, "b_init")
     effective = tuple((k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True))
-    fast_grad = _default_fast_grad(fast_grad)
+    fast_grad = _default_fast_grad(fast_grad, n)
 
     def init_fn(key, in_shape):
         check_spatial_in_shape(kind, n, in_shape)
@@ -367,8 +367,11 @@ def _conv_transpose_layer(kind, n, filters, kernel_size, strides, padding, outpu
 # The convolutions themselves, and backward passes that XLA:CPU runs fast inside loops.
 
 
-def _default_fast_grad(fast_grad: bool | None) -> bool:
-    return jax.default_backend() == "cpu" if fast_grad is None else bool(fast_grad)
+def _default_fast_grad(fast_grad: bool | None, n: int = 2) -> bool:
+    """None: on with the CPU backend for 1-D and 2-D convolutions (where it was measured)."""
+    if fast_grad is None:
+        return n <= 2 and jax.default_backend() == "cpu"
+    return bool(fast_grad)
 
 
 def _crop(x: jax.Array, pads: Pads) -> tuple[jax.Array, Pads]:
@@ -469,7 +472,8 @@ def _weight_grad_patches(a: jax.Array, b: jax.Array, strides: Sequence[int], pad
                          dilation: Sequence[int]) -> jax.Array:
     """`_weight_grad` (ungrouped, pads >= 0) as one matrix product (im2col):
 
-        out[u, p, q] = Σ_r patches[(u, p), r] b[r, q],  patches[(u, p), (n, i)] = a_pad[n, u*d + i*s, p]
+        out[u, p, q] = Σ_r patches[(u, p), r] b[r, q]
+        patches[(u, p), (n, i)] = a_pad[n, u*d + i*s, p]
 
     r running over the N·out rows of b; row (u, p) of the patch matrix is a strided slice of
     the padded input, so the matrix is k·P times the size of b's rows (see `PATCHES_MAX_BYTES`).

@@ -1,6 +1,7 @@
-"""Convolutions beyond `jnet.layers.conv`: `Conv3D` over volumes (N, D, H, W, C) and the
-depthwise-separable `SeparableConv2D` (Chollet 2017, Keras semantics). Both reuse
-`jnet.layers.conv.conv` and the window arithmetic of `jnet.layers.windows`."""
+"""Convolutions beyond `jnet.layers.conv`: `Conv3D` over volumes (N, D, H, W, C), the 3-D
+case of `jnet.layers.conv.spatial_conv`, and the depthwise-separable `SeparableConv2D`
+(Chollet 2017, Keras semantics), which reuses `jnet.layers.conv.conv` and the window
+arithmetic of `jnet.layers.windows`."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from jnet.layers.base import (
     check_rank,
 )
 from jnet.layers.checks import check_positive_int
-from jnet.layers.conv import check_filters, check_groups, conv
+from jnet.layers.conv import check_filters, conv, spatial_conv
 from jnet.layers.windows import (
     Padding,
     as_tuple,
@@ -54,81 +55,39 @@ class _Window:
                 "dilation": self.dilation}
 
 
-def Conv3D(
-    filters: int,
-    kernel_size: int | Sequence[int],
-    strides: int | Sequence[int] = 1,
-    padding: Padding = "VALID",
-    dilation: int | Sequence[int] = 1,
-    feature_group_count: int = 1,
-    w_init: Any = "glorot_uniform",
-    b_init: Any = "zeros",
-    use_bias: bool = True,
-    name: str | None = None,
-) -> Layer:
-    """3-D convolution (cross-correlation) over volumes, channels last:
-    (N, D, H, W, C) -> (N, D', H', W', filters).
+Conv3D = spatial_conv("Conv3D", 3, """
+3-D convolution (cross-correlation) over volumes, channels last:
+(N, D, H, W, C) -> (N, D', H', W', filters).
 
-        y[n, i, j, l, f] = b[f] + Σ_{u, v, r, c} x_pad[n, i·sd + u·dd, j·sh + v·dh,
-                                                       l·sw + r·dw, c] · w[u, v, r, c, f]
+    y[n, i, j, l, f] = b[f] + Σ_{u, v, r, c} x_pad[n, i·sd + u·dd, j·sh + v·dh,
+                                                   l·sw + r·dw, c] · w[u, v, r, c, f]
 
-    Params: ``{"w": (kd, kh, kw, C / groups, filters), "b": (filters,)}`` (DHWIO). Arguments,
-    padding forms and initializers as `Conv2D` with three spatial axes (``padding=p``, one int
-    per axis, or one (lo, hi) pair per axis; SAME puts the odd extra pad at the end).
+Params: ``{"w": (kd, kh, kw, C / groups, filters), "b": (filters,)}`` (DHWIO). Arguments,
+padding forms and initializers as `Conv2D` with three spatial axes (``padding=p``, one int
+per axis, or one (lo, hi) pair per axis; SAME puts the odd extra pad at the end).
 
-    PyTorch: ``nn.Conv3d`` on (N, C, D, H, W) with weight (O, I, kd, kh, kw):
-    ``w = weight.transpose(2, 3, 4, 1, 0)`` (`jnet.interop.conv3d_from_torch`); inputs
-    ``x.permute(0, 2, 3, 4, 1)``.
+PyTorch: ``nn.Conv3d`` on (N, C, D, H, W) with weight (O, I, kd, kh, kw):
+``w = weight.transpose(2, 3, 4, 1, 0)`` (`jnet.interop.conv3d_from_torch`); inputs
+``x.permute(0, 2, 3, 4, 1)``.
 
-    Args:
-        filters: output channels F.
-        kernel_size, strides, dilation: an int or three (depth, height, width).
-        padding: ``"VALID"`` (default), ``"SAME"`` or explicit pads.
-        feature_group_count: channel groups, as in `Conv2D`.
-        w_init, b_init: initializers (default glorot_uniform / zeros; ``"torch"`` PyTorch's).
-        use_bias: add a bias per filter.
-        name: the layer's name inside a container.
+Args:
+    filters: output channels F.
+    kernel_size, strides, dilation: an int or three (depth, height, width).
+    padding: ``"VALID"`` (default), ``"SAME"`` or explicit pads.
+    feature_group_count: channel groups, as in `Conv2D`.
+    w_init, b_init: initializers (default glorot_uniform / zeros; ``"torch"`` PyTorch's).
+    use_bias: add a bias per filter.
+    fast_grad: as for `Conv2D`, but off by default (None) for 3-D, where it was not measured;
+        True computes the backward pass with `jnet.layers.conv.conv_fast` (same values).
+    name: the layer's name inside a container.
 
-    Returns:
-        The `Layer`.
+Returns:
+    The `Layer`.
 
-    Raises:
-        LayerError: bad sizes or groups; at init / apply, inputs that are not (D, H, W, C)
-            volumes, or a wrong C.
-    """
-    kind = "Conv3D"
-    check_filters(kind, filters, feature_group_count)
-    window = _Window(kind, 3, kernel_size, strides, padding, dilation)
-    w_fn, b_fn = initializers.get(w_init, "w_init"), initializers.get(b_init, "b_init")
-    groups = feature_group_count
-
-    def init_fn(key, in_shape):
-        check_in_shape_rank(kind, in_shape, 4, "(D, H, W, C)")
-        *size, c = in_shape
-        check_groups(kind, c, groups)
-        out = window.out_size(size)
-        k_w, k_b = jax.random.split(key)
-        shape = (*window.kernel, c // groups, filters)
-        fan_in = initializers.compute_fans(shape)[0]
-        params = {"w": w_fn(k_w, shape, fan_in=fan_in)}
-        if use_bias:
-            params["b"] = b_fn(k_b, (filters,), fan_in=fan_in)
-        return (*out, filters), params, {}
-
-    def apply_fn(params, state, x, *, key=None, train=False, mask=None):
-        check_rank(kind, x, 5, "(N, D, H, W, C)")
-        check_float(kind, x)
-        check_last_dim(kind, x, params["w"].shape[-2] * groups, "channels")
-        y = conv(x, params["w"].astype(x.dtype), window.strides, window.pads(x.shape[1:-1]),
-                 window.dilation, groups)
-        if use_bias:
-            y = y + params["b"].astype(x.dtype)
-        return y, state
-
-    config = {"filters": filters, **window.config(), "use_bias": use_bias}
-    if groups != 1:
-        config["feature_group_count"] = groups
-    return Layer(init_fn, apply_fn, kind=kind, config=config, name=name)
+Raises:
+    LayerError: bad sizes or groups; at init / apply, inputs that are not (D, H, W, C)
+        volumes, or a wrong C.
+""")
 
 
 def SeparableConv2D(
