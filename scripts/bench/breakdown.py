@@ -4,7 +4,8 @@ the shapes of `scripts/bench.py`'s cnn_bn_dropout workload (batch 128, 28x28x1 i
 
     python scripts/bench/breakdown.py [--repeats 20] [--batch 128]
 
-Prints the median ms per layer and the sum; each layer sees the activations the previous one
+Prints the median ms per layer and the sum (process CPU time when pinned to one CPU, e.g. with
+`taskset -c 1`, wall time otherwise); each layer sees the activations the previous one
 produced, and torch runs in NCHW (its native layout) with the same number of threads.
 """
 
@@ -25,13 +26,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from jnet import layers as L
 
 
-def _median_ms(fn, repeats: int) -> float:
+def default_clock():
+    """Process CPU time when pinned to one CPU (robust to other jobs taking the core: time
+    spent descheduled does not count), else wall time (threads waiting on each other count)."""
+    return time.process_time if len(os.sched_getaffinity(0)) == 1 else time.perf_counter
+
+
+def median_ms(fn, repeats: int, clock=None) -> float:
+    """The median ms of `fn()` over `repeats` calls after one warm-up call, by `clock`
+    (`default_clock()` when None)."""
+    clock = clock or default_clock()
     fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return 1e3 * statistics.median(times)
 
 
@@ -45,7 +55,7 @@ def jnet_layer_ms(layer, x, repeats: int) -> tuple[float, jax.Array]:
                                                         key=jax.random.key(1)), params, x)
         return vjp((jnp.ones_like(y), jax.tree.map(jnp.zeros_like, state)))
 
-    return _median_ms(lambda: jax.block_until_ready(step(params, x)), repeats), layer.apply(
+    return median_ms(lambda: jax.block_until_ready(step(params, x)), repeats), layer.apply(
         params, state, x, train=True, key=jax.random.key(1))[0]
 
 
@@ -61,7 +71,7 @@ def torch_layer_ms(module, x, repeats: int) -> float:
 
     module.train()
     torch.manual_seed(0)
-    return _median_ms(run, repeats)
+    return median_ms(run, repeats)
 
 
 def main() -> None:
