@@ -423,6 +423,40 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def lm_table(results: list[dict]) -> str:
+    """Markdown: training tokens/s of the language-model rows (tokens per step / median step
+    time; jnet also inside its compiled scan) and greedy decoding tokens/s with a KV cache."""
+    rows = []
+    for r in results:
+        per_step = r.get("info", {}).get("tokens_per_step")
+        if r["kind"] == "train" and per_step:
+            m = r["impls"]
+            rates = [per_step / m[i]["step_median_s"] if i in m else None
+                     for i in ("jnet", "floor", "torch", "torch.compile")]
+            rows += ["| training | tokens/s jnet / floor / torch / torch.compile | jnet scan "
+                     "tokens/s | jnet / torch eager (tokens/s) |", "|---|---|---|---|"] * (
+                         not rows)
+            rows.append(f"| {r['name']} {r['info']['batch']} | "
+                        f"{_slash(rates, lambda v: f'{v:,.0f}')} | "
+                        f"{per_step / m['jnet']['scan_step_s']:,.0f} | "
+                        + ("–" if rates[2] is None else f"**{rates[0] / rates[2]:.2f}**") + " |")
+    for r in results:
+        if r["kind"] != "decode":
+            continue
+        m, agree = r["impls"], r.get("agreement_torch")
+        rates = [m.get(i, {}).get("tokens_per_s") for i in ("jnet", "torch")]
+        rows += ["", "| decoding (batch 1, greedy, KV cache) | tokens/s jnet / torch | jnet / "
+                 "torch | compile s jnet | tokens equal, first logits max diff |",
+                 "|---|---|---|---|---|",
+                 f"| {r['name']} ({r['info']['tokens']} tokens) | "
+                 f"{_slash(rates, lambda v: f'{v:,.0f}')} | "
+                 + (f"**{r['ratio']['tokens_per_s_vs_torch']:.2f}**" if "ratio" in r else "–")
+                 + f" | {m['jnet']['compile_s']:.2f} | "
+                 + ("–" if agree is None else f"{'yes' if agree['tokens_equal'] else 'NO'}, "
+                    f"{agree['first_logits_max_abs_diff']:.0e}") + " |"]
+    return "\n".join(rows)
+
+
 def flops_table(results: list[dict], peak: dict) -> str:
     """Markdown: FLOPs per training step and the fraction of the machine's peak (formula and
     measured `jnp.dot`) that jnet's scan and torch eager reach."""
@@ -591,7 +625,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append({"name": str(e).split()[0], "kind": "missing", "reason": str(e)})
             continue
         log(f"{w.name} ...")
-        results.append(run_workload(w, cfg, meter, log))
+        results.append(w.custom(cfg, meter, log) if w.custom is not None
+                       else run_workload(w, cfg, meter, log))
         if w.fit is not None:
             results[-1]["fit"] = w.fit(cfg)
         del w
@@ -610,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.json, "w") as f:
         json.dump(report, f, indent=1)
     print(table(results))
+    if any(r["kind"] == "decode" or "tokens_per_step" in r.get("info", {}) for r in results):
+        print("\n" + lm_table(results))
     print("\n" + flops_table(results, report["machine"]["peak"]))
     m = report["machine"]
     print(f"\n{'SINGLE CORE (pinned to 1 CPU)' if m['single_core'] else 'DEFAULT THREADS'}: "

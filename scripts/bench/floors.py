@@ -463,3 +463,65 @@ def transformer(heads: int):
         return dense(head, h.reshape(h.shape[0], -1)), state
 
     return floor
+
+
+# ----------------------------------------------------------------------------------------
+# The character-level GPT of scripts/train_lm.py: pre-norm causal blocks with grouped-query
+# attention and rotary embeddings, repeated by one lax.scan, a final RMSNorm, the output
+# projection tied to the embedding. Params: {"table": (V, E), "blocks": each leaf stacked to
+# (layers, ...) with jnet's names, "final": {"scale"}}.
+
+
+def rope(x, base: float):
+    """Rotary embedding, half-split (GPT-NeoX / Llama) convention, x (N, T, heads, D)."""
+    t, d = x.shape[1], x.shape[-1]
+    angles = jnp.arange(t, dtype=jnp.float32)[:, None] * base ** (
+        -jnp.arange(0, d // 2, dtype=jnp.float32) * 2 / d)
+    cos, sin = jnp.cos(angles)[:, None], jnp.sin(angles)[:, None]
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
+
+
+def causal_attention(p, x, heads: int, kv_heads: int, base: float):
+    """Causal grouped-query self-attention with RoPE, (N, T, E) -> (N, T, E)."""
+    n, t, e = x.shape
+    d = e // heads
+    q, k, v = jnp.split(x @ p["w_qkv"] + p["b_qkv"], [heads * d, (heads + kv_heads) * d], -1)
+    q = rope(q.reshape(n, t, heads, d), base).reshape(n, t, kv_heads, heads // kv_heads, d)
+    k, v = rope(k.reshape(n, t, kv_heads, d), base), v.reshape(n, t, kv_heads, d)
+    logits = jnp.einsum("ntkgd,nskd->nkgts", q, k) / jnp.sqrt(jnp.float32(d))
+    logits = jnp.where(jnp.tril(jnp.ones((t, t), jnp.bool_)), logits, -jnp.inf)
+    out = jnp.einsum("nkgts,nskd->ntkgd", jax.nn.softmax(logits, axis=-1), v)
+    return out.reshape(n, t, e) @ p["w_out"] + p["b_out"]
+
+
+def gpt_logits(params, ids, heads: int, kv_heads: int, base: float):
+    """ids (N, T) -> logits (N, T, V)."""
+
+    def block(h, p):
+        h = h + causal_attention(p["self_attn"], layer_norm(p["norm1"], h), heads, kv_heads,
+                                 base)
+        ff = jax.nn.gelu(dense(p["linear1"], layer_norm(p["norm2"], h)), approximate=False)
+        return h + dense(p["linear2"], ff), None
+
+    h, _ = lax.scan(block, params["table"][ids], params["blocks"])
+    h = h * lax.rsqrt(jnp.mean(jnp.square(h), axis=-1, keepdims=True) + 1e-6)
+    return (h * params["final"]["scale"]) @ params["table"].T
+
+
+def floor_gpt_step(heads: int, kv_heads: int, base: float, rule) -> Step:
+    """Next-token cross-entropy of ids (N, T + 1) (predict ids[:, 1:] from ids[:, :-1]), its
+    gradient, then the optimizer rule; carry (params, opt_state)."""
+    _, update = rule
+
+    def loss_fn(params, ids):
+        logp = jax.nn.log_softmax(gpt_logits(params, ids[:, :-1], heads, kv_heads, base))
+        return -jnp.mean(jnp.take_along_axis(logp, ids[:, 1:, None], -1))
+
+    def step(carry, ids, key):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(loss_fn)(params, ids)
+        params, opt_state = update(grads, opt_state, params)
+        return (params, opt_state), loss
+
+    return step
