@@ -440,9 +440,7 @@ def lm_table(results: list[dict]) -> str:
                         f"{_slash(rates, lambda v: f'{v:,.0f}')} | "
                         f"{per_step / m['jnet']['scan_step_s']:,.0f} | "
                         + ("–" if rates[2] is None else f"**{rates[0] / rates[2]:.2f}**") + " |")
-    for r in results:
-        if r["kind"] != "decode":
-            continue
+    for r in (r["decode"] for r in results if "decode" in r):
         m, agree = r["impls"], r.get("agreement_torch")
         rates = [m.get(i, {}).get("tokens_per_s") for i in ("jnet", "torch")]
         rows += ["", "| decoding (batch 1, greedy, KV cache) | tokens/s jnet / torch | jnet / "
@@ -625,10 +623,11 @@ def main(argv: list[str] | None = None) -> int:
             results.append({"name": str(e).split()[0], "kind": "missing", "reason": str(e)})
             continue
         log(f"{w.name} ...")
-        results.append(w.custom(cfg, meter, log) if w.custom is not None
-                       else run_workload(w, cfg, meter, log))
+        results.append(run_workload(w, cfg, meter, log))
         if w.fit is not None:
             results[-1]["fit"] = w.fit(cfg)
+        if w.decode is not None:
+            results[-1]["decode"] = w.decode(cfg, meter, log)
         del w
     if cfg.memory:
         add_memory(results, cfg, args.quick, args.large, log)
@@ -645,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.json, "w") as f:
         json.dump(report, f, indent=1)
     print(table(results))
-    if any(r["kind"] == "decode" or "tokens_per_step" in r.get("info", {}) for r in results):
+    if any("tokens_per_step" in r.get("info", {}) for r in results):
         print("\n" + lm_table(results))
     print("\n" + flops_table(results, report["machine"]["peak"]))
     m = report["machine"]
@@ -657,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [name for r in results for key, name in (("agreement", r["name"]),
                                                     ("agreement_torch", r["name"] + " (torch)"))
            if not r.get(key, {}).get("ok", True)]
+    bad += [r["name"] + " decode (torch)" for r in results
+            if not r.get("decode", {}).get("agreement_torch", {}).get("ok", True)]
     if bad:
         print(f"DISAGREEMENT between jnet and another implementation on: {', '.join(bad)}",
               file=sys.stderr)

@@ -35,7 +35,7 @@ import jax
 
 from jnet.errors import ArgumentError, entry_point
 from jnet.layers.base import Layer
-from jnet.training import deprecated
+from jnet.training import compile_cache, deprecated
 from jnet.training.callbacks import Callback, as_callbacks
 from jnet.training.early_stopping import EarlyStopping, as_early_stopping
 from jnet.training.options import Options, as_options
@@ -108,7 +108,7 @@ def fit(
             must be a multiple of their count. Same results as one device, up to rounding.
         options: a `jnet.training.Options` with the rarely used settings (scan,
             steps_per_call, validation_batch_size, check_finite, drop_remainder, initial
-            params / state / opt_state).
+            params / state / opt_state, the persistent compilation_cache directory).
         **deprecated_keywords: the v0.2 keywords ``checkpoint_dir``, ``checkpoint_every``,
             ``keep_checkpoints``, ``resume``, ``live_plot`` and the fields of `Options`: they
             work until jnet 0.4, with a `DeprecationWarning` naming the replacement.
@@ -133,6 +133,8 @@ def fit(
     with entry_point("jnet.fit"):
         options, first, last = deprecated.translate(deprecated_keywords, as_options(options))
         check_budget(epochs, steps)
+        if options.compilation_cache is not None:  # before anything of the run compiles
+            compile_cache.enable(options.compilation_cache)
         stopper = as_early_stopping(early_stopping)
         chosen = as_callbacks([*([stopper] if stopper else []), *first,
                                *as_callbacks(callbacks), *last])

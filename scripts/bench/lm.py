@@ -98,7 +98,7 @@ def gpt_workload(n_batches: int, quick: bool):
                     {"optimizer": "adamw", "params": int(jnet.layers.count_params(params)),
                      "batch": (c.batch, c.context), "config": vars(c),
                      "tokens_per_step": c.tokens_per_step, "compute_dtype": "float32"},
-                    runner)
+                    runner, decode=lambda cfg, meter, log: decode_row(quick, cfg.rounds, meter, log))
 
 
 def jnet_generate(model, stack, length: int):
@@ -129,14 +129,6 @@ def jnet_generate(model, stack, length: int):
     return generate
 
 
-def decode_workload(quick: bool):
-    """The `gpt decode` row as a workload whose `custom` measurement is `decode_row`."""
-    from bench.workloads import Workload
-
-    return Workload("gpt decode", "decode", {}, [], [], 1e-4, custom=lambda cfg, meter, log:
-                    decode_row(quick, cfg.rounds, meter, log))
-
-
 def decode_row(quick: bool, rounds: int, meter, log) -> dict:
     """tokens/s of greedy decoding (batch 1, the prompt "def ", `context` tokens in all):
     jnet's `decode_step` inside one jitted `lax.scan` against torch's cached loop; the tokens
@@ -151,7 +143,7 @@ def decode_row(quick: bool, rounds: int, meter, log) -> dict:
         t0 = time.perf_counter()
         tokens, logits = jax.block_until_ready(generate(params, jnp.asarray(prompt)))
         first_call = time.perf_counter() - t0
-    result = {"name": "gpt decode", "kind": "decode", "info": {"config": vars(c),
+    result = {"name": "gpt decode", "info": {"config": vars(c),
               "prompt": "def ", "tokens": c.context, "batch": 1},
               "impls": {"jnet": {"compile_s": meter.total, "first_call_s": first_call}}}
     timings: dict[str, list[float]] = {"jnet": []}

@@ -77,8 +77,8 @@ class Workload:
     info: dict = field(default_factory=dict)
     torch: Callable[[bool], torch_side.Runner] | None = None  # compiled? -> a torch runner
     fit: Callable[[Any], dict] | None = None  # times `jnet.fit` itself (scan and not)
-    # a row measured its own way, (config, compile meter, log) -> result (the decode row)
-    custom: Callable[[Any, Any, Callable], dict] | None = None
+    # times decoding after the training rows: (config, compile meter, log) -> result
+    decode: Callable[[Any, Any, Callable], dict] | None = None
 
 
 def _fresh(tree):
@@ -315,12 +315,9 @@ def workload_builders(only: set[str] | None, quick: bool, large: bool = False
             mixed=True),
     }
     builders["gpt"] = lambda: lm.gpt_workload(n, quick)
-    builders["gpt_decode"] = lambda: lm.decode_workload(quick)
     size = 10_000 if quick else (16_000_000 if large else 1_000_000)
     for rule in OPTIMIZERS:
         builders[f"update_{rule}"] = lambda rule=rule: optim_workload(rule, 10, size)
-    if only is not None and "gpt" in only:  # the gpt row brings its decode row
-        only = only | {"gpt_decode"}
     unknown = (only or set()) - set(builders) - {"update"}
     if unknown:
         raise SystemExit(f"bench.py: unknown workloads {sorted(unknown)}; "
