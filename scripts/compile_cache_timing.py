@@ -36,8 +36,9 @@ def child(cache: str | None) -> dict:
     import numpy as np
 
     sys.path[:0] = [ROOT, SCRIPTS]
-    import jnet
     from bench.workloads import _encoder
+
+    import jnet
 
     phases: dict[str, float] = {}
 

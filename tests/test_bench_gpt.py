@@ -27,7 +27,7 @@ def bench():
 
 
 def _first_loss(impl, w):
-    carry, loss = jax.jit(impl.make_step())(impl.init_carry(), w.batches[0], w.keys[0])
+    _, loss = jax.jit(impl.make_step())(impl.init_carry(), w.batches[0], w.keys[0])
     return float(loss)
 
 

@@ -44,7 +44,7 @@ def enable(path: str | os.PathLike) -> str:
     expanded) for every compilation of this process from now on. Returns the directory.
 
     A process that compiled something before still switches: JAX decides once per process
-    whether a cache is in use, so the decision is reset when the directory changes.
+    whether a cache is in use, so that decision is reset here.
 
     Raises:
         ArgumentError: `path` cannot be created or written (read-only, a file, no permission).
@@ -66,7 +66,6 @@ def enable(path: str | os.PathLike) -> str:
             "compilation_cache='~/.cache/jnet-xla'.")
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_S)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", MIN_ENTRY_SIZE_BYTES)
-    if jax.config.jax_compilation_cache_dir != directory:
-        compilation_cache.set_cache_dir(directory)
-        compilation_cache.reset_cache()
+    compilation_cache.set_cache_dir(directory)
+    compilation_cache.reset_cache()  # (re)opened in `directory` by the next compilation
     return directory

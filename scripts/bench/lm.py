@@ -61,8 +61,9 @@ def token_batches(n: int, c: GPTConfig, vocab: int) -> list[np.ndarray]:
 
 def gpt_workload(n_batches: int, quick: bool):
     """The `gpt` training workload (see the module docstring)."""
-    import jnet
     import train_lm
+
+    import jnet
     from bench.workloads import Impl, Workload, _fresh, _keys
 
     c = QUICK if quick else FULL
@@ -98,7 +99,8 @@ def gpt_workload(n_batches: int, quick: bool):
                     {"optimizer": "adamw", "params": int(jnet.layers.count_params(params)),
                      "batch": (c.batch, c.context), "config": vars(c),
                      "tokens_per_step": c.tokens_per_step, "compute_dtype": "float32"},
-                    runner, decode=lambda cfg, meter, log: decode_row(quick, cfg.rounds, meter, log))
+                    runner,
+                    decode=lambda cfg, meter, log: decode_row(quick, cfg.rounds, meter, log))
 
 
 def jnet_generate(model, stack, length: int):
