@@ -34,6 +34,10 @@ table shows medians over rounds and the ratios jnet / floor and jnet / torch. Pe
 its steps in a fresh process. The strided CNN also times `jnet.fit` itself, with its default
 (scan) and ``scan=False``.
 
+The ``gpt`` workload (`bench/lm.py`) is the character-level GPT of `train_lm.py` trained with
+AdamW; its row adds training tokens/s and a decode row: greedy decoding with jnet's key / value
+cache against a torch loop with its own cache over the same weights (same tokens asserted).
+
 The optimizer workloads time `update` alone over 10 arrays of 1M float32 parameters and report
 the achieved memory bandwidth (bytes read + written per step / time) against the bandwidth of
 an in-place elementwise pass (read 1 array, write 1) over the same arrays: the physical limit.
