@@ -33,19 +33,28 @@ from jnet.errors import ArgumentError, ArgumentTypeError
 ArrayLike = Any
 
 
+def _non_numeric_dtype(value: Any) -> Any:
+    """The dtype of `value` when it is not an array of numbers or bools (object for what
+    NumPy cannot read as an array), else None; shared with `jnet.losses`' input checks."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(value).dtype
+        except (TypeError, ValueError):
+            dtype = np.dtype(object)
+    if jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_):
+        return None
+    return dtype
+
+
 def _array(x: ArrayLike) -> jax.Array:
     """`x` as a JAX array.
 
     Raises:
         ArgumentTypeError: `x` does not hold numbers (strings, objects, None).
     """
-    dtype = getattr(x, "dtype", None)
-    if dtype is None:
-        try:
-            dtype = np.asarray(x).dtype
-        except (TypeError, ValueError):
-            dtype = np.dtype(object)
-    if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
+    dtype = _non_numeric_dtype(x)
+    if dtype is not None:
         raise ArgumentTypeError(
             f"x must be an array of numbers, got {type(x).__name__} of dtype {dtype}. Pass a "
             "NumPy or JAX array (e.g. `np.asarray(x, np.float32)`)."

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.activations import log_softmax, softplus
+from jnet.activations import _non_numeric_dtype, log_softmax, softplus
 from jnet.errors import ArgumentError, DataError, public
 
 ArrayLike = Any
@@ -49,14 +49,7 @@ def _check_same_shape(a_name: str, a: ArrayLike, b_name: str, b: ArrayLike) -> N
 
 def _check_numeric(name: str, value: ArrayLike) -> None:
     """Raise unless `value` is an array of numbers or bools (or converts to one)."""
-    dtype = getattr(value, "dtype", None)
-    if dtype is None:
-        try:
-            dtype = np.asarray(value).dtype
-        except (TypeError, ValueError):
-            dtype = np.dtype(object)
-    if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)
-            or jnp.issubdtype(dtype, jnp.floating)):
+    if _non_numeric_dtype(value) is not None:
         raise DataError(
             f"expected {name} as an array of numbers, got {type(value).__name__} {value!r:.80}. "
             "Pass a NumPy or JAX array.")

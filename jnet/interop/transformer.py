@@ -9,24 +9,9 @@ from typing import Any
 import numpy as np
 
 from jnet.errors import ArgumentError
-from jnet.interop._common import _check_shape, _converter, _get, _weight_and_bias
+from jnet.interop._common import _affine, _check_shape, _converter, _get, _weight_and_bias
 from jnet.interop.core import dense_from_torch
 from jnet.interop.sequence import layernorm_from_torch, multihead_attention_from_torch
-
-
-def _affine(state_dict: Mapping[str, Any], prefix: str, what: str, bias: bool) -> dict:
-    """``{"scale": weight (C,), "bias": bias (C,)}`` of a normalisation module (the bias only
-    when `bias` and present)."""
-    weight = _get(state_dict, prefix + "weight", what)
-    if weight.ndim != 1:
-        raise ArgumentError(f"{what}: expected a 1-D weight (C,), got {weight.shape}. jnet "
-                            "normalises with one scale per channel / feature.")
-    params = {"scale": weight}
-    b = _get(state_dict, prefix + "bias", what, optional=True) if bias else None
-    if b is not None:
-        _check_shape(what, "bias", b, weight.shape)
-        params["bias"] = b
-    return params
 
 
 @_converter
