@@ -211,7 +211,6 @@ def resolve(model: Layer, optimizer: Any, x: Any, y: Any, *, key: Any, mask: Any
             batch_size: int | None, validation_data: Any, loss: Any, metrics: Sequence[Any] | None,
             population: Any, mesh: Any, options: Options) -> Setup:
     """Check the arguments of `fit` and return its `Setup` (no training work)."""
-    checks.no_tracers(x=x, y=y, key=key, params=options.params)
     key = as_key(key)
     hyper = as_population(population, optimizer)
     if hyper is not None and mesh is not None:
