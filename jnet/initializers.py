@@ -288,7 +288,9 @@ def get(spec: str | Callable, argument: str = "spec") -> Init:
 
     Raises:
         ArgumentError: an unknown name.
-        ArgumentTypeError: neither a name nor a callable.
+        ArgumentTypeError: neither a name nor a callable, or a callable that cannot be called
+            as ``init(key, shape)`` or ``init(key, shape, dtype)`` (a required dtype is given
+            float32).
     """
     if isinstance(spec, str):
         if spec not in _FACTORIES:
@@ -305,24 +307,50 @@ def get(spec: str | Callable, argument: str = "spec") -> Init:
     # Forgetting the call (`w_init=he_normal`) is the common slip; the factory has defaults.
     if any(spec is factory for factory in _FACTORIES.values()):
         return _with_context(spec())
-    return _with_context(spec)
+    return _with_context(spec, argument)
 
 
-def _with_context(init: Callable) -> Init:
-    """`init` taking the context keywords, passing on only those its signature declares."""
+def _with_context(init: Callable, argument: str = "init") -> Init:
+    """`init` taking the context keywords, passing on only those its signature declares.
+
+    Layers call ``init(key, shape, **context)``: an init whose signature requires a dtype
+    (``def init(key, shape, dtype)``) is given float32, the dtype of jnet's params.
+
+    Raises:
+        ArgumentTypeError: an init that cannot be called as ``init(key, shape)`` or
+            ``init(key, shape, dtype)``.
+    """
     try:
-        params = tuple(inspect.signature(init).parameters.values())
+        signature: inspect.Signature | None = inspect.signature(init)
     except (TypeError, ValueError):  # no signature to read (some builtins): pass nothing
-        params = ()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        signature = None
+    params = tuple(signature.parameters.values()) if signature else ()
+    passes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    needs_dtype = signature is not None and not _binds(signature, 2)
+    if needs_dtype and not _binds(signature, 3):
+        raise ArgumentTypeError(
+            f"{argument} must be callable as init(key, shape, dtype=jnp.float32), got "
+            f"{getattr(init, '__qualname__', type(init).__name__)}{signature}. Give it those "
+            "parameters, or use a jnet.initializers factory.")
+    if passes_all and not needs_dtype:
         return init
     takes = tuple(p.name for p in params if p.name in _CONTEXT)
+    default_dtype = (jnp.float32,) if needs_dtype else ()
 
     @functools.wraps(init)
     def with_context(key, shape, *dtype, **context):
-        return init(key, shape, *dtype, **{k: v for k, v in context.items() if k in takes})
+        return init(key, shape, *(dtype or default_dtype),
+                    **{k: v for k, v in context.items() if passes_all or k in takes})
 
     return with_context
+
+
+def _binds(signature: inspect.Signature, positional: int) -> bool:
+    try:
+        signature.bind(*range(positional))
+    except TypeError:
+        return False
+    return True
 
 
 __all__ = [

@@ -49,11 +49,12 @@ def _get(state_dict: Mapping[str, Any], key: str, what: str, optional: bool = Fa
     if key not in state_dict:
         if optional:
             return None
-        near = sorted(k for k in state_dict if k.split(".")[-1] == key.split(".")[-1])
+        near = sorted(str(k) for k in state_dict
+                      if str(k).split(".")[-1] == key.split(".")[-1])
         hint = f" Keys with that name: {near[:5]}; pass the right prefix=." if near else ""
         raise ArgumentError(
             f"{what}: the state dict has no {key!r}.{hint} It has {len(state_dict)} keys, e.g. "
-            f"{sorted(state_dict)[:6]}."
+            f"{sorted(map(str, state_dict))[:6]}."
         )
     array = _as_numpy(state_dict[key], key, what)
     if not jnp.issubdtype(array.dtype, jnp.floating):

@@ -93,6 +93,13 @@ def as_population(population: Any, make_optimizer: Any) -> dict[str, jax.Array] 
             "make_optimizer(**hyperparameters) -> optimizer, e.g. "
             "`lambda learning_rate: jnet.optim.adam(learning_rate)`.")
     _check_takes(make_optimizer, population)
+    for k, v in population.items():
+        bad = [value for value in v
+               if not isinstance(value, (int, float, np.number, np.bool_, np.ndarray, jax.Array))]
+        if bad:
+            raise ArgumentTypeError(
+                f"population[{k!r}] must hold numbers (one value of {k} per member), got "
+                f"{type(bad[0]).__name__} {bad[0]!r:.40}.")
     return {k: jnp.asarray(v) for k, v in population.items()}
 
 
