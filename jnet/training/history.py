@@ -95,7 +95,8 @@ class History(Mapping):
         last = ", ".join(f"{k}={np.median(v[-1]):.4g}" for k, v in self._values.items() if v)
         return f"History(epochs={self.epochs}{', last: ' + last if last else ''})"
 
-    def plot(self, keys: str | list[str] | None = None, *, fig: Any = None, title: str | None = None):
+    def plot(self, keys: str | list[str] | None = None, *, fig: Any = None,
+             title: str | None = None):
         """Draw each quantity against the epoch, training and validation on one axes.
 
         One panel per base name (``loss``, ``accuracy``, ``lr``, ...): the training curve and,
