@@ -327,7 +327,7 @@ def _with_context(init: Callable, argument: str = "init") -> Init:
     params = tuple(signature.parameters.values()) if signature else ()
     passes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
     needs_dtype = signature is not None and not _binds(signature, 2)
-    if needs_dtype and not _binds(signature, 3):
+    if signature is not None and needs_dtype and not _binds(signature, 3):
         raise ArgumentTypeError(
             f"{argument} must be callable as init(key, shape, dtype=jnp.float32), got "
             f"{getattr(init, '__qualname__', type(init).__name__)}{signature}. Give it those "
