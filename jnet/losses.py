@@ -60,6 +60,9 @@ def _reduce(losses: jax.Array, reduction: str, where: ArrayLike | None) -> jax.A
     if reduction not in REDUCTIONS:
         raise ArgumentError(f"expected reduction in {REDUCTIONS}, got {reduction!r}.")
     if where is not None:
+        if _non_numeric_dtype(where) is not None:
+            raise ArgumentError(f"expected a boolean `where` mask, got {type(where).__name__} "
+                                f"{where!r:.60}. Pass an array of bools.")
         mask = jnp.asarray(where)
         loss_shape = losses.shape
         if mask.shape != loss_shape[: mask.ndim] or mask.ndim == 0:
@@ -141,7 +144,15 @@ def softmax_cross_entropy(
             ``logits.shape`` (float, int or bool).
         reduction: "mean", "sum" or "none" (per-element losses, shape ``logits.shape[:-1]``).
         where: optional boolean mask over examples (module docstring).
+
+    Raises:
+        DataError: non-numeric logits or labels, logits that are not floating, labels of
+            neither shape, concrete integer labels outside [0, C).
+        ArgumentError: an unknown `reduction`, or a `where` that is not a boolean mask of the
+            loss's leading shape.
     """
+    _check_numeric("logits", logits)
+    _check_numeric("labels", labels)
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
     if logits.ndim == 0 or not jnp.issubdtype(logits.dtype, jnp.floating):
