@@ -152,3 +152,61 @@ def test_viz_arguments_are_checked():
         viz.plot_activation("relu", x_range=("a", "b"))
     with pytest.raises(jnet.ArgumentTypeError, match="condition_number must be a real number"):
         viz.surfaces.quadratic("10")
+
+
+# --- inputs that are not arrays, initializer arguments, exported models -------------------------
+
+
+def test_a_string_input_or_mask_is_named_not_read_as_a_dtype_name():
+    model = L.serial(L.Dense(2))
+    _, params, state = model.init(jax.random.key(0), (3,))
+    with pytest.raises(L.LayerError, match="floating-point input, got str 'abc'"):
+        model.apply(params, state, "abc")  # jnp.result_type("abc") would read a dtype name
+    mha = L.MultiHeadAttention(2)
+    _, p, s = mha.init(jax.random.key(0), (5, 8))
+    with pytest.raises(L.LayerError, match=r"mask= as a boolean array .* got str 'm'"):
+        mha.apply(p, s, np.ones((2, 5, 8), np.float32), mask="m")  # "m" is timedelta64's code
+
+
+def test_loss_inputs_and_where_must_hold_numbers():
+    logits = np.zeros((2, 3), np.float32)
+    with pytest.raises(jnet.DataError, match="labels as an array of numbers"):
+        jnet.losses.softmax_cross_entropy(logits, ["a", "b"])
+    with pytest.raises(jnet.ArgumentError, match="boolean `where` mask, got str"):
+        jnet.losses.mse(logits, logits, where="abc")
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: jnet.initializers.constant("0.1"), "constant: value"),
+    (lambda: jnet.initializers.normal(stddev="big"), "normal: stddev"),
+    (lambda: jnet.initializers.uniform(maxval=None), "uniform: maxval"),
+    (lambda: jnet.initializers.orthogonal(scale="1"), "orthogonal: scale"),
+])
+def test_initializer_arguments_must_be_numbers(make, name):
+    with pytest.raises(jnet.ArgumentTypeError, match=f"{name} must be a number"):
+        make()
+
+
+def test_an_init_called_with_a_bad_shape_or_key_says_which():
+    init = jnet.initializers.he_normal()
+    with pytest.raises(jnet.ArgumentTypeError, match="shape must be a tuple of non-negative"):
+        init(jax.random.key(0), "ab")
+    with pytest.raises(jnet.ArgumentTypeError, match="key must be a PRNG key"):
+        init(3, (2, 2))
+    # what a layer passes, and a NumPy shape, still work: constant(0.5) is 0.5 everywhere
+    np.testing.assert_array_equal(
+        jnet.initializers.constant(0.5)(jax.random.key(0), np.array([2, 3])), np.full((2, 3), 0.5))
+
+
+def test_an_exported_model_names_the_shape_it_expects(tmp_path):
+    model = L.serial(L.Dense(2))
+    _, params, state = model.init(jax.random.key(0), (3,))
+    exported = jnet.export(model, params, state, np.zeros((2, 3), np.float32))
+    with pytest.raises(jnet.ArgumentError, match=r"expected an input float32\[2,3\].*got "
+                                                 r"float32\[2,5\]"):
+        exported(np.ones((2, 5), np.float32))
+    with pytest.raises(jnet.ArgumentTypeError, match="path must be a str"):
+        exported.save(3)
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_allclose(exported(x), x @ np.asarray(params["dense_0"]["w"])
+                               + np.asarray(params["dense_0"]["b"]), rtol=1e-6)
