@@ -123,3 +123,16 @@ def test_concrete_values_closed_over_still_train():
                       loss=lambda o, t: weight * jnet.losses.softmax_cross_entropy(
                           o, t, reduction="none"))
     assert np.isfinite(result.history["loss"][-1])
+
+
+@pytest.mark.parametrize("transform", ["vmap", "jit"])
+def test_evaluate_under_a_transformation_points_to_make_eval_step(transform):
+    model = L.serial(L.Dense(C), L.ClassificationOutput())
+    _, params, state = model.init(jax.random.key(0), (F,))
+
+    def scaled_params(s):
+        return jnet.evaluate(model, jax.tree.map(lambda p: p * s, params), state, X, Y)["loss"]
+
+    with pytest.raises(jnet.ArgumentError, match=r"jnet\.evaluate: params\['dense_0'\]\['\w'\] "
+                                                 r"is a JAX tracer.*make_eval_step"):
+        _transformed(transform, scaled_params)()

@@ -31,15 +31,23 @@ def positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
         raise ArgumentError(f"{name} must be a positive int (>= 1), got {value}.")
 
 
-def no_tracers(**arguments: Any) -> None:
-    """Raise when a JAX tracer reaches `fit`: it was called under `jax.vmap` / `jax.jit` /
-    `jax.grad`. Searched: the arguments, their containers, dataclass and object attributes,
-    and the variables functions close over (an optimizer built from a traced learning rate
-    keeps it in the closures of its ``update``).
+FIT_FIX = ("fit is a Python driver (progress bar, checkpoints) and cannot be transformed. To "
+           "train several models at once, pass population= (e.g. population={'learning_rate': "
+           "[1e-3, 1e-2]} with a function that builds the optimizer); to compile your own "
+           "loop, use jnet.make_train_step.")
+EVALUATE_FIX = ("evaluate is a Python driver (it batches x and reads the metrics back as "
+                "floats) and cannot be transformed; inside a transformation call the pure step "
+                "of jnet.training.make_eval_step(model, loss, metrics) on the batch.")
+
+
+def no_tracers(driver: str, fix: str, /, **arguments: Any) -> None:
+    """Raise when a JAX tracer reaches the Python `driver` (``"jnet.fit"``): it was called
+    under `jax.vmap` / `jax.jit` / `jax.grad`. Searched: the arguments, their containers,
+    dataclass and object attributes, and the variables functions close over (an optimizer
+    built from a traced learning rate keeps it in the closures of its ``update``).
 
     Raises:
-        ArgumentError: naming the argument, where the tracer sits in it and the fix
-            (``population=``).
+        ArgumentError: naming the argument, where the tracer sits in it, and `fix`.
     """
     for name, value in arguments.items():
         found = _find_tracer(name, value)
@@ -50,12 +58,7 @@ def no_tracers(**arguments: Any) -> None:
         given = (f"{where} is {tracer_is}" if where.startswith(name)
                  else f"{name} holds {tracer_is} in {where}")
         raise ArgumentError(
-            f"{given}: jnet.fit was called inside "
-            "jax.vmap / jax.jit / jax.grad. fit is a Python driver (progress bar, "
-            "checkpoints) and cannot be transformed. To train several models at once, pass "
-            "population= (e.g. population={'learning_rate': [1e-3, 1e-2]} with a function "
-            "that builds the optimizer); to compile your own loop, use jnet.make_train_step."
-        )
+            f"{given}: {driver} was called inside jax.vmap / jax.jit / jax.grad. {fix}")
 
 
 # Values that hold no tracer (concrete arrays included: a Tracer is checked before them).

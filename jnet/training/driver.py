@@ -134,12 +134,12 @@ def fit(
     """
     with entry_point("jnet.fit"):
         # Before anything else: a traced value fails far from here, as a raw JAX error.
-        checks.no_tracers(model=model, optimizer=optimizer, x=x, y=y, epochs=epochs,
-                          steps=steps, batch_size=batch_size, key=key, mask=mask,
-                          validation_data=validation_data, loss=loss, metrics=metrics,
-                          shuffle=shuffle, callbacks=callbacks, early_stopping=early_stopping,
-                          verbose=verbose, population=population, options=options,
-                          **deprecated_keywords)
+        checks.no_tracers("jnet.fit", checks.FIT_FIX, model=model, optimizer=optimizer,
+                          x=x, y=y, epochs=epochs, steps=steps, batch_size=batch_size, key=key,
+                          mask=mask, validation_data=validation_data, loss=loss,
+                          metrics=metrics, shuffle=shuffle, callbacks=callbacks,
+                          early_stopping=early_stopping, verbose=verbose,
+                          population=population, options=options, **deprecated_keywords)
         options, first, last = deprecated.translate(deprecated_keywords, as_options(options))
         check_budget(epochs, steps)
         stopper = as_early_stopping(early_stopping)

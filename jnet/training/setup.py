@@ -281,5 +281,5 @@ def initial_state(setup: Setup, options: Options) -> TrainState:
         checks.check_tree("opt_state", opt_state, jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape[len(lead):], s.dtype), want_opt), lead)
         opt_state = fresh(opt_state)
-    checks.no_tracers(optimizer=opt_state)
+    checks.no_tracers("jnet.fit", checks.FIT_FIX, optimizer=opt_state)
     return TrainState(params, state, opt_state, jnp.zeros(lead, bool))
