@@ -102,9 +102,9 @@ def scale_by_schedule_free(learning_rate: ScalarOrSchedule, b1: float, b2: float
         d = grads
         if is_tracer(weight_decay) or weight_decay != 0:  # λ = 0: no extra pass over y
             d = jax.tree.map(lambda g, y: g + weight_decay * y, grads, params)
-        u = jax.tree.map(lambda y, z, d: (c * (z - y) + lr * (b1 * (1 - c) - 1) * d)
-                         .astype(y.dtype), params, state.z, d)
         z = jax.tree.map(lambda z, d: (z - lr * d).astype(z.dtype), state.z, d)
+        u = jax.tree.map(lambda y, z, d: (c * (z - y) + lr * (1 - c) * (b1 - 1) * d)
+                         .astype(y.dtype), params, z, d)
         return u, ScheduleFreeState(z, nu, weight_sum, lr_max, state.b1)
 
     return GradientTransformation(init, update, schedule)

@@ -360,8 +360,11 @@ def floor_schedule_free(lr, beta=0.9, b2=None, eps=1e-8, power=2.0):
         if b2 is not None:
             v = _tmap(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
             g = _tmap(lambda g, v: g / (jnp.sqrt(v / (1 - b2 ** t)) + eps), g, v)
-        y = _tmap(lambda y, z, g: y + c * (z - y) + lr * (beta * (1 - c) - 1) * g, p, z, g)
-        return y, (_tmap(lambda z, g: z - lr * g, z, g), v, total, t)
+        # y from the new z (z_{t-1} = z_t + lr g): old z is then dead once z_t is written, so
+        # XLA updates z in place instead of copying it first (the textbook order costs 4x on CPU)
+        z = _tmap(lambda z, g: z - lr * g, z, g)
+        y = _tmap(lambda y, z, g: y + c * (z - y) + lr * (1 - c) * (beta - 1) * g, p, z, g)
+        return y, (z, v, total, t)
 
     return (lambda params: (params, _tmap(jnp.zeros_like, params) if b2 else None, jnp.zeros(()),
                             jnp.zeros(())), update)
