@@ -35,7 +35,7 @@ import jax
 
 from jnet.errors import ArgumentError, entry_point
 from jnet.layers.base import Layer
-from jnet.training import deprecated
+from jnet.training import checks, deprecated
 from jnet.training.callbacks import Callback, as_callbacks
 from jnet.training.early_stopping import EarlyStopping, as_early_stopping
 from jnet.training.options import Options, as_options
@@ -118,7 +118,9 @@ def fit(
 
     Raises:
         ArgumentError / ArgumentTypeError: a bad argument (named), before any training; also
-            when `fit` is called under `jax.vmap` / `jax.jit` (use ``population=``).
+            when a JAX tracer reaches `fit` (it was called under `jax.vmap` / `jax.jit` /
+            `jax.grad`: a traced x or y, epochs, or an optimizer, model or loss built from a
+            traced hyperparameter), naming where the tracer sits (use ``population=``).
         DataError: mismatched lengths, a bad mask, labels out of range, NaN / inf in the data.
         CheckpointError: a `Checkpoint` directory that cannot be written or has no room for
             one checkpoint (before training).
@@ -131,6 +133,13 @@ def fit(
             ``err.result`` too.
     """
     with entry_point("jnet.fit"):
+        # Before anything else: a traced value fails far from here, as a raw JAX error.
+        checks.no_tracers("jnet.fit", checks.FIT_FIX, model=model, optimizer=optimizer,
+                          x=x, y=y, epochs=epochs, steps=steps, batch_size=batch_size, key=key,
+                          mask=mask, validation_data=validation_data, loss=loss,
+                          metrics=metrics, shuffle=shuffle, callbacks=callbacks,
+                          early_stopping=early_stopping, verbose=verbose,
+                          population=population, options=options, **deprecated_keywords)
         options, first, last = deprecated.translate(deprecated_keywords, as_options(options))
         check_budget(epochs, steps)
         stopper = as_early_stopping(early_stopping)
