@@ -152,9 +152,5 @@ def fit(
             return Trainer(setup, options, chosen, epochs=epochs, steps=steps,
                            shuffle=shuffle, mesh=mesh, verbose=verbose).train()
         except _TRACER_ERRORS as err:
-            raise ArgumentError(
-                "jnet.fit was called inside jax.vmap / jax.jit / jax.grad (a traced value "
-                "reached it). fit is a Python driver (progress bar, checkpoints) and cannot be "
-                "transformed. To train several models at once, pass population= (e.g. "
-                "population={'learning_rate': [1e-3, 1e-2]} with a function that builds the "
-                "optimizer); to compile your own loop, use jnet.make_train_step.") from err
+            raise ArgumentError("jnet.fit was called inside jax.vmap / jax.jit / jax.grad (a "
+                                "traced value reached it). " + checks.FIT_FIX) from err
