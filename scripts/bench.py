@@ -41,6 +41,10 @@ cache against a torch loop with its own cache over the same weights (same tokens
 The optimizer workloads time `update` alone over 10 arrays of 1M float32 parameters and report
 the achieved memory bandwidth (bytes read + written per step / time) against the bandwidth of
 an in-place elementwise pass (read 1 array, write 1) over the same arrays: the physical limit.
+``muon_torch`` (`bench/muon_torch.py`; runs with the updates when torch is importable, not
+with ``--large``) times one Muon update and the Newton-Schulz iterations alone on 10 1000x1000
+matrices: jnet, the floor, `torch.optim.Muon` as shipped (bfloat16 iteration) and with its
+iteration in float32, results compared.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ for _path in (ROOT, SCRIPTS):  # run from anywhere: the checkout's jnet and the 
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from bench import torch_side  # noqa: E402
+from bench import muon_torch, torch_side  # noqa: E402
 from bench.floors import Step  # noqa: E402
 from bench.workloads import (  # noqa: E402
     OPTIMIZERS,  # noqa: F401  (re-exported: the tests check every rule has a floor)
@@ -424,6 +428,7 @@ def table(results: list[dict]) -> str:
                 f"**{j['time_vs_copy_limit']:.2f}** / {f['time_vs_copy_limit']:.2f} | "
                 f"{j['compiles']} / {f['compiles']} | "
                 f"{'yes' if r['agreement']['ok'] else 'NO'} |")
+    rows += ["\n" + muon_torch.table(r) for r in results if r["kind"] == "muon_torch"]
     return "\n".join(rows)
 
 
@@ -531,7 +536,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     parser.add_argument("--quick", action="store_true",
                         help="one round of a few steps per workload, small update arrays")
     parser.add_argument("--only", default=None,
-                        help="comma-separated workloads, e.g. mlp,cnn,update (default: all)")
+                        help="comma-separated workloads, e.g. mlp,cnn,update,muon_torch "
+                        "(default: all)")
     parser.add_argument("--large", action="store_true",
                         help="8x the batches and update arrays: the GPU preset (bench_gpu.sh)")
     parser.add_argument("--rounds", type=int, default=None)
@@ -619,7 +625,13 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(",")) if args.only else None
     meter = CompileMeter()
     results = []
-    for build in workload_builders(only, args.quick, args.large):
+    # muon_torch is no Workload (four implementations, two rows): run after the others, with
+    # the update rules; not with --large (torch runs on the CPU, jnet on the accelerator)
+    with_muon = torch_side.available() and not args.large and (
+        only is None or bool({"muon_torch", "update"} & only))
+    if only is not None and "muon_torch" in only:
+        only = (only - {"muon_torch"}) or {"(none)"}
+    for build in ([] if only == {"(none)"} else workload_builders(only, args.quick, args.large)):
         try:
             w = build()
         except MissingLayer as e:
@@ -633,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
         if w.decode is not None:
             results[-1]["decode"] = w.decode(cfg, meter, log)
         del w
+    if with_muon:
+        results.append(muon_torch.run(args.quick, cfg.rounds, min(cfg.steps, 2), log))
     if cfg.memory:
         add_memory(results, cfg, args.quick, args.large, log)
     report = {
