@@ -35,7 +35,7 @@ import jax
 
 from jnet.errors import ArgumentError, entry_point
 from jnet.layers.base import Layer
-from jnet.training import checks, compile_cache, deprecated
+from jnet.training import checks, deprecated
 from jnet.training.callbacks import Callback, as_callbacks
 from jnet.training.early_stopping import EarlyStopping, as_early_stopping
 from jnet.training.options import Options, as_options
@@ -142,8 +142,6 @@ def fit(
                           population=population, options=options, **deprecated_keywords)
         options, first, last = deprecated.translate(deprecated_keywords, as_options(options))
         check_budget(epochs, steps)
-        if options.compilation_cache is not None:  # before anything of the run compiles
-            compile_cache.enable(options.compilation_cache)
         stopper = as_early_stopping(early_stopping)
         chosen = as_callbacks([*([stopper] if stopper else []), *first,
                                *as_callbacks(callbacks), *last])

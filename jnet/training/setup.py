@@ -19,7 +19,7 @@ import numpy as np
 
 from jnet.errors import ArgumentError, ArgumentTypeError, DataError, Error
 from jnet.layers.base import Layer, abstract_init
-from jnet.training import checks
+from jnet.training import checks, compile_cache
 from jnet.training import data as D
 from jnet.training.loop import TrainState, fresh
 from jnet.training.metrics import Metric
@@ -217,7 +217,11 @@ class Setup:
 def resolve(model: Layer, optimizer: Any, x: Any, y: Any, *, key: Any, mask: Any,
             batch_size: int | None, validation_data: Any, loss: Any, metrics: Sequence[Any] | None,
             population: Any, mesh: Any, options: Options) -> Setup:
-    """Check the arguments of `fit` and return its `Setup` (no training work)."""
+    """Check the arguments of `fit` and return its `Setup` (no training work). Turns on the
+    persistent compilation cache of ``options.compilation_cache`` first, before the run
+    compiles anything (the key, the model's init)."""
+    if options.compilation_cache is not None:
+        compile_cache.enable(options.compilation_cache)
     key = as_key(key)
     hyper = as_population(population, optimizer)
     if hyper is not None and mesh is not None:
