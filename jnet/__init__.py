@@ -17,7 +17,7 @@ from jnet import (
     optim,
     precision,
 )
-from jnet.errors import ArgumentError, ArgumentTypeError, DataError, Error
+from jnet.errors import ArgumentError, ArgumentKeyError, ArgumentTypeError, DataError, Error
 from jnet.export import ExportedModel, export, load_exported
 from jnet.layers.summary import summary
 from jnet.training import (
@@ -36,6 +36,7 @@ from jnet.training.lr_find import lr_find
 __version__ = "0.2.0"
 __all__ = [
     "ArgumentError",
+    "ArgumentKeyError",
     "ArgumentTypeError",
     "DataError",
     "EarlyStopping",

@@ -33,24 +33,45 @@ from jnet.errors import ArgumentError, ArgumentTypeError
 ArrayLike = Any
 
 
+def _non_numeric_dtype(value: Any) -> Any:
+    """The dtype of `value` when it is not an array of numbers or bools (object for what
+    NumPy cannot read as an array), else None; shared with `jnet.losses`' input checks."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(value).dtype
+        except (TypeError, ValueError):
+            dtype = np.dtype(object)
+    if jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_):
+        return None
+    return dtype
+
+
 def _array(x: ArrayLike) -> jax.Array:
     """`x` as a JAX array.
 
     Raises:
         ArgumentTypeError: `x` does not hold numbers (strings, objects, None).
     """
-    dtype = getattr(x, "dtype", None)
-    if dtype is None:
-        try:
-            dtype = np.asarray(x).dtype
-        except (TypeError, ValueError):
-            dtype = np.dtype(object)
-    if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
+    dtype = _non_numeric_dtype(x)
+    if dtype is not None:
         raise ArgumentTypeError(
             f"x must be an array of numbers, got {type(x).__name__} of dtype {dtype}. Pass a "
             "NumPy or JAX array (e.g. `np.asarray(x, np.float32)`)."
         )
     return jnp.asarray(x)
+
+
+def _check_parameter(fn: str, name: str, value: Any) -> None:
+    """Raise unless the parameter `name` of `fn` (a slope, α, β) holds numbers.
+
+    Raises:
+        ArgumentTypeError: a string, None or another non-numeric value.
+    """
+    if _non_numeric_dtype(value) is not None:
+        raise ArgumentTypeError(
+            f"{name} must be a number (or an array of numbers), got "
+            f"{type(value).__name__} {value!r:.60}.", where=f"jnet.activations.{fn}")
 
 
 def _float(x: ArrayLike) -> jax.Array:
@@ -91,6 +112,7 @@ def linear(x: ArrayLike, a: float = 1.0) -> jax.Array:
     The activation of regression outputs; stacking layers with it collapses them into one
     linear map, so hidden layers need a non-linearity instead.
     """
+    _check_parameter("linear", "a", a)
     return a * _array(x)
 
 
@@ -148,6 +170,7 @@ def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> jax.Array:
     ReLU that keeps a small gradient for negative inputs. Default slope 0.01 as in JAX,
     PyTorch and MATLAB; Keras's `LeakyReLU` defaults to 0.3 (`leaky_relu` op: 0.2).
     """
+    _check_parameter("leaky_relu", "negative_slope", negative_slope)
     x = _array(x)
     return jnp.where(x > 0, x, negative_slope * x)
 
@@ -162,6 +185,7 @@ def prelu(x: ArrayLike, alpha: ArrayLike) -> jax.Array:
     `alpha` broadcasts against `x` (a scalar, or one slope per channel on the last axis). The
     layer `PReLU` owns and learns `alpha` (initialised to 0.25 as in the paper and PyTorch).
     """
+    _check_parameter("prelu", "alpha", alpha)
     x = _array(x)
     return jnp.where(x > 0, x, alpha * x)
 
@@ -177,6 +201,7 @@ def elu(x: ArrayLike, alpha: float = 1.0) -> jax.Array:
     outputs push mean activations toward 0, which can speed learning. The exponential branch
     sees min(x, 0), so for x = 1000 neither the value nor the gradient meets e^1000 = inf.
     """
+    _check_parameter("elu", "alpha", alpha)
     x = _array(x)
     positive = x > 0
     safe = jnp.where(positive, jnp.zeros_like(x), x)
@@ -194,6 +219,7 @@ def swish(x: ArrayLike, beta: float = 1.0) -> jax.Array:
     x < 0 (0.313 at x = −2, where swish is −0.238). A smooth, non-monotonic ReLU alternative
     used in EfficientNet-style networks. Stable for large |x| through the stable `sigmoid`.
     """
+    _check_parameter("swish", "beta", beta)
     x = _array(x)
     return x * sigmoid(beta * x)
 

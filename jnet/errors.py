@@ -19,6 +19,8 @@ The classes:
 - `Error`: the base.
 - `ArgumentError` (`ValueError`): an argument has a value the function cannot use.
 - `ArgumentTypeError` (`ArgumentError`, `TypeError`): an argument has the wrong type.
+- `ArgumentKeyError` (`ArgumentError`, `KeyError`): a name that is not there was looked up
+  (``result.history["val_loss"]`` of a run without validation data).
 - `DataError` (`ValueError`): the data (x, y, mask, labels) cannot be trained on as given.
 - `jnet.layers.LayerError`, `jnet.optim.OptimizerError`, `jnet.checkpoint.CheckpointError`
   and `jnet.TrainingDiverged` (`FloatingPointError`) are subclasses too.
@@ -31,7 +33,8 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["ArgumentError", "ArgumentTypeError", "DataError", "Error", "entry_point"]
+__all__ = ["ArgumentError", "ArgumentKeyError", "ArgumentTypeError", "DataError", "Error",
+           "entry_point"]
 
 
 class Error(Exception):
@@ -67,6 +70,11 @@ class ArgumentError(Error, ValueError):
 
 class ArgumentTypeError(ArgumentError, TypeError):
     """An argument has the wrong type (a `TypeError` and a `ValueError`)."""
+
+
+class ArgumentKeyError(ArgumentError, KeyError):
+    """A name that is not there was looked up (a `KeyError`, so ``in`` and ``.get`` of a
+    mapping keep working, and a `ValueError`)."""
 
 
 class DataError(Error, ValueError):

@@ -60,8 +60,22 @@ class ExportedModel:
 
     def __call__(self, x: Any) -> jax.Array:
         """Run the model on `x` (the exported shape and dtype; any batch size with
-        ``dynamic_batch=True``), in evaluation mode."""
-        return self.exported.call(x)
+        ``dynamic_batch=True``), in evaluation mode.
+
+        Raises:
+            ArgumentError: `x` is not an array of the exported shape and dtype.
+        """
+        try:
+            return self.exported.call(x)
+        except (TypeError, ValueError) as e:  # jax.export's checks of the argument
+            expected = ", ".join(a.str_short() for a in self.in_avals)
+            given = (f"{np.dtype(x.dtype).name}[{','.join(map(str, np.shape(x)))}]"
+                     if hasattr(x, "dtype")
+                     else f"{type(x).__name__} {x!r:.40}")
+            raise ArgumentError(
+                f"expected an input {expected} (the shape and dtype it was exported for), got "
+                f"{given}: {e}. Export again for other shapes, or with dynamic_batch=True for "
+                "any batch size.", where="ExportedModel") from None
 
     def serialize(self) -> bytes:
         """The StableHLO module and its calling convention as bytes (`jax.export`'s format)."""
@@ -69,7 +83,15 @@ class ExportedModel:
             return bytes(self.exported.serialize())
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write `serialize()` to `path` (atomically: a temporary file renamed into place)."""
+        """Write `serialize()` to `path` (atomically: a temporary file renamed into place).
+
+        Raises:
+            ArgumentTypeError: `path` is not a str or os.PathLike.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise ArgumentTypeError(f"path must be a str or os.PathLike, got "
+                                    f"{type(path).__name__} {path!r:.40}.",
+                                    where="ExportedModel.save")
         tmp = f"{os.fspath(path)}.tmp"
         with open(tmp, "wb") as f:
             f.write(self.serialize())

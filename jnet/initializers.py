@@ -67,8 +67,10 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jnet._rng import draw
+from jnet.activations import _non_numeric_dtype
 from jnet.errors import ArgumentError, ArgumentTypeError
 
 Init = Callable[..., jax.Array]
@@ -76,6 +78,40 @@ Init = Callable[..., jax.Array]
 
 # Std of a standard normal truncated to [-2, 2]; dividing by it restores unit variance.
 _TRUNCATED_STD = 0.87962566103423978
+
+
+def _number(fn: str, name: str, value: Any) -> None:
+    """Raise unless the factory argument `name` of `fn` is a real number (or array of them)."""
+    if isinstance(value, bool) or _non_numeric_dtype(value) is not None:
+        raise ArgumentTypeError(f"{fn}: {name} must be a number, got {type(value).__name__} "
+                                f"{value!r:.40}.")
+
+
+def _checked(fn: str) -> Callable[[Callable[..., jax.Array]], Init]:
+    """Decorate the init a factory returns: the key and shape a user passes are checked
+    before JAX sees them.
+
+    Raises:
+        ArgumentTypeError: a key that is not a PRNG key, or a shape that is not a sequence of
+            non-negative ints.
+    """
+
+    def decorate(init: Callable[..., jax.Array]) -> Init:
+        @functools.wraps(init)
+        def checked(key: Any, shape: Any, *args: Any, **kwargs: Any) -> jax.Array:
+            dims = tuple(shape) if isinstance(shape, (tuple, list, np.ndarray)) else None
+            if dims is None or not all(isinstance(d, (int, np.integer))
+                                       and not isinstance(d, bool) and d >= 0 for d in dims):
+                raise ArgumentTypeError(f"{fn}: shape must be a tuple of non-negative ints such "
+                                        f"as (784, 128), got {shape!r:.40}.")
+            if not hasattr(key, "dtype"):
+                raise ArgumentTypeError(f"{fn}: key must be a PRNG key (jax.random.key(0)), "
+                                        f"got {type(key).__name__} {key!r:.40}.")
+            return init(key, dims, *args, **kwargs)
+
+        return checked
+
+    return decorate
 
 
 def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
@@ -112,7 +148,9 @@ def variance_scaling(
         raise ArgumentError(
             f"variance_scaling: distribution must be 'uniform' or 'normal', got {distribution!r}."
         )
+    _number("variance_scaling", "scale", scale)
 
+    @_checked("variance_scaling")
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
         fan_in, fan_out = compute_fans(shape)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
@@ -173,7 +211,9 @@ def orthogonal(scale: float = 1.0) -> Init:
     (``Q.T @ Q = I``), otherwise the rows are (``Q @ Q.T = I``); then everything is multiplied
     by `scale`. Same as `jax.nn.initializers.orthogonal`, PyTorch's ``orthogonal_`` and Keras.
     """
+    _number("orthogonal", "scale", scale)
 
+    @_checked("orthogonal")
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
         shape = tuple(shape)
         if len(shape) < 2:
@@ -194,7 +234,9 @@ def orthogonal(scale: float = 1.0) -> Init:
 
 def constant(value: float) -> Init:
     """Every entry equal to `value` (e.g. a small positive bias before ReLU)."""
+    _number("constant", "value", value)
 
+    @_checked("constant")
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
         del key  # deterministic
         return jnp.full(shape, value, dtype)
@@ -214,7 +256,10 @@ def ones() -> Init:
 
 def uniform(minval: float = -0.05, maxval: float = 0.05) -> Init:
     """U(minval, maxval) (Keras ``RandomUniform`` defaults). PyTorch's LSTM uses ±1/sqrt(hidden)."""
+    _number("uniform", "minval", minval)
+    _number("uniform", "maxval", maxval)
 
+    @_checked("uniform")
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
         return draw(jax.random.uniform, key, shape, dtype=dtype, minval=minval, maxval=maxval)
 
@@ -223,7 +268,10 @@ def uniform(minval: float = -0.05, maxval: float = 0.05) -> Init:
 
 def normal(stddev: float = 0.05, mean: float = 0.0) -> Init:
     """N(mean, stddev²), untruncated (Keras ``RandomNormal`` defaults)."""
+    _number("normal", "stddev", stddev)
+    _number("normal", "mean", mean)
 
+    @_checked("normal")
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
         return mean + stddev * draw(jax.random.normal, key, shape, dtype=dtype)
 
@@ -240,6 +288,7 @@ def torch_default() -> Init:
     Called without a context (directly on a shape), fan_in is the shape's (`compute_fans`).
     """
 
+    @_checked("torch_default")
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32, *,
              fan_in: int | None = None, summands: int = 1) -> jax.Array:
         n = compute_fans(shape)[0] if fan_in is None else fan_in
@@ -288,7 +337,9 @@ def get(spec: str | Callable, argument: str = "spec") -> Init:
 
     Raises:
         ArgumentError: an unknown name.
-        ArgumentTypeError: neither a name nor a callable.
+        ArgumentTypeError: neither a name nor a callable, or a callable that cannot be called
+            as ``init(key, shape)`` or ``init(key, shape, dtype)`` (a required dtype is given
+            float32).
     """
     if isinstance(spec, str):
         if spec not in _FACTORIES:
@@ -305,24 +356,50 @@ def get(spec: str | Callable, argument: str = "spec") -> Init:
     # Forgetting the call (`w_init=he_normal`) is the common slip; the factory has defaults.
     if any(spec is factory for factory in _FACTORIES.values()):
         return _with_context(spec())
-    return _with_context(spec)
+    return _with_context(spec, argument)
 
 
-def _with_context(init: Callable) -> Init:
-    """`init` taking the context keywords, passing on only those its signature declares."""
+def _with_context(init: Callable, argument: str = "init") -> Init:
+    """`init` taking the context keywords, passing on only those its signature declares.
+
+    Layers call ``init(key, shape, **context)``: an init whose signature requires a dtype
+    (``def init(key, shape, dtype)``) is given float32, the dtype of jnet's params.
+
+    Raises:
+        ArgumentTypeError: an init that cannot be called as ``init(key, shape)`` or
+            ``init(key, shape, dtype)``.
+    """
     try:
-        params = tuple(inspect.signature(init).parameters.values())
+        signature: inspect.Signature | None = inspect.signature(init)
     except (TypeError, ValueError):  # no signature to read (some builtins): pass nothing
-        params = ()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        signature = None
+    params = tuple(signature.parameters.values()) if signature else ()
+    passes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    needs_dtype = signature is not None and not _binds(signature, 2)
+    if signature is not None and needs_dtype and not _binds(signature, 3):
+        raise ArgumentTypeError(
+            f"{argument} must be callable as init(key, shape, dtype=jnp.float32), got "
+            f"{getattr(init, '__qualname__', type(init).__name__)}{signature}. Give it those "
+            "parameters, or use a jnet.initializers factory.")
+    if passes_all and not needs_dtype:
         return init
     takes = tuple(p.name for p in params if p.name in _CONTEXT)
+    default_dtype = (jnp.float32,) if needs_dtype else ()
 
     @functools.wraps(init)
     def with_context(key, shape, *dtype, **context):
-        return init(key, shape, *dtype, **{k: v for k, v in context.items() if k in takes})
+        return init(key, shape, *(dtype or default_dtype),
+                    **{k: v for k, v in context.items() if passes_all or k in takes})
 
     return with_context
+
+
+def _binds(signature: inspect.Signature, positional: int) -> bool:
+    try:
+        signature.bind(*range(positional))
+    except TypeError:
+        return False
+    return True
 
 
 __all__ = [

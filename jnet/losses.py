@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.activations import log_softmax, softplus
+from jnet.activations import _non_numeric_dtype, log_softmax, softplus
 from jnet.errors import ArgumentError, DataError, public
 
 ArrayLike = Any
@@ -49,14 +49,7 @@ def _check_same_shape(a_name: str, a: ArrayLike, b_name: str, b: ArrayLike) -> N
 
 def _check_numeric(name: str, value: ArrayLike) -> None:
     """Raise unless `value` is an array of numbers or bools (or converts to one)."""
-    dtype = getattr(value, "dtype", None)
-    if dtype is None:
-        try:
-            dtype = np.asarray(value).dtype
-        except (TypeError, ValueError):
-            dtype = np.dtype(object)
-    if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)
-            or jnp.issubdtype(dtype, jnp.floating)):
+    if _non_numeric_dtype(value) is not None:
         raise DataError(
             f"expected {name} as an array of numbers, got {type(value).__name__} {value!r:.80}. "
             "Pass a NumPy or JAX array.")
@@ -67,6 +60,9 @@ def _reduce(losses: jax.Array, reduction: str, where: ArrayLike | None) -> jax.A
     if reduction not in REDUCTIONS:
         raise ArgumentError(f"expected reduction in {REDUCTIONS}, got {reduction!r}.")
     if where is not None:
+        if _non_numeric_dtype(where) is not None:
+            raise ArgumentError(f"expected a boolean `where` mask, got {type(where).__name__} "
+                                f"{where!r:.60}. Pass an array of bools.")
         mask = jnp.asarray(where)
         loss_shape = losses.shape
         if mask.shape != loss_shape[: mask.ndim] or mask.ndim == 0:
@@ -148,7 +144,15 @@ def softmax_cross_entropy(
             ``logits.shape`` (float, int or bool).
         reduction: "mean", "sum" or "none" (per-element losses, shape ``logits.shape[:-1]``).
         where: optional boolean mask over examples (module docstring).
+
+    Raises:
+        DataError: non-numeric logits or labels, logits that are not floating, labels of
+            neither shape, concrete integer labels outside [0, C).
+        ArgumentError: an unknown `reduction`, or a `where` that is not a boolean mask of the
+            loss's leading shape.
     """
+    _check_numeric("logits", logits)
+    _check_numeric("labels", labels)
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
     if logits.ndim == 0 or not jnp.issubdtype(logits.dtype, jnp.floating):

@@ -55,7 +55,11 @@ def cast_floating(tree: PyTree, dtype: Any) -> PyTree:
 
     Integer arrays (labels, step counters) and PRNG keys are not floating point, so they pass
     through unchanged. A leaf already of `dtype` is returned as is (no copy).
+
+    Raises:
+        ArgumentError: `dtype` is not a dtype.
     """
+    dtype = _dtype("dtype", dtype, "jnet.precision.cast_floating")
 
     def cast(leaf):
         leaf_dtype = getattr(leaf, "dtype", None)
@@ -116,14 +120,14 @@ def _mixed(children: dict[str, Layer], *, dtype: Any, keep: Callable[[Layer], bo
                  side_inputs=model.side_inputs)
 
 
-def _dtype(what: str, value: Any) -> jnp.dtype:
+def _dtype(what: str, value: Any, where: str = "jnet.precision.mixed") -> jnp.dtype:
     """`value` as a NumPy dtype, or an `ArgumentError` naming `what`."""
     try:
         return jnp.dtype(value)
     except TypeError:
         raise ArgumentError(
             f"{what} must be a dtype such as jnp.bfloat16 or 'float32', got {value!r}.",
-            where="jnet.precision.mixed",
+            where=where,
         ) from None
 
 

@@ -34,9 +34,17 @@ table shows medians over rounds and the ratios jnet / floor and jnet / torch. Pe
 its steps in a fresh process. The strided CNN also times `jnet.fit` itself, with its default
 (scan) and ``scan=False``.
 
+The ``gpt`` workload (`bench/lm.py`) is the character-level GPT of `train_lm.py` trained with
+AdamW; its row adds training tokens/s and a decode row: greedy decoding with jnet's key / value
+cache against a torch loop with its own cache over the same weights (same tokens asserted).
+
 The optimizer workloads time `update` alone over 10 arrays of 1M float32 parameters and report
 the achieved memory bandwidth (bytes read + written per step / time) against the bandwidth of
 an in-place elementwise pass (read 1 array, write 1) over the same arrays: the physical limit.
+``muon_torch`` (`bench/muon_torch.py`; runs with the updates when torch is importable, not
+with ``--large``) times one Muon update and the Newton-Schulz iterations alone on 10 1000x1000
+matrices: jnet, the floor, `torch.optim.Muon` as shipped (bfloat16 iteration) and with its
+iteration in float32, results compared.
 """
 
 from __future__ import annotations
@@ -68,7 +76,7 @@ for _path in (ROOT, SCRIPTS):  # run from anywhere: the checkout's jnet and the 
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from bench import torch_side  # noqa: E402
+from bench import muon_torch, torch_side  # noqa: E402
 from bench.floors import Step  # noqa: E402
 from bench.workloads import (  # noqa: E402
     OPTIMIZERS,  # noqa: F401  (re-exported: the tests check every rule has a floor)
@@ -420,6 +428,39 @@ def table(results: list[dict]) -> str:
                 f"**{j['time_vs_copy_limit']:.2f}** / {f['time_vs_copy_limit']:.2f} | "
                 f"{j['compiles']} / {f['compiles']} | "
                 f"{'yes' if r['agreement']['ok'] else 'NO'} |")
+    rows += ["\n" + muon_torch.table(r) for r in results if r["kind"] == "muon_torch"]
+    return "\n".join(rows)
+
+
+def lm_table(results: list[dict]) -> str:
+    """Markdown: training tokens/s of the language-model rows (tokens per step / median step
+    time; jnet also inside its compiled scan) and greedy decoding tokens/s with a KV cache."""
+    rows = []
+    for r in results:
+        per_step = r.get("info", {}).get("tokens_per_step")
+        if r["kind"] == "train" and per_step:
+            m = r["impls"]
+            rates = [per_step / m[i]["step_median_s"] if i in m else None
+                     for i in ("jnet", "floor", "torch", "torch.compile")]
+            rows += ["| training | tokens/s jnet / floor / torch / torch.compile | jnet scan "
+                     "tokens/s | jnet / torch eager (tokens/s) |", "|---|---|---|---|"] * (
+                         not rows)
+            rows.append(f"| {r['name']} {r['info']['batch']} | "
+                        f"{_slash(rates, lambda v: f'{v:,.0f}')} | "
+                        f"{per_step / m['jnet']['scan_step_s']:,.0f} | "
+                        + ("–" if rates[2] is None else f"**{rates[0] / rates[2]:.2f}**") + " |")
+    for r in (r["decode"] for r in results if "decode" in r):
+        m, agree = r["impls"], r.get("agreement_torch")
+        rates = [m.get(i, {}).get("tokens_per_s") for i in ("jnet", "torch")]
+        rows += ["", "| decoding (batch 1, greedy, KV cache) | tokens/s jnet / torch | jnet / "
+                 "torch | compile s jnet | tokens equal, first logits max diff |",
+                 "|---|---|---|---|---|",
+                 f"| {r['name']} ({r['info']['tokens']} tokens) | "
+                 f"{_slash(rates, lambda v: f'{v:,.0f}')} | "
+                 + (f"**{r['ratio']['tokens_per_s_vs_torch']:.2f}**" if "ratio" in r else "–")
+                 + f" | {m['jnet']['compile_s']:.2f} | "
+                 + ("–" if agree is None else f"{'yes' if agree['tokens_equal'] else 'NO'}, "
+                    f"{agree['first_logits_max_abs_diff']:.0e}") + " |"]
     return "\n".join(rows)
 
 
@@ -495,7 +536,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     parser.add_argument("--quick", action="store_true",
                         help="one round of a few steps per workload, small update arrays")
     parser.add_argument("--only", default=None,
-                        help="comma-separated workloads, e.g. mlp,cnn,update (default: all)")
+                        help="comma-separated workloads, e.g. mlp,cnn,update,muon_torch "
+                        "(default: all)")
     parser.add_argument("--large", action="store_true",
                         help="8x the batches and update arrays: the GPU preset (bench_gpu.sh)")
     parser.add_argument("--rounds", type=int, default=None)
@@ -583,7 +625,13 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(",")) if args.only else None
     meter = CompileMeter()
     results = []
-    for build in workload_builders(only, args.quick, args.large):
+    # muon_torch is no Workload (four implementations, two rows): run after the others, with
+    # the update rules; not with --large (torch runs on the CPU, jnet on the accelerator)
+    with_muon = torch_side.available() and not args.large and (
+        only is None or bool({"muon_torch", "update"} & only))
+    if only is not None and "muon_torch" in only:
+        only = (only - {"muon_torch"}) or {"(none)"}
+    for build in ([] if only == {"(none)"} else workload_builders(only, args.quick, args.large)):
         try:
             w = build()
         except MissingLayer as e:
@@ -594,7 +642,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_workload(w, cfg, meter, log))
         if w.fit is not None:
             results[-1]["fit"] = w.fit(cfg)
+        if w.decode is not None:
+            results[-1]["decode"] = w.decode(cfg, meter, log)
         del w
+    if with_muon:
+        results.append(muon_torch.run(args.quick, cfg.rounds, min(cfg.steps, 2), log))
     if cfg.memory:
         add_memory(results, cfg, args.quick, args.large, log)
     report = {
@@ -610,6 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.json, "w") as f:
         json.dump(report, f, indent=1)
     print(table(results))
+    if any("tokens_per_step" in r.get("info", {}) for r in results):
+        print("\n" + lm_table(results))
     print("\n" + flops_table(results, report["machine"]["peak"]))
     m = report["machine"]
     print(f"\n{'SINGLE CORE (pinned to 1 CPU)' if m['single_core'] else 'DEFAULT THREADS'}: "
@@ -620,6 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [name for r in results for key, name in (("agreement", r["name"]),
                                                     ("agreement_torch", r["name"] + " (torch)"))
            if not r.get(key, {}).get("ok", True)]
+    bad += [r["name"] + " decode (torch)" for r in results
+            if not r.get("decode", {}).get("agreement_torch", {}).get("ok", True)]
     if bad:
         print(f"DISAGREEMENT between jnet and another implementation on: {', '.join(bad)}",
               file=sys.stderr)

@@ -127,10 +127,14 @@ def input_for(layer: L.Layer) -> tuple[Any, Any]:
     fixed = layer.input_shape
     own = [] if fixed is None else [(fixed, lambda: _floats(fixed))]
     for in_shape, make_x in own + CANDIDATES:
-        try:
-            _, params, state = layer.init(jax.random.key(0), in_shape)
-            x = make_x()
-            layer.apply(params, state, x)
+        x = make_x()
+
+        def init_and_apply(key, x, in_shape=in_shape):
+            _, params, state = layer.init(key, in_shape)
+            return layer.apply(params, state, x)
+
+        try:  # traced only (eval_shape): nothing compiles, so finding inputs stays cheap
+            jax.eval_shape(init_and_apply, jax.random.key(0), x)
             return in_shape, x
         except Exception:
             continue

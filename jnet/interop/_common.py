@@ -15,7 +15,6 @@ from jnet.errors import ArgumentError, ArgumentTypeError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-
 def _converter(fn: F) -> F:
     """Check the ``(state_dict, prefix)`` every converter takes before it reads an entry.
 
@@ -50,11 +49,12 @@ def _get(state_dict: Mapping[str, Any], key: str, what: str, optional: bool = Fa
     if key not in state_dict:
         if optional:
             return None
-        near = sorted(k for k in state_dict if k.split(".")[-1] == key.split(".")[-1])
+        near = sorted(str(k) for k in state_dict
+                      if str(k).split(".")[-1] == key.split(".")[-1])
         hint = f" Keys with that name: {near[:5]}; pass the right prefix=." if near else ""
         raise ArgumentError(
             f"{what}: the state dict has no {key!r}.{hint} It has {len(state_dict)} keys, e.g. "
-            f"{sorted(state_dict)[:6]}."
+            f"{sorted(map(str, state_dict))[:6]}."
         )
     array = _as_numpy(state_dict[key], key, what)
     if not jnp.issubdtype(array.dtype, jnp.floating):
@@ -110,4 +110,26 @@ def _weight_and_bias(state_dict: Mapping[str, Any], prefix: str, what: str, layo
     if b is not None:
         _check_shape(what, "bias", b, (w.shape[out_axis],))
         params["b"] = b
+    return params
+
+
+def _affine(state_dict: Mapping[str, Any], prefix: str, what: str, bias: bool = True,
+            axis_note: str = "",
+            fix: str = "jnet normalises with one scale per channel / feature.") -> dict:
+    """``{"scale": weight (C,), "bias": bias (C,)}`` of a normalisation module (LayerNorm,
+    RMSNorm, GroupNorm, InstanceNorm); the bias only when `bias` and present.
+
+    Raises:
+        ArgumentError: no ``weight`` under `prefix`; a weight that is not 1-D (the message
+            adds `axis_note` after "(C,)" and ends with `fix`), or a bias not of its shape.
+    """
+    weight = _get(state_dict, prefix + "weight", what)
+    if weight.ndim != 1:
+        raise ArgumentError(f"{what}: expected a 1-D weight (C,){axis_note}, got "
+                            f"{weight.shape}. {fix}")
+    params = {"scale": weight}
+    b = _get(state_dict, prefix + "bias", what, optional=True) if bias else None
+    if b is not None:
+        _check_shape(what, "bias", b, weight.shape)
+        params["bias"] = b
     return params

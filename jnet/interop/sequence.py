@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jnet.errors import ArgumentError
-from jnet.interop._common import _check_shape, _converter, _get
+from jnet.interop._common import _affine, _check_shape, _converter, _get
 
 
 @_converter
@@ -29,20 +29,10 @@ def layernorm_from_torch(state_dict: Mapping[str, Any], prefix: str = "") -> dic
         ArgumentError: no ``weight`` under `prefix`; a weight or bias that is not one vector of C
             values.
     """
-    what = "layernorm_from_torch"
-    weight = _get(state_dict, prefix + "weight", what)
-    if weight.ndim != 1:
-        raise ArgumentError(
-            f"{what}: expected a 1-D weight (C,) (LayerNorm over the last axis), got "
-            f"{weight.shape}. jnet's LayerNorm normalises the last axis only: build the "
-            "PyTorch module with normalized_shape=C."
-        )
-    params = {"scale": weight}
-    bias = _get(state_dict, prefix + "bias", what, optional=True)
-    if bias is not None:
-        _check_shape(what, "bias", bias, weight.shape)
-        params["bias"] = bias
-    return params
+    return _affine(state_dict, prefix, "layernorm_from_torch",
+                   axis_note=" (LayerNorm over the last axis)",
+                   fix="jnet's LayerNorm normalises the last axis only: build the PyTorch "
+                       "module with normalized_shape=C.")
 
 
 @_converter

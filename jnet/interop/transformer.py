@@ -8,25 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from jnet.errors import ArgumentError
-from jnet.interop._common import _check_shape, _converter, _get, _weight_and_bias
+from jnet.errors import ArgumentError, ArgumentTypeError
+from jnet.interop._common import _affine, _check_shape, _converter, _get, _weight_and_bias
 from jnet.interop.core import dense_from_torch
 from jnet.interop.sequence import layernorm_from_torch, multihead_attention_from_torch
-
-
-def _affine(state_dict: Mapping[str, Any], prefix: str, what: str, bias: bool) -> dict:
-    """``{"scale": weight (C,), "bias": bias (C,)}`` of a normalisation module (the bias only
-    when `bias` and present)."""
-    weight = _get(state_dict, prefix + "weight", what)
-    if weight.ndim != 1:
-        raise ArgumentError(f"{what}: expected a 1-D weight (C,), got {weight.shape}. jnet "
-                            "normalises with one scale per channel / feature.")
-    params = {"scale": weight}
-    b = _get(state_dict, prefix + "bias", what, optional=True) if bias else None
-    if b is not None:
-        _check_shape(what, "bias", b, weight.shape)
-        params["bias"] = b
-    return params
 
 
 @_converter
@@ -144,10 +129,21 @@ def separable_conv2d_from_torch(state_dict: Mapping[str, Any], depth_multiplier:
         The params dict (no ``"b"`` when neither convolution has a bias).
 
     Raises:
-        ArgumentError: missing weights, or shapes that are not a depthwise / 1 x 1 pair
-            with C·M divisible by M.
+        ArgumentError: missing weights, shapes that are not a depthwise / 1 x 1 pair with C·M
+            divisible by M, or a depth_multiplier that is not a positive int.
+        ArgumentTypeError: a `state_dict` that is not a mapping, or prefixes that are not
+            strings.
     """
     what = "separable_conv2d_from_torch"
+    for name, prefix in (("depthwise", depthwise), ("pointwise", pointwise)):
+        if not isinstance(prefix, str):
+            raise ArgumentTypeError(f"{what}: {name} must be the module's key prefix, a string "
+                                    f"such as '{name}.', got {type(prefix).__name__} "
+                                    f"{prefix!r}.")
+    if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, (int, np.integer)) \
+            or depth_multiplier < 1:
+        raise ArgumentError(f"{what}: depth_multiplier must be a positive int (the M of the "
+                            f"depthwise Conv2d(C, C·M, k, groups=C)), got {depth_multiplier!r}.")
     dw = _get(state_dict, depthwise + "weight", what)
     pw = _get(state_dict, pointwise + "weight", what)
     m = depth_multiplier

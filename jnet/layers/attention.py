@@ -321,16 +321,22 @@ def _attend(q, k, v, allowed, rate: float, key: jax.Array | None) -> jax.Array:
     n, t, h, d = q.shape
     kv = k.shape[2]
     dtype = jnp.promote_types(q.dtype, jnp.float32)
-    qg = q.reshape(n, t, kv, h // kv, d)
-    logits = jnp.einsum("ntkgd,nskd->nkgts", qg, k, preferred_element_type=dtype)
+    if kv == h:  # one query head per key head: (N, H, T, S) weights
+        qs, ks, ws, heads_axes = "nthd", "nshd", "nhts", 1
+    else:  # query heads grouped per key / value head: (N, K, H / K, T, S) weights
+        # (with K = H this layout costs XLA:CPU ~5% more bytes per training step)
+        q = q.reshape(n, t, kv, h // kv, d)
+        qs, ks, ws, heads_axes = "ntkgd", "nskd", "nkgts", 2
+    logits = jnp.einsum(f"{qs},{ks}->{ws}", q, k, preferred_element_type=dtype)
     logits = logits / math.sqrt(d)
     if allowed is not None:
-        logits = jnp.where(allowed[:, None, None], logits, jnp.finfo(dtype).min)
+        allowed = allowed.reshape(allowed.shape[:1] + (1,) * heads_axes + allowed.shape[1:])
+        logits = jnp.where(allowed, logits, jnp.finfo(dtype).min)
     weights = jax.nn.softmax(logits, axis=-1)
     if rate > 0:
         keep = draw(jax.random.bernoulli, require_key(KIND, key), weights.shape, p=1.0 - rate)
         weights = jnp.where(keep, weights / (1.0 - rate), 0.0)
-    out = jnp.einsum("nkgts,nskd->ntkgd", weights.astype(v.dtype), v)
+    out = jnp.einsum(f"{ws},{ks}->{qs}", weights.astype(v.dtype), v)
     return out.reshape(n, t, h, d)
 
 

@@ -117,13 +117,24 @@ def check_in_shape_rank(kind: str, in_shape: Shape, rank: int, layout: str, fix:
         )
 
 
+def _dtype_of(x: Any) -> tuple[Any, str]:
+    """``(dtype, how to name it)`` of an input; object for what is not an array (a string is
+    data here, not the dtype name `jnp.result_type` would read it as)."""
+    try:
+        dtype = np.dtype(object) if isinstance(x, (str, bytes)) else jnp.result_type(x)
+    except TypeError:
+        dtype = np.dtype(object)
+    named = f"dtype {dtype}" if dtype != np.dtype(object) else f"{type(x).__name__} {x!r:.40}"
+    return dtype, named
+
+
 def check_float(kind: str, x: Any) -> None:
     """Raise unless `x` is a floating-point array."""
-    dtype = jnp.result_type(x)
+    dtype, given = _dtype_of(x)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise LayerError(
             kind,
-            f"expected a floating-point input, got dtype {dtype}. "
+            f"expected a floating-point input, got {given}. "
             "Cast the data first, e.g. `x.astype(jnp.float32)`.",
         )
 
@@ -145,14 +156,15 @@ def check_mask(kind: str, mask: Any, n: int, t: int) -> jax.Array | None:
     or dtype. Shapes and dtypes are static, so under `jax.jit` this costs nothing."""
     if mask is None:
         return None
-    shape, dtype = jnp.shape(mask), jnp.result_type(mask)
+    dtype, given = _dtype_of(mask)
+    shape = jnp.shape(mask) if dtype != np.dtype(object) else None
     if shape != (n, t) or dtype != jnp.bool_:
         fix = ("Cast it with `mask.astype(bool)`." if shape == (n, t) else
                "Build it with `jnet.data.mask_from_lengths(lengths, T)`.")
         raise LayerError(
             kind,
             f"expected mask= as a boolean array of shape (N, T) = {(n, t)}, True on real steps, "
-            f"got shape {shape} dtype {dtype}. {fix}",
+            f"got {given if shape is None else f'shape {shape} {given}'}. {fix}",
         )
     return jnp.asarray(mask)
 

@@ -13,6 +13,30 @@ from jnet.layers.base import Layer, LayerError, check_float, check_last_dim, che
 from jnet.layers.checks import check_positive_int, is_number
 
 
+def _affine_params(c: int, scale: bool, center: bool) -> dict:
+    """``{"scale": ones (C,), "bias": zeros (C,)}``, each only when asked for."""
+    params = {}
+    if scale:
+        params["scale"] = jnp.ones((c,), jnp.float32)
+    if center:
+        params["bias"] = jnp.zeros((c,), jnp.float32)
+    return params
+
+
+def _scale_shift(y: jax.Array, params: dict, scale: bool, center: bool) -> jax.Array:
+    """``y * scale + bias`` with the learned (C,) params, each only when the layer has it."""
+    if scale:
+        y = y * params["scale"]
+    if center:
+        y = y + params["bias"]
+    return y
+
+
+def _check_eps(kind: str, eps: Any) -> None:
+    if not is_number(eps) or not eps > 0:  # `not > 0`: NaN fails too
+        raise LayerError(kind, f"eps must be a positive number, got {eps!r}.")
+
+
 def BatchNorm(
     momentum: float = 0.9,
     eps: float = 1e-5,
@@ -73,16 +97,11 @@ def BatchNorm(
     if not is_number(momentum) or not 0.0 <= momentum < 1.0:
         raise LayerError("BatchNorm",
                          f"momentum must satisfy 0 <= momentum < 1 (a number), got {momentum!r}.")
-    if not is_number(eps) or not eps > 0:
-        raise LayerError("BatchNorm", f"eps must be a positive number, got {eps!r}.")
+    _check_eps("BatchNorm", eps)
 
     def init_fn(key, in_shape):
         c = in_shape[_channel_axis(axis, len(in_shape) + 1) - 1]
-        params = {}
-        if scale:
-            params["scale"] = jnp.ones((c,), jnp.float32)
-        if center:
-            params["bias"] = jnp.zeros((c,), jnp.float32)
+        params = _affine_params(c, scale, center)
         state = {"mean": jnp.zeros((c,), jnp.float32), "var": jnp.ones((c,), jnp.float32)}
         return in_shape, params, state
 
@@ -103,10 +122,7 @@ def BatchNorm(
         else:
             mean, var, new_state = state["mean"], state["var"], state
         y = (x - mean) * jax.lax.rsqrt(var + eps)
-        if scale:
-            y = y * params["scale"]
-        if center:
-            y = y + params["bias"]
+        y = _scale_shift(y, params, scale, center)
         return jnp.moveaxis(y.astype(out_dtype), -1, ax), new_state
 
     config = {"momentum": momentum, "eps": eps, "axis": axis, "scale": scale, "center": center,
@@ -247,8 +263,7 @@ def LayerNorm(
         LayerError: ``eps <= 0``; at init, per-example inputs without a feature axis; at apply,
             non-floating inputs or a last axis other than the C the params were made for.
     """
-    if not is_number(eps) or eps <= 0:
-        raise LayerError("LayerNorm", f"eps must be a positive number, got {eps!r}.")
+    _check_eps("LayerNorm", eps)
 
     def init_fn(key, in_shape):
         if len(in_shape) < 1:
@@ -257,13 +272,7 @@ def LayerNorm(
                 f"expected per-example inputs with a feature axis to normalise, got in_shape "
                 f"{in_shape}. Reshape scalars per example to (N, 1), or drop the LayerNorm.",
             )
-        c = in_shape[-1]
-        params = {}
-        if scale:
-            params["scale"] = jnp.ones((c,), jnp.float32)
-        if center:
-            params["bias"] = jnp.zeros((c,), jnp.float32)
-        return in_shape, params, {}
+        return in_shape, _affine_params(in_shape[-1], scale, center), {}
 
     def apply_fn(params, state, x, *, key=None, train=False, mask=None):
         check_float("LayerNorm", x)
@@ -275,10 +284,7 @@ def LayerNorm(
         mean = jnp.mean(x, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
         y = (x - mean) * jax.lax.rsqrt(var + eps)
-        if scale:
-            y = y * params["scale"]
-        if center:
-            y = y + params["bias"]
+        y = _scale_shift(y, params, scale, center)
         return y.astype(out_dtype), state
 
     config = {"eps": eps, "scale": scale, "center": center}
@@ -288,21 +294,6 @@ def LayerNorm(
 
 # ----------------------------------------------------------------------------------------
 # Per-example normalisations of the transformer era: RMSNorm, GroupNorm, InstanceNorm.
-
-
-def _affine_params(c: int, scale: bool, center: bool) -> dict:
-    """``{"scale": ones (C,), "bias": zeros (C,)}``, each only when asked for."""
-    params = {}
-    if scale:
-        params["scale"] = jnp.ones((c,), jnp.float32)
-    if center:
-        params["bias"] = jnp.zeros((c,), jnp.float32)
-    return params
-
-
-def _check_eps(kind: str, eps: Any) -> None:
-    if not is_number(eps) or eps <= 0:
-        raise LayerError(kind, f"eps must be a positive number, got {eps!r}.")
 
 
 def RMSNorm(
@@ -353,9 +344,7 @@ def RMSNorm(
         out_dtype = x.dtype
         x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
         y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
-        if scale:
-            y = y * params["scale"]
-        return y.astype(out_dtype), state
+        return _scale_shift(y, params, scale, False).astype(out_dtype), state
 
     return Layer(init_fn, apply_fn, kind="RMSNorm", config={"eps": eps, "scale": scale},
                  name=name, keeps_float32=True)
@@ -483,10 +472,7 @@ def _group_layer(kind: str, num_groups: int | None, eps: float, scale: bool, cen
         mean = jnp.sum(xg * weight, axis=axes, keepdims=True) / count
         var = jnp.sum(jnp.square(xg - mean) * weight, axis=axes, keepdims=True) / count
         y = ((xg - mean) * jax.lax.rsqrt(var + eps)).reshape(x.shape)
-        if scale:
-            y = y * params["scale"]
-        if center:
-            y = y + params["bias"]
+        y = _scale_shift(y, params, scale, center)
         return y.astype(out_dtype), state
 
     config = {"eps": eps, "scale": scale, "center": center}

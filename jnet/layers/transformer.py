@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from jnet._rng import draw
 from jnet.layers.attention import DecodingLayer, MultiHeadAttention
-from jnet.layers.base import Layer, LayerError, check_in_shape_rank, require_key, split_key
+from jnet.layers.base import LayerError, check_in_shape_rank, require_key, split_key
 from jnet.layers.checks import check_positive_int, is_number
 from jnet.layers.dense import Dense
 from jnet.layers.norm import LayerNorm
@@ -23,17 +23,37 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
-def TransformerEncoderLayer(
-    num_heads: int,
-    dim_feedforward: int = 2048,
-    dropout: float = 0.1,
-    activation: str | Callable[[jax.Array], jax.Array] = "relu",
-    norm_first: bool = False,
-    layer_norm_eps: float = 1e-5,
-    num_kv_heads: int | None = None,
-    rope: bool | float = False,
-    name: str | None = None,
-) -> Layer:
+def _public_block(causal: bool) -> Callable[[Callable[[], None]], Callable[..., DecodingLayer]]:
+    """A decorator: the public constructor of a transformer block from a stub that carries
+    its name and docstring. Both blocks take the same arguments (the signature below) and
+    differ only in `causal`."""
+
+    def make(stub: Callable[[], None]) -> Callable[..., DecodingLayer]:
+        kind = stub.__name__
+
+        def block(
+            num_heads: int,
+            dim_feedforward: int = 2048,
+            dropout: float = 0.1,
+            activation: str | Callable[[jax.Array], jax.Array] = "relu",
+            norm_first: bool = False,
+            layer_norm_eps: float = 1e-5,
+            num_kv_heads: int | None = None,
+            rope: bool | float = False,
+            name: str | None = None,
+        ) -> DecodingLayer:
+            return _block(kind, causal, num_heads, dim_feedforward, dropout, activation,
+                          norm_first, layer_norm_eps, num_kv_heads, rope, name)
+
+        block.__name__, block.__qualname__, block.__doc__ = kind, kind, stub.__doc__
+        block.__module__ = stub.__module__
+        return block
+
+    return make
+
+
+@_public_block(causal=False)
+def TransformerEncoderLayer() -> None:
     """A transformer encoder block, (N, T, E) -> (N, T, E).
 
     With SA the `MultiHeadAttention` (bidirectional), FF(x) = W_2 f(W_1 x + b_1) + b_2 the
@@ -77,21 +97,10 @@ def TransformerEncoderLayer(
         LayerError: bad arguments; at init, an in_shape other than (T, E); at apply, what the
             sub-layers reject, or ``train=True`` with dropout and no key.
     """
-    return _block("TransformerEncoderLayer", False, num_heads, dim_feedforward, dropout,
-                  activation, norm_first, layer_norm_eps, num_kv_heads, rope, name)
 
 
-def TransformerDecoderLayer(
-    num_heads: int,
-    dim_feedforward: int = 2048,
-    dropout: float = 0.1,
-    activation: str | Callable[[jax.Array], jax.Array] = "relu",
-    norm_first: bool = False,
-    layer_norm_eps: float = 1e-5,
-    num_kv_heads: int | None = None,
-    rope: bool | float = False,
-    name: str | None = None,
-) -> DecodingLayer:
+@_public_block(causal=True)
+def TransformerDecoderLayer() -> None:
     """A decoder-only (GPT-style) transformer block: causal self-attention and a feed-forward
     network, (N, T, E) -> (N, T, E). It has **no cross-attention** (no encoder memory input).
 
@@ -129,8 +138,6 @@ def TransformerDecoderLayer(
     Raises:
         LayerError: as `TransformerEncoderLayer`.
     """
-    return _block("TransformerDecoderLayer", True, num_heads, dim_feedforward, dropout,
-                  activation, norm_first, layer_norm_eps, num_kv_heads, rope, name)
 
 
 def _check_args(kind: str, dim_feedforward: Any, dropout: Any, activation: Any,

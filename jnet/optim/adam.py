@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jnet.optim.base import (
+    EPS_FIX,
     EmptyState,
     GradientTransformation,
     Optimizer,
@@ -25,18 +26,14 @@ from jnet.optim.chain import build, scale_by_learning_rate
 from jnet.optim.weight_decay import Mask, add_decayed_weights
 
 BETA_FIX = "b1 and b2 are moving-average decay rates; 0.9 and 0.999 are usual."
-EPS_FIX = "eps guards a division by zero; 1e-8 is usual."
 
 
-def check_betas(b1: float, b2: float, eps: float) -> None:
-    """β1, β2 in [0, 1) and ε >= 0 (finite), the checks every Adam-like rule shares."""
+def check_betas(b1: float, b2: float, eps: float, eps_root: float = 0.0) -> None:
+    """β1, β2 in [0, 1), ε >= 0 and ε_root >= 0 (finite), the checks every Adam-like rule
+    shares."""
     check_hyperparameter("b1", b1, 0.0, 1.0, high_open=True, fix=BETA_FIX)
     check_hyperparameter("b2", b2, 0.0, 1.0, high_open=True, fix=BETA_FIX)
     check_hyperparameter("eps", eps, fix=EPS_FIX)
-
-
-def check_eps_root(eps_root: float) -> None:
-    """ε_root >= 0 (finite)."""
     check_hyperparameter("eps_root", eps_root, fix="eps_root is usually 0 (1e-8 to "
                          "differentiate through the update).")
 
@@ -71,8 +68,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
     Raises:
         OptimizerError: a hyperparameter out of range.
     """
-    check_betas(b1, b2, eps)
-    check_eps_root(eps_root)
+    check_betas(b1, b2, eps, eps_root)
     if not isinstance(amsgrad, bool):
         raise OptimizerError(f"amsgrad must be True or False, got {type(amsgrad).__name__} "
                              f"{amsgrad!r}.")
@@ -227,8 +223,7 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     Raises:
         OptimizerError: a hyperparameter out of range.
     """
-    check_betas(b1, b2, eps)
-    check_eps_root(eps_root)
+    check_betas(b1, b2, eps, eps_root)
     if momentum_decay is not None:
         check_hyperparameter("momentum_decay", momentum_decay, fix="4e-3 is PyTorch's; 1.0 "
                              "is Keras's; None keeps μ = β1.")

@@ -9,12 +9,14 @@ import jax
 import jax.numpy as jnp
 
 from jnet.optim.base import (
+    EPS_FIX,
     EmptyState,
     GradientTransformation,
     Optimizer,
     PyTree,
     ScalarOrSchedule,
     api,
+    check_decay_and_eps,
     check_hyperparameter,
     ema,
     zeros_like_state,
@@ -26,9 +28,6 @@ from jnet.optim.sgd import trace_momentum
 def _root(v: jax.Array, eps: float, eps_in_sqrt: bool) -> jax.Array:
     # Where ε sits matters when ε is not tiny next to v (optax#532): √(v + ε) or √v + ε.
     return jnp.sqrt(v + eps) if eps_in_sqrt else jnp.sqrt(v) + eps
-
-
-_EPS_FIX = "eps guards a division by zero; 1e-8 is usual."
 
 
 class AdagradState(NamedTuple):
@@ -60,7 +59,7 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.0, eps: float = 1e-10,
     check_hyperparameter("initial_accumulator_value", initial_accumulator_value,
                          fix="It is s_0, the starting sum of squares: 0 (PyTorch) or 0.1 "
                          "(Keras).")
-    check_hyperparameter("eps", eps, fix=_EPS_FIX)
+    check_hyperparameter("eps", eps, fix=EPS_FIX)
 
     def init(params):
         return AdagradState(jax.tree.map(lambda z: z + initial_accumulator_value,
@@ -139,9 +138,7 @@ def scale_by_adadelta(rho: float = 0.95, eps: float = 1e-6) -> GradientTransform
     Raises:
         OptimizerError: a hyperparameter out of range.
     """
-    check_hyperparameter("rho", rho, 0.0, 1.0, high_open=True,
-                         fix="rho is a moving-average decay rate; 0.95 is usual.")
-    check_hyperparameter("eps", eps, fix=_EPS_FIX)
+    check_decay_and_eps("rho", rho, 0.95, eps)
 
     def init(params):
         return AdadeltaState(zeros_like_state(params), zeros_like_state(params))
@@ -228,9 +225,7 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8, *, eps_in_sqrt: bool = F
     Raises:
         OptimizerError: a hyperparameter out of range.
     """
-    check_hyperparameter("decay", decay, 0.0, 1.0, high_open=True,
-                         fix="decay is a moving-average decay rate; 0.9 is usual.")
-    check_hyperparameter("eps", eps, fix=_EPS_FIX)
+    check_decay_and_eps("decay", decay, 0.9, eps)
 
     def init(params):
         return RmsState(zeros_like_state(params),

@@ -201,6 +201,21 @@ def check_hyperparameter(name: str, value: Any, low: float = 0.0, high: float = 
         raise OptimizerError(f"{name} must lie in {interval}, got {_shown(value)}. {fix}".rstrip())
 
 
+EPS_FIX = "eps guards a division by zero; 1e-8 is usual."
+
+
+def check_decay_and_eps(name: str, decay: Any, usual: float, eps: Any) -> None:
+    """A moving-average decay rate `name` in [0, 1) (`usual`: the value the message suggests)
+    and ε >= 0: the checks the squared-gradient rules share.
+
+    Raises:
+        OptimizerError: either out of range (see `check_hyperparameter`).
+    """
+    check_hyperparameter(name, decay, 0.0, 1.0, high_open=True,
+                         fix=f"{name} is a moving-average decay rate; {usual:g} is usual.")
+    check_hyperparameter("eps", eps, fix=EPS_FIX)
+
+
 _LR_FIX = ("Pass a non-negative finite number such as 1e-3, or a schedule `step -> lr` "
            "(jnet.optim.cosine_decay_schedule, ...).")
 

@@ -102,9 +102,12 @@ def scale_by_schedule_free(learning_rate: ScalarOrSchedule, b1: float, b2: float
         d = grads
         if is_tracer(weight_decay) or weight_decay != 0:  # λ = 0: no extra pass over y
             d = jax.tree.map(lambda g, y: g + weight_decay * y, grads, params)
-        u = jax.tree.map(lambda y, z, d: (c * (z - y) + lr * (b1 * (1 - c) - 1) * d)
-                         .astype(y.dtype), params, state.z, d)
+        # y_t from the new z_t (substituting z_{t-1} = z_t + γ d_t): nothing reads z_{t-1} after
+        # z_t is written, so XLA updates z in place; the textbook order made it copy z first
+        # (an extra read and write of every parameter, 1.3-4x the step time on CPU).
         z = jax.tree.map(lambda z, d: (z - lr * d).astype(z.dtype), state.z, d)
+        u = jax.tree.map(lambda y, z, d: (c * (z - y) + lr * (1 - c) * (b1 - 1) * d)
+                         .astype(y.dtype), params, z, d)
         return u, ScheduleFreeState(z, nu, weight_sum, lr_max, state.b1)
 
     return GradientTransformation(init, update, schedule)
@@ -123,6 +126,9 @@ def schedule_free_adamw(learning_rate: ScalarOrSchedule = 2.5e-3, b1: float = 0.
         y_t = y_{t-1} + c_t (z_{t-1} - y_{t-1}) + γ_t (β1(1 - c_t) - 1) d_t
         z_t = z_{t-1} - γ_t d_t,   z_0 = y_0
         x_t = y_t + (1 - 1/β1)(z_t - y_t)                  (the weights to evaluate with)
+
+    y_t is computed as y_{t-1} + c_t (z_t - y_{t-1}) + γ_t (1 - c_t)(β1 - 1) d_t, the same value
+    from the new z_t, so z is updated in place.
 
     The params this optimizer holds (and `jnet.fit` returns) are y_t, where gradients are
     taken. Evaluate, predict and export with x_t:

@@ -6,7 +6,9 @@ the fix; the public function adds its own name on the way out (`jnet.errors.entr
 
 from __future__ import annotations
 
+import functools
 import os
+import types
 from typing import Any
 
 import jax
@@ -29,18 +31,96 @@ def positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
         raise ArgumentError(f"{name} must be a positive int (>= 1), got {value}.")
 
 
-def no_tracers(**arrays: Any) -> None:
-    """Raise when an argument is a JAX tracer: `fit` was called under `jax.vmap` / `jit`."""
-    for name, value in arrays.items():
-        leaves = jax.tree.leaves(value) if isinstance(value, (dict, list, tuple)) else [value]
-        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
-            raise ArgumentError(
-                f"{name} is a JAX tracer: jnet.fit was called inside jax.vmap / jax.jit / "
-                "jax.grad. fit is a Python driver (progress bar, checkpoints) and cannot be "
-                "transformed. To train several models at once, pass population= (e.g. "
-                "population={'learning_rate': [1e-3, 1e-2]} with a function that builds the "
-                "optimizer); to compile your own loop, use jnet.make_train_step."
-            )
+FIT_FIX = ("fit is a Python driver (progress bar, checkpoints) and cannot be transformed. To "
+           "train several models at once, pass population= (e.g. population={'learning_rate': "
+           "[1e-3, 1e-2]} with a function that builds the optimizer); to compile your own "
+           "loop, use jnet.make_train_step.")
+EVALUATE_FIX = ("evaluate is a Python driver (it batches x and reads the metrics back as "
+                "floats) and cannot be transformed; inside a transformation call the pure step "
+                "of jnet.training.make_eval_step(model, loss, metrics) on the batch.")
+
+
+def no_tracers(driver: str, fix: str, /, **arguments: Any) -> None:
+    """Raise when a JAX tracer reaches the Python `driver` (``"jnet.fit"``): it was called
+    under `jax.vmap` / `jax.jit` / `jax.grad`. Searched: the arguments, their containers,
+    dataclass and object attributes, and the variables functions close over (an optimizer
+    built from a traced learning rate keeps it in the closures of its ``update``).
+
+    Raises:
+        ArgumentError: naming the argument, where the tracer sits in it, and `fix`.
+    """
+    for name, value in arguments.items():
+        found = _find_tracer(name, value)
+        if found is None:
+            continue
+        where, tracer = found
+        tracer_is = f"a JAX tracer ({_describe_tracer(tracer)})"
+        given = (f"{where} is {tracer_is}" if where.startswith(name)
+                 else f"{name} holds {tracer_is} in {where}")
+        raise ArgumentError(
+            f"{given}: {driver} was called inside jax.vmap / jax.jit / jax.grad. {fix}")
+
+
+# Values that hold no tracer (concrete arrays included: a Tracer is checked before them).
+_ATOMS = (str, bytes, int, float, complex, type(None), np.ndarray, np.generic, jax.Array,
+          type, types.ModuleType, types.BuiltinFunctionType)
+# Objects searched before giving up: a model of a few hundred layers takes some thousands.
+_SEARCH_LIMIT = 50_000
+
+
+def _find_tracer(name: str, value: Any) -> tuple[str, jax.core.Tracer] | None:
+    """``(where, tracer)`` for the first tracer reachable from `value` (depth first), where
+    `where` is a path such as ``validation_data[0]`` or, inside a closure, ``'b1' (a
+    variable of scale_by_adam.<locals>.update)``; None when there is none."""
+    stack: list[tuple[str, Any]] = [(name, value)]
+    seen: set[int] = set()
+    while stack and len(seen) < _SEARCH_LIMIT:
+        where, obj = stack.pop()
+        if isinstance(obj, jax.core.Tracer):
+            return where, obj
+        if isinstance(obj, _ATOMS) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        stack.extend(reversed(_inside(where, obj)))
+    return None
+
+
+def _inside(where: str, obj: Any) -> list[tuple[str, Any]]:
+    """The values `obj` holds, each with its path."""
+    if isinstance(obj, dict):
+        return [(f"{where}[{k!r}]", v) for k, v in obj.items()]
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a NamedTuple
+        return [(f"{where}.{f}", getattr(obj, f)) for f in obj._fields]
+    if isinstance(obj, (list, tuple)):
+        return [(f"{where}[{i}]", v) for i, v in enumerate(obj)]
+    if isinstance(obj, (set, frozenset)):
+        return [(where, v) for v in obj]
+    if isinstance(obj, functools.partial):
+        return [(where, obj.func), (where, obj.args), (where, obj.keywords)]
+    if isinstance(obj, types.MethodType):
+        return [(where, obj.__self__), (where, obj.__func__)]
+    if isinstance(obj, types.FunctionType):
+        cells = zip(obj.__code__.co_freevars, obj.__closure__ or (), strict=True)
+        owner = f"(a variable of {obj.__qualname__})"
+        return [(f"{var!r} {owner}", _cell_value(cell)) for var, cell in cells] + [
+            (f"a default of {obj.__qualname__}", d)
+            for d in (*(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values())]
+    attributes = getattr(obj, "__dict__", None)
+    if isinstance(attributes, dict):
+        return [(f"{where}.{k}", v) for k, v in attributes.items()]
+    return []
+
+
+def _cell_value(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a variable not assigned yet
+        return None
+
+
+def _describe_tracer(tracer: jax.core.Tracer) -> str:
+    str_short = getattr(getattr(tracer, "aval", None), "str_short", None)
+    return f"{type(tracer).__name__}{f' {str_short()}' if callable(str_short) else ''}"
 
 
 def check_labels(model: Layer, out_shape: Any, y: Any, name: str = "y") -> None:

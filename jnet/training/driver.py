@@ -35,7 +35,7 @@ import jax
 
 from jnet.errors import ArgumentError, entry_point
 from jnet.layers.base import Layer
-from jnet.training import deprecated
+from jnet.training import checks, deprecated
 from jnet.training.callbacks import Callback, as_callbacks
 from jnet.training.early_stopping import EarlyStopping, as_early_stopping
 from jnet.training.options import Options, as_options
@@ -108,7 +108,7 @@ def fit(
             must be a multiple of their count. Same results as one device, up to rounding.
         options: a `jnet.training.Options` with the rarely used settings (scan,
             steps_per_call, validation_batch_size, check_finite, drop_remainder, initial
-            params / state / opt_state).
+            params / state / opt_state, the persistent compilation_cache directory).
         **deprecated_keywords: the v0.2 keywords ``checkpoint_dir``, ``checkpoint_every``,
             ``keep_checkpoints``, ``resume``, ``live_plot`` and the fields of `Options`: they
             work until jnet 0.4, with a `DeprecationWarning` naming the replacement.
@@ -118,7 +118,9 @@ def fit(
 
     Raises:
         ArgumentError / ArgumentTypeError: a bad argument (named), before any training; also
-            when `fit` is called under `jax.vmap` / `jax.jit` (use ``population=``).
+            when a JAX tracer reaches `fit` (it was called under `jax.vmap` / `jax.jit` /
+            `jax.grad`: a traced x or y, epochs, or an optimizer, model or loss built from a
+            traced hyperparameter), naming where the tracer sits (use ``population=``).
         DataError: mismatched lengths, a bad mask, labels out of range, NaN / inf in the data.
         CheckpointError: a `Checkpoint` directory that cannot be written or has no room for
             one checkpoint (before training).
@@ -131,6 +133,13 @@ def fit(
             ``err.result`` too.
     """
     with entry_point("jnet.fit"):
+        # Before anything else: a traced value fails far from here, as a raw JAX error.
+        checks.no_tracers("jnet.fit", checks.FIT_FIX, model=model, optimizer=optimizer,
+                          x=x, y=y, epochs=epochs, steps=steps, batch_size=batch_size, key=key,
+                          mask=mask, validation_data=validation_data, loss=loss,
+                          metrics=metrics, shuffle=shuffle, callbacks=callbacks,
+                          early_stopping=early_stopping, verbose=verbose,
+                          population=population, options=options, **deprecated_keywords)
         options, first, last = deprecated.translate(deprecated_keywords, as_options(options))
         check_budget(epochs, steps)
         stopper = as_early_stopping(early_stopping)
@@ -143,9 +152,5 @@ def fit(
             return Trainer(setup, options, chosen, epochs=epochs, steps=steps,
                            shuffle=shuffle, mesh=mesh, verbose=verbose).train()
         except _TRACER_ERRORS as err:
-            raise ArgumentError(
-                "jnet.fit was called inside jax.vmap / jax.jit / jax.grad (a traced value "
-                "reached it). fit is a Python driver (progress bar, checkpoints) and cannot be "
-                "transformed. To train several models at once, pass population= (e.g. "
-                "population={'learning_rate': [1e-3, 1e-2]} with a function that builds the "
-                "optimizer); to compile your own loop, use jnet.make_train_step.") from err
+            raise ArgumentError("jnet.fit was called inside jax.vmap / jax.jit / jax.grad (a "
+                                "traced value reached it). " + checks.FIT_FIX) from err

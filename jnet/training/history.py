@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jnet.errors import ArgumentError
+from jnet.errors import ArgumentError, ArgumentKeyError
 
 
 def _value(v: Any) -> float | np.ndarray:
@@ -60,7 +60,19 @@ class History(Mapping):
                         for k, values in self._values.items()})
 
     def __getitem__(self, name: str) -> list[float]:
-        return self._values[name]
+        """The per-epoch values of `name`.
+
+        Raises:
+            ArgumentKeyError: nothing was logged under `name` (a `KeyError`); the message
+                lists what was.
+        """
+        try:
+            return self._values[name]
+        except (KeyError, TypeError):  # TypeError: an unhashable name such as a list
+            hint = (" Validation values (val_*) are logged only with validation_data=."
+                    if isinstance(name, str) and name.startswith("val_") else "")
+            raise ArgumentKeyError(f"the history has no {name!r}; it logged "
+                                   f"{sorted(self._values)}.{hint}") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -83,7 +95,8 @@ class History(Mapping):
         last = ", ".join(f"{k}={np.median(v[-1]):.4g}" for k, v in self._values.items() if v)
         return f"History(epochs={self.epochs}{', last: ' + last if last else ''})"
 
-    def plot(self, keys: list[str] | None = None, *, fig: Any = None, title: str | None = None):
+    def plot(self, keys: str | list[str] | None = None, *, fig: Any = None,
+             title: str | None = None):
         """Draw each quantity against the epoch, training and validation on one axes.
 
         One panel per base name (``loss``, ``accuracy``, ``lr``, ...): the training curve and,
@@ -92,7 +105,7 @@ class History(Mapping):
         matplotlib is imported here (the ``plot`` extra). Returns the figure.
 
         Args:
-            keys: base names to draw (default: all).
+            keys: base names to draw (default: all); one name may be given as a string.
             fig: a matplotlib figure to draw into (cleared first), e.g. for live updates.
             title: a title over the panels.
 
@@ -105,6 +118,8 @@ class History(Mapping):
         plt = pyplot()
         bases = [k for k in self._values if not k.startswith("val_")]
         bases += [k[4:] for k in self._values if k.startswith("val_") and k[4:] not in bases]
+        if isinstance(keys, str):  # one name, not its letters
+            keys = [keys]
         if keys is not None:
             missing = [k for k in keys if k not in bases]
             if missing:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from jnet.errors import entry_point
 from jnet.layers.base import Layer, abstract_init, abstract_key
+from jnet.training import checks
 from jnet.training import data as D
 from jnet.training.checks import check_labels, positive_int
 from jnet.training.loop import Clock, Compiled, reduce_logs
@@ -128,9 +129,14 @@ def evaluate(
 
     Raises:
         DataError: mismatched lengths, a bad mask, labels out of range.
-        ArgumentError / ArgumentTypeError: a bad batch size, loss or metric.
+        ArgumentError / ArgumentTypeError: a bad batch size, loss or metric; a JAX tracer
+            among the arguments (`evaluate` called under `jax.vmap` / `jax.jit`).
     """
     with entry_point("jnet.evaluate"):
+        # its compiled functions would see tracers as arguments: a raw JAX TypeError
+        checks.no_tracers("jnet.evaluate", checks.EVALUATE_FIX, model=model, params=params,
+                          state=state, x=x, y=y, batch_size=batch_size, loss=loss,
+                          metrics=metrics, mask=mask)
         positive_int("batch_size", batch_size, allow_none=True)
         data = D.prepare(x, y, mask, check_finite=False)
         check_labels(model, out_shape(model, data.x), data.y)

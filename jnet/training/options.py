@@ -10,10 +10,11 @@ loop, starting from given trees, or skipping the data check.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from jnet.errors import ArgumentError, ArgumentTypeError, entry_point
-from jnet.training import checks
+from jnet.training import checks, compile_cache
 from jnet.typing import PyTree
 
 
@@ -38,6 +39,12 @@ class Options:
         params, state, opt_state: start from these instead of ``model.init`` /
             ``optimizer.init`` (checked against the model's structure and shapes; copied,
             never donated).
+        compilation_cache: a directory (str or `os.PathLike`; created if missing) for JAX's
+            persistent compilation cache: `fit` turns it on before compiling, so a later
+            process that compiles the same programs (same model, shapes, jax version and
+            device) reads them from disk instead of compiling. It stays on for the rest of
+            the process and covers every compilation. Default None: no cache. Only trusted
+            users may write to the directory (an entry is executable code).
 
     Raises:
         ArgumentError / ArgumentTypeError: a value of the wrong kind, named.
@@ -52,6 +59,7 @@ class Options:
     params: PyTree = None
     state: PyTree = None
     opt_state: PyTree = None
+    compilation_cache: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
         with entry_point("jnet.training.Options"):
@@ -66,6 +74,7 @@ class Options:
                 raise ArgumentError(f"eval_weights must be 'optimizer' (the weights the "
                                     f"optimizer declares, e.g. ema's average) or 'params', got "
                                     f"{self.eval_weights!r}.")
+            compile_cache.check_path(self.compilation_cache)
             if self.scan is not None and not isinstance(self.scan, bool):
                 raise ArgumentTypeError(f"scan must be True, False or None (automatic), got "
                                         f"{self.scan!r}.")

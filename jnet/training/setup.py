@@ -19,7 +19,7 @@ import numpy as np
 
 from jnet.errors import ArgumentError, ArgumentTypeError, DataError, Error
 from jnet.layers.base import Layer, abstract_init
-from jnet.training import checks
+from jnet.training import checks, compile_cache
 from jnet.training import data as D
 from jnet.training.loop import TrainState, fresh
 from jnet.training.metrics import Metric
@@ -93,6 +93,13 @@ def as_population(population: Any, make_optimizer: Any) -> dict[str, jax.Array] 
             "make_optimizer(**hyperparameters) -> optimizer, e.g. "
             "`lambda learning_rate: jnet.optim.adam(learning_rate)`.")
     _check_takes(make_optimizer, population)
+    for k, v in population.items():
+        bad = [value for value in v
+               if not isinstance(value, (int, float, np.number, np.bool_, np.ndarray, jax.Array))]
+        if bad:
+            raise ArgumentTypeError(
+                f"population[{k!r}] must hold numbers (one value of {k} per member), got "
+                f"{type(bad[0]).__name__} {bad[0]!r:.40}.")
     return {k: jnp.asarray(v) for k, v in population.items()}
 
 
@@ -210,8 +217,11 @@ class Setup:
 def resolve(model: Layer, optimizer: Any, x: Any, y: Any, *, key: Any, mask: Any,
             batch_size: int | None, validation_data: Any, loss: Any, metrics: Sequence[Any] | None,
             population: Any, mesh: Any, options: Options) -> Setup:
-    """Check the arguments of `fit` and return its `Setup` (no training work)."""
-    checks.no_tracers(x=x, y=y, key=key, params=options.params)
+    """Check the arguments of `fit` and return its `Setup` (no training work). Turns on the
+    persistent compilation cache of ``options.compilation_cache`` first, before the run
+    compiles anything (the key, the model's init)."""
+    if options.compilation_cache is not None:
+        compile_cache.enable(options.compilation_cache)
     key = as_key(key)
     hyper = as_population(population, optimizer)
     if hyper is not None and mesh is not None:
@@ -275,5 +285,5 @@ def initial_state(setup: Setup, options: Options) -> TrainState:
         checks.check_tree("opt_state", opt_state, jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape[len(lead):], s.dtype), want_opt), lead)
         opt_state = fresh(opt_state)
-    checks.no_tracers(optimizer=opt_state)
+    checks.no_tracers("jnet.fit", checks.FIT_FIX, optimizer=opt_state)
     return TrainState(params, state, opt_state, jnp.zeros(lead, bool))

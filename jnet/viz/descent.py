@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jnet.errors import ArgumentError
+from jnet.errors import ArgumentError, ArgumentTypeError
 from jnet.typing import PyTree
 
 LossFn = Callable[[PyTree], jax.Array]
@@ -69,6 +69,12 @@ def descent_path(
     """
     if not isinstance(steps, int) or steps < 0:
         raise ArgumentError(f"descent_path: steps must be a non-negative int, got {steps!r}.")
+    _check_problem("descent_path", loss_fn)
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise ArgumentTypeError(
+            f"descent_path: optimizer must have init(params) and update(grads, state, params), "
+            f"got {type(optimizer).__name__} {optimizer!r:.60}. Pass a built optimizer such as "
+            "jnet.optim.adam(0.1) (or jnet.optim.get('adam')).")
     start = jax.tree.map(lambda p: jnp.asarray(p, dtype=jnp.result_type(p, float)), start)
     value_and_grad = jax.value_and_grad(loss_fn)
     limit = divergence_factor * jnp.maximum(jnp.abs(loss_fn(start)), 1.0)
@@ -113,16 +119,31 @@ def sweep_losses(
     Returns:
         `(n, steps + 1)` losses; NaN after a run diverged.
     """
-    learning_rates = jnp.asarray(learning_rates, dtype=float)
-    if learning_rates.ndim != 1 or learning_rates.size == 0:
+    if not callable(make_optimizer) or hasattr(make_optimizer, "update"):
+        raise ArgumentTypeError(
+            f"sweep_losses: make_optimizer must be a function learning_rate -> optimizer, got "
+            f"{type(make_optimizer).__name__} {make_optimizer!r:.60}. Pass e.g. jnet.optim.sgd "
+            "or `lambda lr: jnet.optim.momentum(lr, 0.9)`.")
+    _check_problem("sweep_losses", loss_fn)
+    try:
+        rates = jnp.asarray(learning_rates, dtype=float)
+    except (TypeError, ValueError):
+        rates = jnp.zeros((0,))  # reported below with what was given
+    if rates.ndim != 1 or rates.size == 0:
         raise ArgumentError(
-            "sweep_losses: learning_rates must be a non-empty 1-D sequence, got shape "
-            f"{learning_rates.shape}."
-        )
+            "sweep_losses: learning_rates must be a non-empty 1-D sequence of numbers, got "
+            f"{learning_rates!r:.60} (shape {jnp.shape(rates)}).")
 
     def run(lr):
         return descent_path(
             loss_fn, make_optimizer(lr), params, steps, divergence_factor=divergence_factor
         ).losses
 
-    return jax.jit(jax.vmap(run))(learning_rates)
+    return jax.jit(jax.vmap(run))(rates)
+
+
+def _check_problem(where: str, loss_fn: Any) -> None:
+    if not callable(loss_fn):
+        raise ArgumentTypeError(
+            f"{where}: loss_fn must be a function params -> scalar (e.g. "
+            f"jnet.viz.surfaces.rosenbrock), got {type(loss_fn).__name__} {loss_fn!r:.60}.")

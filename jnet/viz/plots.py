@@ -8,7 +8,7 @@ without pyplot (no global figure list to leak in loops) unless you pass your own
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -96,12 +96,16 @@ def plot_activation(
         The figure (the one `ax` belongs to, a `SubFigure` when it sits in one). Legends give
         each documented formula (named activations).
     """
-    items = [name_or_fn] if isinstance(name_or_fn, str) or callable(name_or_fn) else \
-        list(name_or_fn)
+    # anything but a name, a function or an iterable of them: activations.get says what is wrong
+    items: list[Any] = [name_or_fn] if isinstance(name_or_fn, str) or callable(name_or_fn) \
+        or not isinstance(name_or_fn, Iterable) else list(name_or_fn)
     if not items:
         raise ArgumentError("plot_activation: got an empty list of activations; pass a name, "
                             "a function or a non-empty list of them.")
-    low, high = map(float, x_range)
+    try:
+        low, high = map(float, x_range)
+    except (TypeError, ValueError):
+        low = high = float("nan")  # reported below
     if not low < high:
         raise ArgumentError(f"plot_activation: x_range must be (low, high) with low < high, got "
                             f"{x_range!r}.")
@@ -173,9 +177,10 @@ def optimizer_paths(
     Returns:
         The figure: left, contours (log-spaced levels) and paths; right, loss per step.
     """
-    if not optimizers:
-        raise ArgumentError("optimizer_paths: `optimizers` is empty; pass {label: optimizer}, e.g. "
-                            "{'Adam': jnet.optim.adam(0.1)}.")
+    if not isinstance(optimizers, Mapping) or not optimizers:
+        raise ArgumentError("optimizer_paths: `optimizers` must be a non-empty dict {label: "
+                            f"optimizer}}, e.g. {{'Adam': jnet.optim.adam(0.1)}}, got "
+                            f"{optimizers!r:.60}.")
     surface = loss_fn_2d if isinstance(loss_fn_2d, Surface) else None
     if surface is not None:
         start = surface.start if start is None else start

@@ -25,8 +25,9 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jnet.errors import ArgumentError
+from jnet.errors import ArgumentError, ArgumentTypeError
 
 Bounds = tuple[tuple[float, float], tuple[float, float]]
 
@@ -87,6 +88,10 @@ def quadratic(condition_number: float = 10.0, angle: float = 0.0) -> Surface:
     direction is the y axis, which per-coordinate methods (AdaGrad, RMSprop, Adam) rescale
     exactly; a rotation takes that advantage away.
     """
+    for name, value in (("condition_number", condition_number), ("angle", angle)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise ArgumentTypeError(f"quadratic: {name} must be a real number, got "
+                                    f"{type(value).__name__} {value!r}.")
     if not condition_number >= 1.0:
         raise ArgumentError(
             f"quadratic: condition_number must be >= 1 (ratio of the Hessian's eigenvalues), "

@@ -237,12 +237,17 @@ def _adam_init(params):
     return (_tmap(jnp.zeros_like, params), _tmap(jnp.zeros_like, params), jnp.zeros(()))
 
 
+def _adam_advance(b1, b2, s, g):
+    """Adam's moments and step count one update on, and the bias corrections 1 - β^t."""
+    m, v, t = s
+    t = t + 1
+    m, v = _moments(b1, b2, m, v, g)
+    return m, v, t, 1 - b1 ** t, 1 - b2 ** t
+
+
 def floor_radam(lr, b1=0.9, b2=0.999, eps=1e-8):
     def update(g, s, p):
-        m, v, t = s
-        t = t + 1
-        m, v = _moments(b1, b2, m, v, g)
-        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        m, v, t, c1, c2 = _adam_advance(b1, b2, s, g)
         rho_inf = 2 / (1 - b2) - 1
         rho = rho_inf - 2 * t * b2 ** t / c2
         r = jnp.sqrt(jnp.maximum(rho - 4, 0) * (rho - 2) * rho_inf
@@ -289,10 +294,7 @@ def floor_adafactor(lr, decay=-0.8, eps2=1e-3, d=1.0):
 
 def floor_lamb(lr, b1=0.9, b2=0.999, eps=1e-6):
     def update(g, s, p):
-        m, v, t = s
-        t = t + 1
-        m, v = _moments(b1, b2, m, v, g)
-        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        m, v, t, c1, c2 = _adam_advance(b1, b2, s, g)
 
         def step(p, m, v):
             r = (m / c1) / (jnp.sqrt(v / c2) + eps)
@@ -329,22 +331,27 @@ def floor_rprop(step0, minus=0.5, plus=1.2, low=1e-6, high=50.0):
                             _tmap(lambda x: jnp.full_like(x, step0), params)), update)
 
 
-def floor_muon(lr, mu=0.95, wd=0.1, abc=(3.4445, -4.7750, 2.0315), steps=5, eps=1e-7):
+MUON_ABC = (3.4445, -4.7750, 2.0315)
+
+
+def floor_newton_schulz(x, abc=MUON_ABC, steps=5, eps=1e-7):
+    """The quintic Newton-Schulz orthogonalization of one matrix (Muon's)."""
     a, b, c = abc
+    tall = x.shape[0] > x.shape[1]
+    x = x.T if tall else x
+    x = x / jnp.maximum(jnp.linalg.norm(x), eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
 
-    def orthogonalize(x):
-        tall = x.shape[0] > x.shape[1]
-        x = x.T if tall else x
-        x = x / jnp.maximum(jnp.linalg.norm(x), eps)
-        for _ in range(steps):
-            gram = x @ x.T
-            x = a * x + (b * gram + c * gram @ gram) @ x
-        return x.T if tall else x
 
+def floor_muon(lr, mu=0.95, wd=0.1, abc=MUON_ABC, steps=5, eps=1e-7):
     def update(g, bufs, p):
         bufs = _tmap(lambda m, g: mu * m + (1 - mu) * g, bufs, g)
         scale = [jnp.sqrt(max(1.0, x.shape[1] / x.shape[0])) for x in p]
-        p = [pi - lr * wd * pi - lr * si * orthogonalize((1 - mu) * gi + mu * mi)
+        p = [pi - lr * wd * pi
+             - lr * si * floor_newton_schulz((1 - mu) * gi + mu * mi, abc, steps, eps)
              for pi, gi, mi, si in zip(p, g, bufs, scale, strict=True)]
         return p, bufs
 
@@ -360,8 +367,11 @@ def floor_schedule_free(lr, beta=0.9, b2=None, eps=1e-8, power=2.0):
         if b2 is not None:
             v = _tmap(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
             g = _tmap(lambda g, v: g / (jnp.sqrt(v / (1 - b2 ** t)) + eps), g, v)
-        y = _tmap(lambda y, z, g: y + c * (z - y) + lr * (beta * (1 - c) - 1) * g, p, z, g)
-        return y, (_tmap(lambda z, g: z - lr * g, z, g), v, total, t)
+        # y from the new z (z_{t-1} = z_t + lr g): old z is then dead once z_t is written, so
+        # XLA updates z in place instead of copying it first (the textbook order costs 4x on CPU)
+        z = _tmap(lambda z, g: z - lr * g, z, g)
+        y = _tmap(lambda y, z, g: y + c * (z - y) + lr * (1 - c) * (beta - 1) * g, p, z, g)
+        return y, (z, v, total, t)
 
     return (lambda params: (params, _tmap(jnp.zeros_like, params) if b2 else None, jnp.zeros(()),
                             jnp.zeros(())), update)
@@ -463,3 +473,65 @@ def transformer(heads: int):
         return dense(head, h.reshape(h.shape[0], -1)), state
 
     return floor
+
+
+# ----------------------------------------------------------------------------------------
+# The character-level GPT of scripts/train_lm.py: pre-norm causal blocks with grouped-query
+# attention and rotary embeddings, repeated by one lax.scan, a final RMSNorm, the output
+# projection tied to the embedding. Params: {"table": (V, E), "blocks": each leaf stacked to
+# (layers, ...) with jnet's names, "final": {"scale"}}.
+
+
+def rope(x, base: float):
+    """Rotary embedding, half-split (GPT-NeoX / Llama) convention, x (N, T, heads, D)."""
+    t, d = x.shape[1], x.shape[-1]
+    angles = jnp.arange(t, dtype=jnp.float32)[:, None] * base ** (
+        -jnp.arange(0, d // 2, dtype=jnp.float32) * 2 / d)
+    cos, sin = jnp.cos(angles)[:, None], jnp.sin(angles)[:, None]
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
+
+
+def causal_attention(p, x, heads: int, kv_heads: int, base: float):
+    """Causal grouped-query self-attention with RoPE, (N, T, E) -> (N, T, E)."""
+    n, t, e = x.shape
+    d = e // heads
+    q, k, v = jnp.split(x @ p["w_qkv"] + p["b_qkv"], [heads * d, (heads + kv_heads) * d], -1)
+    q = rope(q.reshape(n, t, heads, d), base).reshape(n, t, kv_heads, heads // kv_heads, d)
+    k, v = rope(k.reshape(n, t, kv_heads, d), base), v.reshape(n, t, kv_heads, d)
+    logits = jnp.einsum("ntkgd,nskd->nkgts", q, k) / jnp.sqrt(jnp.float32(d))
+    logits = jnp.where(jnp.tril(jnp.ones((t, t), jnp.bool_)), logits, -jnp.inf)
+    out = jnp.einsum("nkgts,nskd->ntkgd", jax.nn.softmax(logits, axis=-1), v)
+    return out.reshape(n, t, e) @ p["w_out"] + p["b_out"]
+
+
+def gpt_logits(params, ids, heads: int, kv_heads: int, base: float):
+    """ids (N, T) -> logits (N, T, V)."""
+
+    def block(h, p):
+        h = h + causal_attention(p["self_attn"], layer_norm(p["norm1"], h), heads, kv_heads,
+                                 base)
+        ff = jax.nn.gelu(dense(p["linear1"], layer_norm(p["norm2"], h)), approximate=False)
+        return h + dense(p["linear2"], ff), None
+
+    h, _ = lax.scan(block, params["table"][ids], params["blocks"])
+    h = h * lax.rsqrt(jnp.mean(jnp.square(h), axis=-1, keepdims=True) + 1e-6)
+    return (h * params["final"]["scale"]) @ params["table"].T
+
+
+def floor_gpt_step(heads: int, kv_heads: int, base: float, rule) -> Step:
+    """Next-token cross-entropy of ids (N, T + 1) (predict ids[:, 1:] from ids[:, :-1]), its
+    gradient, then the optimizer rule; carry (params, opt_state)."""
+    _, update = rule
+
+    def loss_fn(params, ids):
+        logp = jax.nn.log_softmax(gpt_logits(params, ids[:, :-1], heads, kv_heads, base))
+        return -jnp.mean(jnp.take_along_axis(logp, ids[:, 1:, None], -1))
+
+    def step(carry, ids, key):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(loss_fn)(params, ids)
+        params, opt_state = update(grads, opt_state, params)
+        return (params, opt_state), loss
+
+    return step

@@ -2,11 +2,12 @@
 
     PYTHONPATH=$PWD python scripts/bench/optim_ab.py NAME:N_ARRAYS:SIDE:ROUNDS:STEPS ...
 
-Each round runs STEPS updates of jnet then of the floor (the floor first with FLOOR_FIRST=1) in
-one process, both jitted with state and params donated, and prints the medians in ms per update.
+Each round runs STEPS updates of jnet and of the floor in one process, both jitted with state
+and params donated; the order flips every round so a burst of machine load hits both alike.
+Prints the medians in ms per update, their ratio, and the median and minimum of the per-round
+ratios (the minimum: the rounds least disturbed by other processes).
 """
 
-import os
 import statistics
 import sys
 import time
@@ -25,13 +26,12 @@ def run(name: str, n: int, side: int, rounds: int, steps: int) -> None:
     grads = [0.01 * jax.random.normal(k, (side, side)) for k in keys[n:]]
     impls = {"jnet": (lambda g, s, p: opt.update(g, s, p)[::-1], opt.init),
              "floor": (lambda g, s, p: rule[1](g, s, p)[::-1], rule[0])}
-    order = ["floor", "jnet"] if os.environ.get("FLOOR_FIRST") else ["jnet", "floor"]
-    fns = {k: jax.jit(impls[k][0], donate_argnums=(1, 2)) for k in order}
-    carry = {k: (impls[k][1]([x.copy() for x in params]), [x.copy() for x in params])
-             for k in order}
-    times: dict[str, list[float]] = {k: [] for k in order}
+    fns = {k: jax.jit(f, donate_argnums=(1, 2)) for k, (f, _) in impls.items()}
+    carry = {k: (init([x.copy() for x in params]), [x.copy() for x in params])
+             for k, (_, init) in impls.items()}
+    times: dict[str, list[float]] = {k: [] for k in impls}
     for r in range(rounds + 1):  # round 0 compiles and warms up
-        for k in order:
+        for k in (["jnet", "floor"] if r % 2 else ["floor", "jnet"]):
             s, p = carry[k]
             start = time.perf_counter()
             for _ in range(steps):
@@ -41,9 +41,11 @@ def run(name: str, n: int, side: int, rounds: int, steps: int) -> None:
                 times[k].append((time.perf_counter() - start) / steps * 1e3)
             carry[k] = (s, p)
     mj, mf = statistics.median(times["jnet"]), statistics.median(times["floor"])
-    rounds_ms = {k: [round(t, 1) for t in v] for k, v in times.items()}
-    print(f"{name} {n}x{side}x{side}: jnet {mj:.2f} ms, floor {mf:.2f} ms, ratio {mj / mf:.3f}"
-          f" {rounds_ms}", flush=True)
+    per_round = [j / f for j, f in zip(times["jnet"], times["floor"], strict=True)]
+    print(f"{name} {n}x{side}x{side}: jnet {mj:.2f} ms (min {min(times['jnet']):.2f}), floor "
+          f"{mf:.2f} ms (min {min(times['floor']):.2f}), ratio of medians {mj / mf:.3f}, "
+          f"of mins {min(times['jnet']) / min(times['floor']):.3f}, per-round ratio median "
+          f"{statistics.median(per_round):.3f} min {min(per_round):.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,8 @@ def optimizer(name: str, params):
 
     makers = {
         "adam": lambda: torch.optim.Adam(params, lr=1e-3, eps=1e-8),
+        # decoupled decay, p <- p (1 - lr wd) then the Adam step: jnet's adamw
+        "adamw": lambda: torch.optim.AdamW(params, lr=1e-3, eps=1e-8, weight_decay=1e-2),
         "momentum": lambda: torch.optim.SGD(params, lr=1e-2, momentum=0.9),
         "rmsprop": lambda: torch.optim.RMSprop(params, lr=1e-3, alpha=0.9, eps=1e-8),
     }
@@ -350,3 +352,132 @@ def transformer(heads: int) -> Callable:
         return layers, forward
 
     return build
+
+
+# ----------------------------------------------------------------------------------------
+# The character-level GPT (floors.gpt_logits in torch): per layer LayerNorm, a fused q | k | v
+# Linear, RoPE (half-split), F.scaled_dot_product_attention (causal, grouped-query),
+# LayerNorm, Linear GELU Linear; a final RMSNorm; logits = h @ embedding.weightᵀ (tied).
+
+
+def _rope_tables(steps: int, d: int, base: float):
+    """cos, sin (steps, D/2) of the half-split rotary embedding, computed as the JAX side."""
+    import torch
+
+    inv = base ** (-torch.arange(0, d // 2, dtype=torch.float32) * 2 / d)
+    angles = torch.arange(steps, dtype=torch.float32)[:, None] * inv
+    return torch.cos(angles), torch.sin(angles)
+
+
+def _rotate(x, cos, sin):
+    """x (N, heads, T, D), cos / sin (T, D/2)."""
+    import torch
+
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
+
+
+def _gpt_layers(params) -> dict:
+    """nn modules from the floor's GPT params (blocks stacked on a leading layer axis)."""
+    from torch import nn
+
+    table = np.asarray(params["table"])
+    blocks = {k: {n: np.asarray(a) for n, a in v.items()} for k, v in params["blocks"].items()}
+    e = table.shape[1]
+    embedding = nn.Embedding(*table.shape)
+    final = nn.RMSNorm(e, eps=1e-6)
+    with _no_grad():
+        embedding.weight.copy_(_t(table))
+        final.weight.copy_(_t(params["final"]["scale"]))
+    layers = {"emb": embedding, "final": final}
+    for i in range(blocks["linear1"]["w"].shape[0]):
+        attn = blocks["self_attn"]
+        layers[f"qkv{i}"] = linear({"w": attn["w_qkv"][i], "b": attn["b_qkv"][i]})
+        layers[f"out{i}"] = linear({"w": attn["w_out"][i], "b": attn["b_out"][i]})
+        layers[f"ff1_{i}"] = linear({k: v[i] for k, v in blocks["linear1"].items()})
+        layers[f"ff2_{i}"] = linear({k: v[i] for k, v in blocks["linear2"].items()})
+        for norm in ("norm1", "norm2"):
+            m = nn.LayerNorm(e, eps=1e-5)
+            with _no_grad():
+                m.weight.copy_(_t(blocks[norm]["scale"][i]))
+                m.bias.copy_(_t(blocks[norm]["bias"][i]))
+            layers[f"{norm}_{i}"] = m
+    return layers
+
+
+def _gpt_block(m, i: int, h, heads: int, kv_heads: int, rope, cache=None):
+    """Block i on h (N, T, E); `rope` = (cos, sin) of the T positions; `cache` = (k, v, pos)
+    for one decoding step (k, v (N, K, max_len, D) written at pos in place)."""
+    import torch.nn.functional as F
+
+    n, t, e = h.shape
+    d = e // heads
+    q, k, v = m[f"qkv{i}"](m[f"norm1_{i}"](h)).split([heads * d, kv_heads * d, kv_heads * d], -1)
+    q = _rotate(q.view(n, t, heads, d).transpose(1, 2), *rope)
+    k = _rotate(k.view(n, t, kv_heads, d).transpose(1, 2), *rope)
+    v = v.view(n, t, kv_heads, d).transpose(1, 2)
+    if cache is None:
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    else:
+        k_all, v_all, pos = cache
+        k_all[:, :, pos:pos + 1], v_all[:, :, pos:pos + 1] = k, v
+        o = F.scaled_dot_product_attention(q, k_all[:, :, :pos + 1], v_all[:, :, :pos + 1],
+                                           enable_gqa=True)
+    h = h + m[f"out{i}"](o.transpose(1, 2).reshape(n, t, e))
+    return h + m[f"ff2_{i}"](F.gelu(m[f"ff1_{i}"](m[f"norm2_{i}"](h))))
+
+
+def gpt(heads: int, kv_heads: int, base: float, steps: int) -> Callable:
+    """The GPT on ids (N, T): logits flattened to (N·T, V) for F.cross_entropy against the
+    flattened next ids."""
+
+    def build(params, state):
+        layers = _gpt_layers(params)
+        n_layers = sum(name.startswith("qkv") for name in layers)
+        d = np.asarray(params["table"]).shape[1] // heads
+        rope = _rope_tables(steps, d, base)
+
+        def forward(m, ids, extra):
+            h = m["emb"](ids)
+            for i in range(n_layers):
+                h = _gpt_block(m, i, h, heads, kv_heads, rope)
+            return (m["final"](h) @ m["emb"].weight.T).flatten(0, 1)
+
+        return layers, forward
+
+    return build
+
+
+class Decoder:
+    """Greedy decoding of the GPT with a hand-written key / value cache (torch.nn has none for
+    its transformer layers): the prompt is fed token by token, then each next token is the
+    argmax. `generate(prompt)` -> (tokens, logits of every step)."""
+
+    def __init__(self, params, heads: int, kv_heads: int, base: float, length: int):
+        import torch
+
+        torch.set_num_threads(threads())
+        self.m = _module_class()(_gpt_layers(params), None).layers
+        self.heads, self.kv_heads, self.length = heads, kv_heads, length
+        self.n_layers = sum(name.startswith("qkv") for name in self.m)
+        self.d = np.asarray(params["table"]).shape[1] // heads
+        self.rope = _rope_tables(length, self.d, base)
+
+    def generate(self, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            caches = [(torch.zeros(1, self.kv_heads, self.length, self.d),
+                       torch.zeros(1, self.kv_heads, self.length, self.d))
+                      for _ in range(self.n_layers)]
+            tokens, logits = [int(prompt[0])], []
+            for pos in range(self.length - 1):
+                h = self.m["emb"](torch.tensor([[tokens[-1]]]))
+                rope = (self.rope[0][pos:pos + 1], self.rope[1][pos:pos + 1])
+                for i, (k, v) in enumerate(caches):
+                    h = _gpt_block(self.m, i, h, self.heads, self.kv_heads, rope, (k, v, pos))
+                step_logits = (self.m["final"](h) @ self.m["emb"].weight.T)[0, 0]
+                logits.append(step_logits)
+                tokens.append(int(prompt[pos + 1]) if pos + 1 < len(prompt)
+                              else int(step_logits.argmax()))
+        return np.asarray(tokens), torch.stack(logits).numpy()

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench import torch_side
+from bench import lm, torch_side
 from bench.floors import (
     OPTIMIZERS,
     Step,
@@ -77,6 +77,8 @@ class Workload:
     info: dict = field(default_factory=dict)
     torch: Callable[[bool], torch_side.Runner] | None = None  # compiled? -> a torch runner
     fit: Callable[[Any], dict] | None = None  # times `jnet.fit` itself (scan and not)
+    # times decoding after the training rows: (config, compile meter, log) -> result
+    decode: Callable[[Any, Any, Callable], dict] | None = None
 
 
 def _fresh(tree):
@@ -312,6 +314,7 @@ def workload_builders(only: set[str] | None, quick: bool, large: bool = False
             lambda p, s, x, k: floor_cnn(p, s, x, k, jnp.bfloat16), img(), rtol=2e-2,
             mixed=True),
     }
+    builders["gpt"] = lambda: lm.gpt_workload(n, quick)
     size = 10_000 if quick else (16_000_000 if large else 1_000_000)
     for rule in OPTIMIZERS:
         builders[f"update_{rule}"] = lambda rule=rule: optim_workload(rule, 10, size)
