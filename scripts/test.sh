@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 .venv/bin/python -m ruff check .
 .venv/bin/python -m mypy
 NO_MKDOCS_2_WARNING=1 .venv/bin/python -m mkdocs build --strict -d site
-exec .venv/bin/python -m pytest -n auto -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -n auto -p no:cacheprovider --durations=15 "$@"
