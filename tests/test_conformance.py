@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _layer_zoo import build, constructors, input_for
+from _layer_zoo import build, constructors, input_for, smooth_and_small
 from jax.test_util import check_grads
 
 from jnet import layers as L
@@ -51,16 +51,10 @@ class Case(NamedTuple):
 
 
 def _case(name: str, fn: Any) -> Case:
-    params = inspect.signature(fn).parameters
-    # check_grads compares with finite differences, which are wrong across ReLU's kink: a
-    # feed-forward block of 2048 ReLU units always has pre-activations within eps of 0. Blocks
-    # with an `activation=` choice run the matrix with a smooth one; their ReLU gradients are
-    # checked exactly against PyTorch in tests/test_transformer.py.
-    smooth = {"activation": "gelu"} if "activation" in params else {}
-    if "dim_feedforward" in params:  # the default 2048 makes the float64 Hessian ~20 GB
-        smooth["dim_feedforward"] = 8
+    smooth = smooth_and_small(fn)
     layer = build(fn, **smooth)
-    plain = build(fn, fast_grad=False, **smooth) if "fast_grad" in params else None
+    has_fast_grad = "fast_grad" in inspect.signature(fn).parameters
+    plain = build(fn, fast_grad=False, **smooth) if has_fast_grad else None
     return Case(name, layer, plain, *input_for(layer))
 
 

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _toy_data import toy_classification
 
 import jnet
 from jnet import layers as L
@@ -14,10 +15,7 @@ N, F, C, BATCH = 32, 4, 3, 8  # 4 steps per epoch
 
 
 def _data(n=N, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, F)).astype(np.float32)
-    y = np.argmax(x @ rng.normal(size=(F, C)), axis=1).astype(np.int32)
-    return x, y
+    return toy_classification(n, F, C, seed)
 
 
 def _model():

@@ -6,6 +6,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from _toy_data import toy_classification
 
 import jnet
 from jnet import layers as L
@@ -15,10 +16,7 @@ N, F, C = 50, 4, 3
 
 
 def _data(n=N, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, F)).astype(np.float32)
-    y = np.argmax(x @ rng.normal(size=(F, C)), axis=1).astype(np.int32)
-    return x, y
+    return toy_classification(n, F, C, seed)
 
 
 def _classifier(dropout=0.0):
