@@ -28,7 +28,8 @@ def fast_compiling_prng():
 # compiles many identical programs; jit's in-memory cache only knows function objects. JAX's
 # persistent cache keys a compiled program by its HLO, compiler options and versions, so an
 # identical program is compiled once per run and read back afterwards, by either xdist worker
-# (about a third of the suite's time; what is compiled, and so every result, is unchanged).
+# (a third of the driver tests' time, ~15% of the whole run's; what is compiled, and so
+# every result, is unchanged).
 # The directory lives for one run: the controller makes it and hands it to the workers.
 _CACHE_KEY = "jnet_xla_cache_dir"
 
