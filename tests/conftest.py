@@ -1,11 +1,20 @@
 """Fixtures shared by several test modules (pytest finds them here; nothing is imported) and
 the run-wide XLA compilation cache."""
 
+import os
 import shutil
 import tempfile
 
-import jax
-import pytest
+# XLA's LLVM back end at -O0 in the tests (and the scripts and notebooks they start): a quarter
+# less compile time, the same HLO optimisations and IEEE arithmetic, so the same results to
+# rounding; speed is measured by scripts/bench.py at XLA's defaults, never here. Set before
+# jax creates its CPU client, which reads XLA_FLAGS once.
+_O0 = "--xla_backend_optimization_level=0"
+if _O0 not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_O0}".strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 _CACHE_DIR = pytest.StashKey[str]()
 
