@@ -79,19 +79,23 @@ def test_decoder_with_gqa_and_rope_matches_numpy(norm_first):
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoding_step_by_step_equals_the_causal_forward(norm_first):
+    """In float64, so the two programs' different rounding cannot hide a wrong cache."""
     layer = L.TransformerDecoderLayer(4, 16, norm_first=norm_first, num_kv_heads=1, rope=True)
-    params = perturbed_params(layer, (6, 8), 5)
-    x = jnp.asarray(randn(6, (3, 6, 8)))
-    full, _ = layer.apply(params, {}, x)
-    cache = layer.init_cache(params, 3, 6)
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64),
+                              perturbed_params(layer, (6, 8), 5))
+        x = jnp.asarray(randn(6, (3, 6, 8)), jnp.float64)
+        full, _ = layer.apply(params, {}, x)
+        cache = layer.init_cache(params, 3, 6)
 
-    def step(cache, inputs):
-        y_t, cache = layer.decode_step(params, cache, *inputs)
-        return cache, y_t
+        def step(cache, inputs):
+            y_t, cache = layer.decode_step(params, cache, *inputs)
+            return cache, y_t
 
-    _, ys = jax.jit(lambda c: jax.lax.scan(step, c, (jnp.swapaxes(x, 0, 1), jnp.arange(6))))(
-        cache)
-    np.testing.assert_allclose(jnp.swapaxes(ys, 0, 1), full, rtol=1e-6, atol=1e-6)
+        _, ys = jax.jit(lambda c: jax.lax.scan(
+            step, c, (jnp.swapaxes(x, 0, 1), jnp.arange(6))))(cache)
+        assert ys.dtype == jnp.float64
+        np.testing.assert_allclose(jnp.swapaxes(ys, 0, 1), full, rtol=1e-10, atol=1e-12)
 
 
 def test_dropout_needs_a_key_and_changes_training_outputs_only():
