@@ -4,6 +4,7 @@ warns with a DeprecationWarning naming its replacement, and does what the replac
 import jax
 import numpy as np
 import pytest
+from _toy_data import toy_classification
 
 import jnet
 from jnet import layers as L
@@ -12,9 +13,7 @@ N, F, C = 24, 4, 3
 
 
 def _data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(N, F)).astype(np.float32)
-    return x, np.argmax(x @ rng.normal(size=(F, C)), axis=1).astype(np.int32)
+    return toy_classification(N, F, C)
 
 
 def _model():

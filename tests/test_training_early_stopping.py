@@ -3,6 +3,7 @@ restoring the best weights in `fit`, a monitor that is not logged."""
 
 import numpy as np
 import pytest
+from _toy_data import toy_classification
 
 import jnet
 from jnet import layers as L
@@ -12,9 +13,7 @@ N, F, C = 50, 4, 3
 
 
 def _data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(N, F)).astype(np.float32)
-    return x, np.argmax(x @ rng.normal(size=(F, C)), axis=1).astype(np.int32)
+    return toy_classification(N, F, C)
 
 
 def _classifier():
