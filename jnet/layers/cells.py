@@ -263,11 +263,12 @@ def scan(cell: Cell, kind: str, params: PyTree, x: jax.Array, initial_state: Car
         if not return_sequences:
             return None, carry
         return jnp.swapaxes(jnp.flip(hs, 0) if reverse else hs, 0, 1), carry
+    xs: Any = x
     if hoisted:  # all T input projections in one matmul, scanned gate by gate (`by_gate`)
         xs = by_gate(cell.project(params, x), cell.gates)
         step = lambda carry, x_t: cell.step(params, carry, join_gates(x_t))  # noqa: E731
     else:
-        xs, step = x, functools.partial(step_on_input, cell, params)
+        step = functools.partial(step_on_input, cell, params)
     steps_mask = None if mask is None else jnp.swapaxes(mask, 0, 1)[..., None]
 
     def body(carry, inputs):
