@@ -25,8 +25,9 @@ The classes:
 - `jnet.layers.LayerError`, `jnet.optim.OptimizerError`, `jnet.checkpoint.CheckpointError`
   and `jnet.TrainingDiverged` (`FloatingPointError`) are subclasses too.
 
-`check_array_tree` is the one check of "a pytree of arrays" (params, grads, state, outputs)
-that the optimizers, their helpers and the training utilities share.
+`check_array_tree` (a pytree of arrays: params, grads, state) and `check_array` (one array of
+a given rank: a matrix, a batch of outputs) are the input checks the optimizers, their helpers
+and the training utilities share.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import jax
 import numpy as np
 
 __all__ = ["ArgumentError", "ArgumentKeyError", "ArgumentTypeError", "DataError", "Error",
-           "check_array_tree", "entry_point"]
+           "check_array", "check_array_tree", "entry_point"]
 
 
 class Error(Exception):
@@ -169,3 +170,27 @@ def check_array_tree(name: str, tree: Any, fix: str, *, floating: bool = False,
             raise error(f"{name} must be a pytree of {kind} (a dict, list or tuple of them, or "
                         f"one array), but {name}{jax.tree_util.keystr(path)} is {given}. "
                         f"{fix}".rstrip())
+
+
+def check_array(name: str, value: Any, fix: str, *, floating: bool = False,
+                ndim: int | None = None, min_ndim: int = 0,
+                error: type[Error] = ArgumentTypeError) -> None:
+    """Raise `error` unless `value` is one array (a JAX array or tracer, a NumPy array) of a
+    numeric dtype (with `floating`: a floating-point one) and of rank `ndim` (or at least
+    `min_ndim`). Like `check_array_tree` it reads types, shapes and dtypes only.
+
+    Raises:
+        error: naming `name`, what was expected, what was given (its type, or its shape and
+            dtype) and `fix`.
+    """
+    kind = "a floating-point array" if floating else "an array"
+    rank = f" of rank {ndim}" if ndim is not None else (
+        f" of rank >= {min_ndim}" if min_ndim else "")
+    if not hasattr(value, "shape") or getattr(value, "dtype", None) is None:
+        given = f"{type(value).__name__} {value!r:.40}"
+    elif (_given(value, floating) is not None or len(value.shape) < min_ndim
+          or (ndim is not None and len(value.shape) != ndim)):
+        given = f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    else:
+        return
+    raise error(f"{name} must be {kind}{rank}, got {given}. {fix}".rstrip())

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.errors import check_array_tree
+from jnet.errors import check_array, check_array_tree
 from jnet.optim.adam import adamw
 from jnet.optim.base import (
     GradientTransformation,
@@ -59,19 +59,6 @@ _MATRIX_FIX = ("Newton-Schulz orthogonalizes one 2-D float matrix (m, n); for a 
                "params use jnet.optim.muon, which routes the other arrays to AdamW.")
 
 
-def _check_matrix(g: Any) -> None:
-    """Raise unless `g` is one floating-point array of rank 2 (shape and dtype only)."""
-    dtype = getattr(g, "dtype", None)
-    if dtype is None or not hasattr(g, "shape"):
-        given = f"{type(g).__name__} {g!r:.40}"
-    elif not jax.dtypes.issubdtype(dtype, np.floating) or len(g.shape) != 2:
-        given = f"an array of shape {tuple(g.shape)} and dtype {dtype}"
-    else:
-        return
-    raise OptimizerError(f"g must be a floating-point matrix (an array of rank 2), got {given}. "
-                         f"{_MATRIX_FIX}")
-
-
 @api("jnet.optim.newton_schulz")
 def newton_schulz(g: jax.Array, coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
                   steps: int = 5, eps: float = 1e-7) -> jax.Array:
@@ -96,7 +83,7 @@ def newton_schulz(g: jax.Array, coefficients: tuple[float, float, float] = NS_CO
         OptimizerError: `g` is not a floating-point array of rank 2, steps is not an int in
             [1, 100), coefficients are not three numbers, eps is negative or not a number.
     """
-    _check_matrix(g)
+    check_array("g", g, _MATRIX_FIX, floating=True, ndim=2, error=OptimizerError)
     a, b, c = _check_iteration("steps", steps, "coefficients", coefficients)
     check_hyperparameter("eps", eps, fix="eps floors ‖G‖_F; 1e-7 is usual.")
     tall = g.shape[0] > g.shape[1]
