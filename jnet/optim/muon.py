@@ -52,7 +52,7 @@ def _check_iteration(steps_name: str, steps: int, coefficients_name: str,
     for name, value in zip("abc", values, strict=True):
         check_hyperparameter(f"{coefficients_name} ({name})", value, -math.inf,
                              fix=f"The default is {NS_COEFFICIENTS}.")
-    return values  # type: ignore[return-value]
+    return values
 
 
 _MATRIX_FIX = ("Newton-Schulz orthogonalizes one 2-D float matrix (m, n); for a pytree of "
