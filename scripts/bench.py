@@ -168,24 +168,27 @@ def measure_round(w: Workload, impl: Impl, cfg: Config, meter: CompileMeter,
         times.append(time.perf_counter() - t0)
         if i < cfg.check_steps:
             checks.append(np.asarray(aux).tolist())
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(cfg.steps):
         carry, aux = fn(carry, w.batches[i % nb], w.keys[i % nb])
     jax.block_until_ready((carry, aux))
     loop = (time.perf_counter() - t0) / cfg.steps
+    loop_cores = (time.process_time() - cpu0) / (loop * cfg.steps)
     compiles = traces[0]  # every trace of a jitted function is a compilation
     del carry
     result = {"compile_s": compile_s, "compile_parts_s": compile_parts, "first_call_s": first_call,
             "step_median_s": statistics.median(times), "step_min_s": min(times),
-            "loop_steps_per_s": 1.0 / loop, "compiles": compiles,
+            "loop_steps_per_s": 1.0 / loop, "loop_cores": loop_cores, "compiles": compiles,
             "checks": checks}
     if scan is not None:
         scan_fn, scan_batches, scan_keys = scan
         carry = impl.init_carry()
         jax.block_until_ready(carry)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(scan_fn(carry, scan_batches, scan_keys))
-        result["scan_step_s"] = (time.perf_counter() - t0) / cfg.scan_steps
+        wall = time.perf_counter() - t0
+        result["scan_step_s"] = wall / cfg.scan_steps
+        result["scan_cores"] = (time.process_time() - cpu0) / wall
     return result
 
 
@@ -272,7 +275,7 @@ def _aggregate(rs: list[dict]) -> dict:
     """Medians over rounds (minimum of the step minima; the first round's loss checks)."""
     agg = {key: statistics.median(x[key] for x in rs if key in x)
            for key in ("compile_s", "first_call_s", "step_median_s", "loop_steps_per_s",
-                       "scan_step_s") if any(key in x for x in rs)}
+                       "scan_step_s", "loop_cores", "scan_cores") if any(key in x for x in rs)}
     agg["step_min_s"] = min(x["step_min_s"] for x in rs)
     if "compiles" in rs[0]:
         agg["compiles"] = max(x["compiles"] for x in rs)
@@ -574,15 +577,19 @@ def both_table(default: dict, single: dict) -> str:
     """Markdown: per workload, jnet's scan and torch eager ms/step at default threads and on
     one core, and jnet / torch in each: a regression in either setting shows."""
     rows = ["| workload | jnet scan ms: default / 1 core | torch ms: default / 1 core "
-            "| jnet / torch: default / 1 core |", "|---|---|---|---|"]
+            "| jnet / torch: default / 1 core | cores busy at default threads: jnet / torch |",
+            "|---|---|---|---|---|"]
     singles = {r["name"]: r for r in single["results"]}
     for r in default["results"]:
         o = singles.get(r["name"], {})
         jd, js, td, ts = (_step_ms(r, "jnet"), _step_ms(o, "jnet"), _step_ms(r, "torch"),
                           _step_ms(o, "torch"))
         ratios = [None if j is None or t is None else j / t for j, t in ((jd, td), (js, ts))]
+        cores = [r.get("impls", {}).get(i, {}).get(k)
+                 for i, k in (("jnet", "scan_cores"), ("torch", "loop_cores"))]
         rows.append(f"| {r['name']} | {_slash([jd, js], _ms)} | {_slash([td, ts], _ms)} | "
-                    f"{_slash(ratios, lambda v: f'{v:.2f}')} |")
+                    f"{_slash(ratios, lambda v: f'{v:.2f}')} | "
+                    f"{_slash(cores, lambda v: f'{v:.1f}')} |")
     return "\n".join(rows)
 
 

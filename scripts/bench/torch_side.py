@@ -202,13 +202,14 @@ class Runner:
             times.append(time.perf_counter() - t0)  # CPU: torch returns when the work is done
             if i < check_steps:
                 checks.append(float(loss))
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         for i in range(steps):
             loss = step(i)
         float(loss)
         loop = (time.perf_counter() - t0) / steps
         out = {"first_call_s": first, "step_median_s": statistics.median(times),
-               "step_min_s": min(times), "loop_steps_per_s": 1.0 / loop, "checks": checks}
+               "step_min_s": min(times), "loop_steps_per_s": 1.0 / loop, "checks": checks,
+               "loop_cores": (time.process_time() - cpu0) / (loop * steps)}
         if self.compiled and not self.warm:  # compiled on this first call: minus one step
             out["compile_s"] = first - out["step_median_s"]
         self.warm = True
