@@ -1,0 +1,31 @@
+"""`scripts/bench/pair_ab.py`, the interleaved jnet / floor timing of one bench workload: it runs,
+and XLA compiles jnet's GPT and transformer training steps to the same memory traffic as the
+hand-written floors' (the floors pay for `Embedding`'s NaN-row guard too), so a jnet / floor
+time ratio away from 1 on these rows is measurement noise, not extra work in jnet."""
+
+import os
+import re
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+from bench import pair_ab  # noqa: E402
+
+
+@pytest.mark.parametrize("workload", ["gpt", "transformer"])
+def test_jnet_step_moves_the_bytes_the_floor_moves(workload, capsys):
+    assert pair_ab.main([workload, "--quick", "--pairs", "2", "--scan-pairs", "0", "--hlo"]) == 0
+    out = capsys.readouterr().out
+    mb = {side: float(m) for side, m in
+          re.findall(r"(jnet|floor) step: bytes accessed ([\d.]+) MB", out)}
+    assert set(mb) == {"jnet", "floor"}, out
+    assert abs(mb["jnet"] / mb["floor"] - 1) < 1e-3, out
+    assert "per-pair ratio median" in out and "(A/A)" in out
+
+
+def test_rejects_an_update_workload():
+    with pytest.raises(SystemExit, match="optim_ab.py"):
+        pair_ab.main(["update_sgd", "--quick"])
