@@ -24,7 +24,7 @@ from jnet.layers.base import (
     check_mask,
     check_rank,
 )
-from jnet.layers.fused_rnn import fused_scan
+from jnet.layers.fused_rnn import by_gate, fused_scan, join_gates, step_on_input
 
 Carry = Any  # (h, c) for the LSTM, h for the GRU
 
@@ -258,17 +258,17 @@ def scan(cell: Cell, kind: str, params: PyTree, x: jax.Array, initial_state: Car
     x = jnp.swapaxes(x, 0, 1)  # time-major for scan
     hoisted = should_hoist(hoist)
     if fast_grad and fused_applies(cell, mask):
-        xs = cell.project(params, x) if hoisted else x
-        used = {k: v for k, v in params.items() if k in ("w_hh", "b_hh")} if hoisted else params
-        hs, carry = fused_scan(cell, not hoisted, unroll, used,
-                               jnp.flip(xs, 0) if reverse else xs, carry)
+        hs, carry = fused_scan(cell, hoisted, unroll, params, jnp.flip(x, 0) if reverse else x,
+                               carry)
         if not return_sequences:
             return None, carry
         return jnp.swapaxes(jnp.flip(hs, 0) if reverse else hs, 0, 1), carry
-    if hoisted:  # all T input projections in one matmul
-        xs, step = cell.project(params, x), functools.partial(cell.step, params)
+    xs: Any = x
+    if hoisted:  # all T input projections in one matmul, scanned gate by gate (`by_gate`)
+        xs = by_gate(cell.project(params, x), cell.gates)
+        step = lambda carry, x_t: cell.step(params, carry, join_gates(x_t))  # noqa: E731
     else:
-        xs, step = x, functools.partial(step_on_input, cell, params)
+        step = functools.partial(step_on_input, cell, params)
     steps_mask = None if mask is None else jnp.swapaxes(mask, 0, 1)[..., None]
 
     def body(carry, inputs):
@@ -283,10 +283,6 @@ def scan(cell: Cell, kind: str, params: PyTree, x: jax.Array, initial_state: Car
 
     carry, ys = jax.lax.scan(body, carry, (xs, steps_mask), reverse=reverse, unroll=unroll)
     return (jnp.swapaxes(ys, 0, 1) if return_sequences else None), carry
-
-
-def step_on_input(cell: Cell, params: PyTree, carry: Carry, x: jax.Array) -> Carry:
-    return cell.step(params, carry, cell.project(params, x))
 
 
 def gru_cell_of(params: PyTree) -> Cell:

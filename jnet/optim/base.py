@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.errors import Error, entry_point, public
+from jnet.errors import Error, check_array_tree, entry_point, public
 from jnet.typing import PyTree, Schedule
 
 # A schedule (`jnet.typing.Schedule`) sees an int32 scalar array counting the updates already
@@ -148,6 +148,47 @@ def current_learning_rate(opt_state: OptState) -> jax.Array | dict[str, jax.Arra
             f"{type(opt_state).__name__}. Pass the state returned by `opt.init(params)` or "
             "`opt.update(...)` of an optimizer built by jnet.optim.")
     return opt_state.learning_rate
+
+
+_PARAMS_FIX = ("Pass the params pytree returned by the model's init; optimizers update "
+               "floating-point arrays only, so keep integer or boolean constants out of it (e.g. "
+               "in the layer state).")
+
+
+def check_params(params: PyTree, name: str = "params", fix: str = _PARAMS_FIX) -> None:
+    """Raise unless `params` (or the tree called `name`: grads, updates) is a pytree of
+    floating-point arrays, the trees every optimizer and its helpers take. Types and dtypes
+    only: under `jax.jit` it runs once, at trace time.
+
+    Raises:
+        OptimizerError: naming the first leaf that is not a floating-point array, and `fix`.
+    """
+    check_array_tree(name, params, fix, floating=True, error=OptimizerError)
+
+
+EVAL_FIX = ("Pass the params the optimizer holds (what its `update` returned, e.g. "
+            "result.params) with the opt_state of the same run (result.opt_state).")
+
+
+def check_like(name: str, tree: PyTree, reference_name: str, reference: PyTree,
+               fix: str) -> None:
+    """Raise unless `tree` has the structure and leaf shapes of `reference` (trace-time: it
+    compares tree structures and shapes, never values).
+
+    Raises:
+        OptimizerError: another structure (both are shown) or a leaf of another shape.
+    """
+    tree_def, reference_def = jax.tree.structure(tree), jax.tree.structure(reference)
+    if tree_def != reference_def:  # type: ignore[operator]  # jaxlib has no PyTreeDef stub
+        raise OptimizerError(
+            f"{name} must have the structure of `{reference_name}`.\n  {name}:  {tree_def}\n"
+            f"  {reference_name}: {reference_def}\n{fix}")
+    for (path, leaf), other in zip(jax.tree_util.tree_leaves_with_path(tree),
+                                   jax.tree.leaves(reference), strict=True):
+        if np.shape(leaf) != np.shape(other):
+            where = jax.tree_util.keystr(path)
+            raise OptimizerError(f"{name}{where} has shape {np.shape(leaf)}, but "
+                                 f"{reference_name}{where} has shape {np.shape(other)}. {fix}")
 
 
 def is_tracer(value: Any) -> bool:

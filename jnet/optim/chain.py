@@ -22,6 +22,8 @@ from jnet.optim.base import (
     Schedule,
     api,
     as_schedule,
+    check_like,
+    check_params,
     learning_rate_at,
     named,
     state_dtype,
@@ -52,33 +54,8 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> GradientTransform
     return GradientTransformation(lambda params: EmptyState(), update, schedule)
 
 
-def _check_params(params: PyTree) -> None:
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        if not hasattr(leaf, "dtype") and not isinstance(leaf, (int, float, complex)):
-            raise OptimizerError(
-                f"params: the leaf {jax.tree_util.keystr(path) or '(root)'} is a "
-                f"{type(leaf).__name__} ({leaf!r:.40}), not an array. Pass the params pytree "
-                "returned by the model's init.")
-        dtype = jnp.result_type(leaf)
-        if not jnp.issubdtype(dtype, jnp.floating):
-            raise OptimizerError(
-                f"params: the parameter {jax.tree_util.keystr(path) or '(root)'} has dtype "
-                f"{dtype}; optimizers update floating-point arrays only. Keep integer or "
-                "boolean constants out of the params pytree (e.g. in the layer state).")
-
-
-def _check_same_structure(grads: PyTree, params: PyTree) -> None:
-    grads_def, params_def = jax.tree.structure(grads), jax.tree.structure(params)
-    if grads_def != params_def:  # type: ignore[operator]  # jaxlib has no PyTreeDef stub
-        raise OptimizerError(
-            f"grads must have the structure of `params`.\n  grads:  {grads_def}\n"
-            f"  params: {params_def}\nPass the gradient of the loss with respect to exactly "
-            "the params given to `init` (e.g. jax.grad(loss)(params, ...)).")
-    for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(params), strict=True):
-        if np.shape(g) != np.shape(p):
-            raise OptimizerError(f"grads: a gradient of shape {np.shape(g)} was given for a "
-                                 f"parameter of shape {np.shape(p)}. Pass the gradient of the "
-                                 "loss with respect to the params.")
+_GRADS_FIX = ("Pass the gradient of the loss with respect to exactly the params given to `init` "
+              "(e.g. jax.grad(loss)(params, ...)).")
 
 
 def _check_state(opt_state: OptState, expected: PyTree) -> None:
@@ -221,7 +198,7 @@ def build(rule: str, parts: tuple[GradientTransformation | Optimizer, ...]) -> O
 
     def init(params):
         with named(f"jnet.optim.{rule}(...).init"):
-            _check_params(params)
+            check_params(params)
             params = to_state_dtype(params)
             return OptState(step=jnp.zeros((), jnp.int32),
                             learning_rate=_logged(logged, jnp.ones((), jnp.int32)),
@@ -236,7 +213,9 @@ def build(rule: str, parts: tuple[GradientTransformation | Optimizer, ...]) -> O
 
     def update(grads, opt_state, params):
         with named(f"jnet.optim.{rule}(...).update"):
-            _check_same_structure(grads, params)
+            check_params(params)
+            check_params(grads, "grads", _GRADS_FIX)
+            check_like("grads", grads, "params", params, _GRADS_FIX)
             _check_state(opt_state, expected_state(_abstract_key(params)))
             step = opt_state.step + 1
             updates, wide_params = to_state_dtype(grads), to_state_dtype(params)

@@ -5,17 +5,33 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jnet.errors import check_array_tree
 from jnet.optim.base import (
     EmptyState,
     GradientTransformation,
+    OptimizerError,
     PyTree,
     api,
     check_hyperparameter,
 )
 
 
+@api("jnet.optim.global_norm")
 def global_norm(tree: PyTree) -> jax.Array:
-    """√(Σ_leaves Σ x²): the L2 norm of a whole pytree, as one vector."""
+    """√(Σ_leaves Σ x²): the L2 norm of a whole pytree, as one vector.
+
+    Args:
+        tree: a pytree of arrays (gradients, params, updates); an empty one (``{}``, None)
+            has norm 0.
+
+    Returns:
+        A scalar array.
+
+    Raises:
+        OptimizerError: a leaf that is not an array (a string, an object).
+    """
+    check_array_tree("tree", tree, "Pass a pytree of arrays, such as the gradients.",
+                     error=OptimizerError)
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 

@@ -56,8 +56,12 @@ def _per_leaf(fn: Callable[..., Any]) -> bool:
 def _tree(spec: Any, params: PyTree, what: str, fix: str) -> PyTree:
     """`spec` as a pytree with the structure of `params` (checked)."""
     if callable(spec) and _per_leaf(spec):
-        return jax.tree_util.tree_map_with_path(lambda path, p: spec(path_tuple(path), p), params)
-    tree = spec(params) if callable(spec) else spec
+        # checked below too: a function returning None or a container per array would
+        # otherwise leave every array out of every group, silently
+        tree = jax.tree_util.tree_map_with_path(lambda path, p: spec(path_tuple(path), p),
+                                                params)
+    else:
+        tree = spec(params) if callable(spec) else spec
     # jaxlib ships no stub for PyTreeDef, so mypy cannot see its __eq__
     if jax.tree.structure(tree) != jax.tree.structure(params):  # type: ignore[operator]
         raise OptimizerError(

@@ -7,7 +7,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jnet.errors import check_array, check_array_tree
 from jnet.optim.adam import adamw
 from jnet.optim.base import (
     GradientTransformation,
@@ -31,6 +33,33 @@ NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 _LR_SCALES = ("original", "match_rms_adamw", "spectral_unclamped", "none")
 
 
+def _check_iteration(steps_name: str, steps: int, coefficients_name: str,
+                     coefficients: tuple[float, float, float]) -> tuple[float, float, float]:
+    """The Newton-Schulz iteration count and coefficients `scale_by_muon` and `newton_schulz`
+    take, checked; the coefficients as a tuple.
+
+    Raises:
+        OptimizerError: steps not an int in [1, 100), coefficients not three numbers.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps < 100:
+        raise OptimizerError(f"{steps_name} must be an int in [1, 100), got {steps!r}; 5 is "
+                             "usual.")
+    values = tuple(coefficients) if np.iterable(coefficients) and not isinstance(
+        coefficients, str) else ()
+    if len(values) != 3:
+        raise OptimizerError(f"{coefficients_name} must be three numbers (a, b, c), got "
+                             f"{coefficients!r}. The default is {NS_COEFFICIENTS}.")
+    for name, value in zip("abc", values, strict=True):
+        check_hyperparameter(f"{coefficients_name} ({name})", value, -math.inf,
+                             fix=f"The default is {NS_COEFFICIENTS}.")
+    return values
+
+
+_MATRIX_FIX = ("Newton-Schulz orthogonalizes one 2-D float matrix (m, n); for a pytree of "
+               "params use jnet.optim.muon, which routes the other arrays to AdamW.")
+
+
+@api("jnet.optim.newton_schulz")
 def newton_schulz(g: jax.Array, coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
                   steps: int = 5, eps: float = 1e-7) -> jax.Array:
     """The approximate orthogonalization O ≈ U Vᵀ of a matrix G = U S Vᵀ (Newton-Schulz).
@@ -49,8 +78,14 @@ def newton_schulz(g: jax.Array, coefficients: tuple[float, float, float] = NS_CO
 
     Returns:
         An (m, n) array of g's dtype.
+
+    Raises:
+        OptimizerError: `g` is not a floating-point array of rank 2, steps is not an int in
+            [1, 100), coefficients are not three numbers, eps is negative or not a number.
     """
-    a, b, c = coefficients
+    check_array("g", g, _MATRIX_FIX, floating=True, ndim=2, error=OptimizerError)
+    a, b, c = _check_iteration("steps", steps, "coefficients", coefficients)
+    check_hyperparameter("eps", eps, fix="eps floors ‖G‖_F; 1e-7 is usual.")
     tall = g.shape[0] > g.shape[1]
     x = g.T if tall else g
     x = x / jnp.maximum(jnp.linalg.norm(x), eps)
@@ -103,15 +138,9 @@ def scale_by_muon(learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.95
                          fix="momentum is μ of the buffer B = μB + (1-μ)g; 0.95 is usual.")
     check_hyperparameter("weight_decay", weight_decay, fix="0.1 is PyTorch's default.")
     check_hyperparameter("eps", eps, fix="eps floors ‖G‖ before Newton-Schulz; 1e-7 is usual.")
-    if isinstance(ns_steps, bool) or not isinstance(ns_steps, int) or not 1 <= ns_steps < 100:
-        raise OptimizerError(f"ns_steps must be an int in [1, 100), got {ns_steps!r}; 5 is "
-                             "usual.")
-    if len(tuple(ns_coefficients)) != 3:
-        raise OptimizerError(f"ns_coefficients must be three numbers (a, b, c), got "
-                             f"{ns_coefficients!r}. The default is {NS_COEFFICIENTS}.")
+    coefficients = _check_iteration("ns_steps", ns_steps, "ns_coefficients", ns_coefficients)
     if lr_scale not in _LR_SCALES:
         raise OptimizerError(f"lr_scale must be one of {_LR_SCALES}, got {lr_scale!r}.")
-    coefficients = tuple(ns_coefficients)
 
     def init(params):
         for path, p in jax.tree_util.tree_leaves_with_path(params):
@@ -138,6 +167,7 @@ def scale_by_muon(learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.95
     return GradientTransformation(init, update, schedule)
 
 
+@api("jnet.optim.muon_arrays")
 def muon_arrays(path: tuple, param: jax.Array) -> bool:
     """The default Muon routing: True (Muon) for 2-D arrays except embedding tables (an array
     named ``embedding``, as `jnet.layers.Embedding`'s); False (AdamW) for the rest: biases,
@@ -149,7 +179,12 @@ def muon_arrays(path: tuple, param: jax.Array) -> bool:
 
     Returns:
         A bool.
+
+    Raises:
+        OptimizerError: `param` is not an array (the mask is called with each array).
     """
+    check_array_tree("param", param, "muon_arrays is a mask function `(path, param) -> bool`: "
+                     "pass it as muon(muon_mask=jnet.optim.muon_arrays).", error=OptimizerError)
     return jnp.ndim(param) == 2 and "embedding" not in path
 
 

@@ -9,8 +9,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jnet.errors import check_array_tree
 from jnet.optim.adam import BETA_FIX, EPS_FIX
 from jnet.optim.base import (
+    EVAL_FIX,
     EmptyState,
     GradientTransformation,
     Optimizer,
@@ -22,6 +24,7 @@ from jnet.optim.base import (
     as_schedule,
     bias_correction,
     check_hyperparameter,
+    check_like,
     ema,
     float_step,
     is_tracer,
@@ -50,7 +53,12 @@ class ScheduleFreeState(NamedTuple):
     b1: jax.Array
 
     def eval_params(self, params: PyTree) -> PyTree:
-        """The evaluation-weights hook (`jnet.optim.eval_params`): x_t from y_t = `params`."""
+        """The evaluation-weights hook (`jnet.optim.eval_params`): x_t from y_t = `params`.
+
+        Raises:
+            OptimizerError: `params` do not have the structure and shapes of z.
+        """
+        check_like("params", params, "the schedule-free state's z", self.z, EVAL_FIX)
         def average(y, z):
             return (jnp.asarray(y, z.dtype) + (1 - 1 / self.b1).astype(z.dtype) * (z - y)
                     ).astype(jnp.result_type(y))
@@ -247,9 +255,11 @@ def schedule_free_eval_params(params: PyTree, opt_state: OptState) -> PyTree:
         A pytree shaped like `params`, in their dtypes (batched under `jax.vmap` too).
 
     Raises:
-        OptimizerError: `opt_state` has no schedule-free stage (at its top level: not inside
-            a `partition` or `masked`).
+        OptimizerError: `params` is not a pytree of arrays or does not match
+            the state's z; `opt_state` has no schedule-free stage (at its top level: not
+            inside a `partition` or `masked`).
     """
+    check_array_tree("params", params, EVAL_FIX, error=OptimizerError)
     stages = opt_state.inner if isinstance(opt_state, OptState) else ()
     found = [s for s in stages if isinstance(s, ScheduleFreeState)]
     if len(found) != 1:

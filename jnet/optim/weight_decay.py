@@ -6,9 +6,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jnet.errors import check_array_tree
 from jnet.optim.base import (
     EmptyState,
     GradientTransformation,
+    OptimizerError,
     PyTree,
     api,
     check_hyperparameter,
@@ -19,6 +21,7 @@ from jnet.optim.masks import Mask, resolve_mask
 __all__ = ["Mask", "add_decayed_weights", "resolve_mask", "weights_only"]
 
 
+@api("jnet.optim.weights_only")
 def weights_only(params: PyTree) -> PyTree:
     """A weight-decay mask: True for leaves with ndim >= 2 (Dense and Conv kernels), False for
     vectors and scalars (biases, BatchNorm scales and offsets, PReLU slopes).
@@ -28,7 +31,13 @@ def weights_only(params: PyTree) -> PyTree:
 
     Returns:
         A pytree of Python bools with the structure of `params`.
+
+    Raises:
+        OptimizerError: `params` is not a pytree of arrays.
     """
+    check_array_tree("params", params, "Pass the params pytree (weights_only is a mask "
+                     "function: `mask=jnet.optim.weights_only`, not called).",
+                     error=OptimizerError)
     return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
 
 

@@ -16,12 +16,15 @@ optimizer (`jnet.fit` reads both; neither is a type switch):
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from jnet.errors import check_array_tree
 from jnet.optim.base import (
+    EVAL_FIX,
     GradientTransformation,
     Optimizer,
     OptimizerError,
@@ -29,6 +32,7 @@ from jnet.optim.base import (
     PyTree,
     api,
     check_hyperparameter,
+    check_like,
     zeros_like_state,
 )
 from jnet.optim.chain import build, frozen_of, hold_frozen, logged_schedule, run_stages
@@ -116,7 +120,12 @@ class EmaState(NamedTuple):
     inner: tuple
 
     def eval_params(self, params: PyTree) -> PyTree:
-        """The evaluation-weights hook (`eval_params`): the average θ̄ in `params`' dtypes."""
+        """The evaluation-weights hook (`eval_params`): the average θ̄ in `params`' dtypes.
+
+        Raises:
+            OptimizerError: `params` do not have the structure and shapes of the average.
+        """
+        check_like("params", params, "the ema average", self.params, EVAL_FIX)
         return jax.tree.map(lambda a, p: a.astype(jnp.result_type(p)), self.params, params)
 
 
@@ -191,19 +200,34 @@ def eval_params(params: PyTree, opt_state: Any) -> PyTree:
 
     `ema`: the moving average θ̄ (`ema_params`); `schedule_free_adamw` / `schedule_free_sgd`:
     x_t (`schedule_free_eval_params`); any other optimizer (or a state that is not an
-    `OptState`): `params` unchanged. `jnet.fit` validates with these weights (see
-    `jnet.training.Options.eval_weights`) and ``FitResult.eval_params()`` returns them. Keep
-    training from `params`, not from these. For a population (a leading member axis on both
-    trees) map it over the members: ``jax.vmap(eval_params)(params, opt_state)``.
+    `OptState`: an optimizer of your own passed to `jnet.fit`): `params` unchanged. `jnet.fit`
+    validates with these weights (see `jnet.training.Options.eval_weights`) and
+    ``FitResult.eval_params()`` returns them. Keep training from `params`, not from these. For
+    a population (a leading member axis on both trees) map it over the members:
+    ``jax.vmap(eval_params)(params, opt_state)``.
 
     Args:
-        params: the params the optimizer holds (what `update` returned).
+        params: the params the optimizer holds (what `update` returned), a pytree of arrays.
         opt_state: the optimizer's state.
 
     Returns:
         A pytree shaped like `params`, in their dtypes.
+
+    Raises:
+        OptimizerError: `params` is not a pytree of arrays; `opt_state` is an `OptState` read
+            from a checkpoint without ``like=`` (a dict of its fields, whose `ema` /
+            schedule-free weights would be silently ignored); the params do not match the
+            state's average (`ema`, schedule-free).
     """
-    for stage in getattr(opt_state, "inner", ()) if isinstance(opt_state, OptState) else ():
+    check_array_tree("params", params, EVAL_FIX, error=OptimizerError)
+    if isinstance(opt_state, Mapping) and set(opt_state) == set(OptState._fields):
+        raise OptimizerError(
+            "opt_state is a dict of the fields of an OptState (step, learning_rate, inner), "
+            "as jnet.checkpoint.load returns it without like=, so the weights its optimizer "
+            "evaluates with (ema, schedule-free) cannot be read from it. Load the checkpoint "
+            "with like= a tree of the same structure, e.g. jnet.checkpoint.load(path, "
+            "like={'params': params, 'opt_state': opt.init(params)}).")
+    for stage in opt_state.inner if isinstance(opt_state, OptState) else ():
         hook = getattr(stage, "eval_params", None)
         if callable(hook):
             params = hook(params)

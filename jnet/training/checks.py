@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.errors import ArgumentError, ArgumentTypeError, DataError
+from jnet.errors import ArgumentError, ArgumentTypeError, DataError, check_array_tree
 from jnet.layers.base import Layer
 from jnet.typing import PyTree
 
@@ -181,6 +181,22 @@ def check_tree(name: str, given: PyTree, expected: PyTree, lead: tuple[int, ...]
         raise ArgumentError(f"{name} does not match the model: same entries, different "
                             f"container types ({jax.tree.structure(given)} vs "
                             f"{jax.tree.structure(expected)}). {fix}")
+
+
+_TREES_FIX = ("Pass the params and state the model's init returned (`_, params, state = "
+              "model.init(key, in_shape)`), or result.params and result.state of jnet.fit.")
+
+
+def check_model_trees(params: PyTree, state: PyTree, *, trainable: bool = False) -> None:
+    """Raise unless `params` and `state` are pytrees of arrays (with `trainable`, params of
+    floating-point arrays: a train step differentiates with respect to them). Types and
+    dtypes only, so inside a jitted step it runs once, at trace time.
+
+    Raises:
+        ArgumentTypeError: naming the first leaf that is not an array.
+    """
+    check_array_tree("params", params, _TREES_FIX, floating=trainable)
+    check_array_tree("state", state, _TREES_FIX)
 
 
 def check_writable(directory: str | os.PathLike) -> None:

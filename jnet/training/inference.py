@@ -129,8 +129,9 @@ def evaluate(
 
     Raises:
         DataError: mismatched lengths, a bad mask, labels out of range.
-        ArgumentError / ArgumentTypeError: a bad batch size, loss or metric; a JAX tracer
-            among the arguments (`evaluate` called under `jax.vmap` / `jax.jit`).
+        ArgumentError / ArgumentTypeError: a bad batch size, loss or metric; params or state
+            that are not pytrees of arrays; a JAX tracer among the arguments (`evaluate`
+            called under `jax.vmap` / `jax.jit`).
     """
     with entry_point("jnet.evaluate"):
         # its compiled functions would see tracers as arguments: a raw JAX TypeError
@@ -138,6 +139,7 @@ def evaluate(
                           state=state, x=x, y=y, batch_size=batch_size, loss=loss,
                           metrics=metrics, mask=mask)
         positive_int("batch_size", batch_size, allow_none=True)
+        checks.check_model_trees(params, state)
         data = D.prepare(x, y, mask, check_finite=False)
         check_labels(model, out_shape(model, data.x), data.y)
         loss_fn = resolve_loss(model, loss)
@@ -174,9 +176,11 @@ def predict(
 
     Raises:
         DataError: no batch axis, a bad mask. ArgumentError: a bad batch size.
+        ArgumentTypeError: params or state that are not pytrees of arrays.
     """
     with entry_point("jnet.predict"):
         positive_int("batch_size", batch_size, allow_none=True)
+        checks.check_model_trees(params, state)
         data = D.prepare(x, None, mask, check_finite=False)
     link = (lambda o: o) if raw or model.head is None else model.head.link
 

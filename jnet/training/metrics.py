@@ -15,23 +15,40 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jnet.errors import ArgumentError, ArgumentTypeError
+from jnet.errors import ArgumentError, ArgumentTypeError, DataError, check_array, public
 from jnet.typing import Metric
 
+_OUTPUTS_FIX = ("accuracy(outputs, targets) takes the model's raw outputs (batch, classes) and "
+                "integer labels (batch,) or one-hot targets (batch, classes) of one batch.")
 
+
+@public("jnet.training.accuracy")
 def accuracy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     """1.0 where the predicted class equals the target, else 0.0; shape ``(batch,)``.
 
     Outputs ``(batch, classes)``: the prediction is the argmax. A single output column
     ``(batch, 1)`` is a binary logit: the prediction is ``outputs > 0``. Targets are integer
     labels ``(batch,)`` or one-hot / soft targets ``(batch, classes)`` (their argmax is the label).
+    Per-step outputs ``(batch, T, classes)`` take targets ``(batch, T)`` or ``(batch, T,
+    classes)``.
+
+    Raises:
+        ArgumentTypeError: outputs that are not an array of rank >= 2 (a batch axis and a class
+            axis), targets that are not an array.
+        DataError: targets whose shape matches neither the labels nor the outputs.
     """
+    check_array("outputs", outputs, _OUTPUTS_FIX, min_ndim=2)
+    check_array("targets", targets, _OUTPUTS_FIX)
     if outputs.shape[-1] == 1:
         predicted = (outputs[..., 0] > 0).astype(jnp.int32)
     else:
         predicted = jnp.argmax(outputs, axis=-1)
     if targets.ndim == outputs.ndim and outputs.shape[-1] > 1:
         targets = jnp.argmax(targets, axis=-1)
+    if targets.size != predicted.size:
+        raise DataError(f"targets of shape {tuple(targets.shape)} match neither the labels "
+                        f"{tuple(predicted.shape)} nor the outputs {tuple(outputs.shape)} of "
+                        f"this batch. {_OUTPUTS_FIX}")
     targets = jnp.reshape(targets, predicted.shape)
     return (predicted == targets).astype(jnp.float32)
 

@@ -55,6 +55,7 @@ import jax.numpy as jnp
 from jnet.errors import ArgumentError, ArgumentTypeError, DataError, entry_point, public
 from jnet.layers.base import Layer
 from jnet.optim.wrappers import calls_per_batch
+from jnet.training.checks import check_model_trees
 from jnet.training.data import Batch, as_batch
 from jnet.training.metrics import Metric, resolve_metrics, weighted_mean
 from jnet.typing import Loss as LossFn
@@ -217,6 +218,7 @@ def train_step_fn(model: Layer, optimizer: OptimizerLike, loss_fn: LossFn,
         return value, (outputs, new_state, weights)
 
     def train_step(params, state, opt_state, batch, key):
+        check_model_trees(params, state, trainable=True)
         batch = as_batch(batch)
         _check_targets(batch.y)
         mask = model_mask(batch)

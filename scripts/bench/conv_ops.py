@@ -4,6 +4,10 @@ weight gradient of the bench CNNs' convolutions (batch x 28 x 28 x 1 -> 32 and 1
 Conv2D, the floor (`lax.conv_general_dilated` and its autodiff) and torch, interleaved in one
 process (the ratios survive machine load better than the times). Pinned to one CPU
 (`taskset -c 1`) the times are process CPU time, otherwise wall time (`breakdown.median_ms`).
+The "cores" columns are process CPU time / wall time over the calls: how many cores the op
+kept busy (1.00: one thread did it all). With XLA:CPU's defaults every convolution here runs
+on one thread; `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`
+(XLA's Eigen convolutions instead of YNNPACK's) shows the threaded alternative.
 
     .venv/bin/python scripts/bench/conv_ops.py [--batch 128] [--repeats 10] [--rounds 3]
 """
@@ -15,6 +19,7 @@ import importlib.util
 import os
 import statistics
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +64,15 @@ def torch_ops(x, w, stride: int) -> dict:
             "d_weight": lambda: grad(*args, [False, True, False])}
 
 
+def cores_busy(fn, repeats: int) -> float:
+    """Process CPU time / wall time over `repeats` calls of `fn` (after a warm-up call)."""
+    fn()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(repeats):
+        fn()
+    return (time.process_time() - cpu) / (time.perf_counter() - wall)
+
+
 def conv_impls(in_shape, filters: int, k: int, s: int, batch: int) -> dict:
     from jnet import layers as L
 
@@ -86,9 +100,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    print(f"batch {args.batch}, {len(os.sched_getaffinity(0))} CPUs; median ms over rounds")
-    print("| conv | op | jnet | floor | torch | jnet / floor | jnet / torch |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"batch {args.batch}, {len(os.sched_getaffinity(0))} CPUs, XLA_FLAGS="
+          f"{os.environ.get('XLA_FLAGS', '')!r}; median ms over rounds")
+    print("| conv | op | jnet | floor | torch | jnet / floor | jnet / torch | cores jnet / torch |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, (in_shape, filters, k, s) in CONVS.items():
         impls = conv_impls(in_shape, filters, k, s, args.batch)
         times: dict = {(i, op): [] for i in impls for op in impls[i]}
@@ -99,8 +114,10 @@ def main() -> None:
         for op in ("forward", "d_input", "d_weight"):
             ms = {i: statistics.median(times[i, op]) for i in impls}
             t = ms.get("torch", float("nan"))
+            cores = "/".join(f"{cores_busy(impls[i][op], args.repeats):.2f}"
+                             for i in ("jnet", "torch") if i in impls)
             print(f"| {name} | {op} | {ms['jnet']:.2f} | {ms['floor']:.2f} | {t:.2f} | "
-                  f"{ms['jnet'] / ms['floor']:.2f} | {ms['jnet'] / t:.2f} |")
+                  f"{ms['jnet'] / ms['floor']:.2f} | {ms['jnet'] / t:.2f} | {cores} |")
 
 
 if __name__ == "__main__":
