@@ -5,17 +5,19 @@ import os
 import shutil
 import tempfile
 
-# XLA's LLVM back end at -O0 in the tests (and the scripts and notebooks they start): a quarter
-# less compile time with the same HLO optimisations. The machine code may round differently in
-# the last bits (no fused multiply-adds), so comparisons of two different float32 programs use
-# float64 or float32-sized tolerances. Speed is measured by scripts/bench.py at XLA's defaults,
-# never here. Set before jax creates its CPU client, which reads XLA_FLAGS once.
-_O0 = "--xla_backend_optimization_level=0"
-if _O0 not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_O0}".strip()
+from _xla_flags import O0
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+# XLA's LLVM back end at -O0 in the tests (and the scripts and notebooks they start, except
+# bench.py: `_xla_flags.default_env`): a quarter less compile time with the same HLO
+# optimisations. The machine code may round differently in the last bits (no fused
+# multiply-adds), so comparisons of two different float32 programs use float64 or
+# float32-sized tolerances. Speed is measured by scripts/bench.py at XLA's defaults, never
+# here. Set before jax creates its CPU client, which reads XLA_FLAGS once.
+if O0 not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {O0}".strip()
+
+import jax
+import pytest
 
 _CACHE_DIR = pytest.StashKey[str]()
 

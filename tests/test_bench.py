@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from _xla_flags import default_env
 
 import jnet
 
@@ -34,7 +35,8 @@ def _run_quick(tmp_path, only=None):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, BENCH, "--quick",
            "--json", str(out)] + (["--only", only] if only else [])
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env=default_env())
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc.stdout, json.loads(out.read_text())
 
@@ -120,7 +122,11 @@ def test_both_table_puts_default_and_single_core_side_by_side():
                                                        "torch": {"step_median_s": torch_s}}}]}
 
     text = bench.both_table(run(0.010, 0.020), run(0.030, 0.015))
-    assert "| cnn | 10.00 / 30.00 | 20.00 / 15.00 | 0.50 / 2.00 |" in text
+    assert "| cnn | 10.00 / 30.00 | 20.00 / 15.00 | 0.50 / 2.00 | – / – |" in text
+    busy = run(0.010, 0.020)
+    busy["results"][0]["impls"]["jnet"]["scan_cores"] = 1.04
+    busy["results"][0]["impls"]["torch"]["loop_cores"] = 1.96
+    assert "| 0.50 / 2.00 | 1.0 / 2.0 |" in bench.both_table(busy, run(0.030, 0.015))
 
 
 def test_bench_gpu_script_dry_run(tmp_path):
@@ -128,7 +134,7 @@ def test_bench_gpu_script_dry_run(tmp_path):
     out = tmp_path / "gpu.json"
     proc = subprocess.run(["bash", os.path.join(ROOT, "scripts", "bench_gpu.sh"), str(out),
                            "--quick", "--only", "update_sgd"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, env=os.environ | {"PYTHON": sys.executable})
+                          text=True, timeout=600, env=default_env() | {"PYTHON": sys.executable})
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(out.read_text())
     assert report["config"]["large"] and report["config"]["quick"]

@@ -12,6 +12,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from _xla_flags import default_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "scripts", "bench.py")
@@ -73,7 +74,7 @@ def test_quick_decode_tokens_agree_with_torch_cache_loop(bench):
 def test_quick_bench_run_prints_the_lm_tables(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, BENCH, "--quick", "--only", "gpt", "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+                          cwd=ROOT, capture_output=True, text=True, timeout=900, env=default_env())
     assert proc.returncode == 0, proc.stderr[-4000:]
     (row,) = json.loads(out.read_text())["results"]
     assert row["name"] == "gpt" and row["agreement"]["ok"]
