@@ -4,7 +4,10 @@ Layers are pure `(init, apply)` pairs (`jnet.layers`), optimizers are pure state
 (`jnet.optim`), and training is a jit-compiled pure step plus a small driver (`jnet.fit`).
 """
 
+# `_xla_cpu` is imported first (it also sorts first): it may add an XLA flag, which works
+# only before jax starts its CPU client (`jnet.xla_cpu_flags` says what it added).
 from jnet import (
+    _xla_cpu,
     activations,
     callbacks,
     checkpoint,
@@ -33,6 +36,7 @@ from jnet.training import (
 )
 from jnet.training.lr_find import lr_find
 
+xla_cpu_flags: tuple[str, ...] = _xla_cpu.APPLIED
 __version__ = "0.2.0"
 __all__ = [
     "ArgumentError",
@@ -65,4 +69,5 @@ __all__ = [
     "precision",
     "predict",
     "summary",
+    "xla_cpu_flags",
 ]
