@@ -29,7 +29,9 @@ compiled `lax.scan` over many steps (how `jnet.fit` runs an epoch), the number o
 of the step function after all steps (1 = no recompiles) and the losses of the first steps,
 which must agree between implementations (so the same work is timed; torch: the first loss).
 Implementations alternate in rounds (order flipped each round) so machine noise hits all; the
-table shows medians over rounds and the ratios jnet / floor and jnet / torch. Peak memory
+table shows medians over rounds, the ratios jnet / floor as medians of the per-round ratios
+(jnet and the floor ran back to back), and jnet / torch. A round times the compiled scan
+three times (its median). Peak memory
 (``--memory``, default in full runs): each implementation of each workload compiles and runs
 its steps in a fresh process. The strided CNN also times `jnet.fit` itself, with its default
 (scan) and ``scan=False``.
@@ -124,6 +126,7 @@ class Config:
     steps: int  # timed steps per round (synced loop and back-to-back loop each)
     scan_steps: int
     scan_rounds: int = 1  # rounds that also time the scan (CPU convs are slow inside loops)
+    scan_repeats: int = 3  # scan calls per round; their median is the round's time
     check_steps: int = 3
     torch_compile: bool = True  # also time torch.compile (when torch is importable)
     memory: bool = True  # peak memory per workload and implementation (subprocesses)
@@ -182,13 +185,16 @@ def measure_round(w: Workload, impl: Impl, cfg: Config, meter: CompileMeter,
             "checks": checks}
     if scan is not None:
         scan_fn, scan_batches, scan_keys = scan
-        carry = impl.init_carry()
-        jax.block_until_ready(carry)
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        jax.block_until_ready(scan_fn(carry, scan_batches, scan_keys))
-        wall = time.perf_counter() - t0
-        result["scan_step_s"] = wall / cfg.scan_steps
-        result["scan_cores"] = (time.process_time() - cpu0) / wall
+        walls, cores = [], []
+        for _ in range(cfg.scan_repeats):
+            carry = impl.init_carry()  # the scan donates its carry
+            jax.block_until_ready(carry)
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            jax.block_until_ready(scan_fn(carry, scan_batches, scan_keys))
+            walls.append(time.perf_counter() - t0)
+            cores.append((time.process_time() - cpu0) / walls[-1])
+        result["scan_step_s"] = statistics.median(walls) / cfg.scan_steps
+        result["scan_cores"] = statistics.median(cores)
     return result
 
 
@@ -283,6 +289,13 @@ def _aggregate(rs: list[dict]) -> dict:
     return agg
 
 
+def _paired(a: list[dict], b: list[dict], key: str) -> float:
+    """The median over rounds of a's time / b's time in the same round: the two ran back to
+    back, so a slow phase of the machine hits both (steadier than a ratio of medians)."""
+    return statistics.median(x[key] / y[key] for x, y in zip(a, b, strict=True)
+                             if key in x and key in y)
+
+
 def run_workload(w: Workload, cfg: Config, meter: CompileMeter, log) -> dict:
     """Every implementation of `w` in alternating rounds; medians, ratios and agreement."""
     scans = _compile_scans(w, cfg, meter)
@@ -310,10 +323,10 @@ def run_workload(w: Workload, cfg: Config, meter: CompileMeter, log) -> dict:
     j, f = result["impls"]["jnet"], result["impls"]["floor"]
     result["ratio"] = {
         "compile": j["compile_s"] / f["compile_s"],
-        "step": j["step_median_s"] / f["step_median_s"],
+        "step": _paired(rounds["jnet"], rounds["floor"], "step_median_s"),
         "step_min": j["step_min_s"] / f["step_min_s"],
         "loop": f["loop_steps_per_s"] / j["loop_steps_per_s"],
-        "scan": j["scan_step_s"] / f["scan_step_s"],
+        "scan": _paired(rounds["jnet"], rounds["floor"], "scan_step_s"),
     }
     result["agreement"] = _agreement(j["checks"], f["checks"], w.rtol)
     for name in names[2:]:  # torch: its step time, and jnet's default path against it
@@ -559,7 +572,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
                          "subprocess, and print the step times side by side")
     parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # WORKLOAD:IMPL
     args = parser.parse_args(argv)
-    cfg = Config(rounds=1, steps=2, scan_steps=2) if args.quick else Config(3, 10, 4, 3)
+    cfg = Config(rounds=1, steps=2, scan_steps=2, scan_repeats=1) if args.quick else Config(
+        3, 10, 4, 3)
     cfg.rounds = args.rounds or cfg.rounds
     cfg.steps = args.steps or cfg.steps
     cfg.torch_compile = not args.quick if args.torch_compile is None else args.torch_compile
