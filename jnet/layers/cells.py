@@ -8,7 +8,6 @@ equations and conventions are documented in `jnet.layers.recurrent`.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -24,7 +23,7 @@ from jnet.layers.base import (
     check_mask,
     check_rank,
 )
-from jnet.layers.fused_rnn import by_gate, fused_scan, join_gates, step_on_input
+from jnet.layers.fused_rnn import fused_scan, projected, scan_inputs, step_on_input
 
 Carry = Any  # (h, c) for the LSTM, h for the GRU
 
@@ -263,17 +262,12 @@ def scan(cell: Cell, kind: str, params: PyTree, x: jax.Array, initial_state: Car
         if not return_sequences:
             return None, carry
         return jnp.swapaxes(jnp.flip(hs, 0) if reverse else hs, 0, 1), carry
-    xs: Any = x
-    if hoisted:  # all T input projections in one matmul, scanned gate by gate (`by_gate`)
-        xs = by_gate(cell.project(params, x), cell.gates)
-        step = lambda carry, x_t: cell.step(params, carry, join_gates(x_t))  # noqa: E731
-    else:
-        step = functools.partial(step_on_input, cell, params)
+    xs = scan_inputs(cell, hoisted, params, x)  # hoisted: all T projections in one matmul
     steps_mask = None if mask is None else jnp.swapaxes(mask, 0, 1)[..., None]
 
     def body(carry, inputs):
         x_t, m_t = inputs
-        new = step(carry, x_t)
+        new = cell.step(params, carry, projected(cell, hoisted, params, x_t))
         if m_t is not None:  # padded step: keep the old state, output 0
             new = jax.tree.map(lambda a, b: jnp.where(m_t, a, b), new, carry)
         if not return_sequences:

@@ -42,10 +42,16 @@ def join_gates(x_t: tuple[jax.Array, ...]) -> jax.Array:
     return jnp.concatenate(x_t, axis=-1)
 
 
-def _inputs(cell, hoist: bool, params, xs):
-    """What the forward loop scans: each step's x_t (N, F), or with `hoist` all T projections
-    x W_ih + b computed before the loop, one array per gate (`by_gate`)."""
+def scan_inputs(cell, hoist: bool, params, xs):
+    """What a forward loop over time-major `xs` (T, N, F) scans: each step's x_t (N, F), or
+    with `hoist` all T projections x W_ih + b computed before the loop, one array per gate
+    (`by_gate`). `projected` turns one scanned step into the cell's x_t W_ih + b."""
     return by_gate(cell.project(params, xs), cell.gates) if hoist else xs
+
+
+def projected(cell, hoist: bool, params, x_t):
+    """x_t W_ih + b (N, G·H) of one step scanned from `scan_inputs`."""
+    return join_gates(x_t) if hoist else cell.project(params, x_t)
 
 
 def _forward(cell, hoist: bool, unroll, params, xs, carry0):
@@ -53,12 +59,12 @@ def _forward(cell, hoist: bool, unroll, params, xs, carry0):
     gates, what ``cell.activate_vjp`` needs, so the reverse loop recomputes nothing."""
 
     def body(carry, x_t):
-        xp = join_gates(x_t) if hoist else cell.project(params, x_t)
-        pre = cell.combine(xp, cell.hidden(params, cell.output(carry)))
+        pre = cell.combine(projected(cell, hoist, params, x_t),
+                           cell.hidden(params, cell.output(carry)))
         new, saved = cell.activate(pre, carry)
         return new, (new, saved)
 
-    carry, (carries, saved) = jax.lax.scan(body, carry0, _inputs(cell, hoist, params, xs),
+    carry, (carries, saved) = jax.lax.scan(body, carry0, scan_inputs(cell, hoist, params, xs),
                                            unroll=unroll)
     return (cell.output(carries), carry), (carries, saved)
 
